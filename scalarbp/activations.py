@@ -1,0 +1,107 @@
+"""Activation functions g and their derivatives g', one definition for every backend.
+
+Each function is written once with NumPy ufuncs so that the same code runs on whole
+arrays (the row and column references) and, compiled by Numba, on single scalars
+inside the scalar kernels.  ``register_jitable`` keeps each one
+an ordinary Python function that Numba can also compile.  The derivative takes both the pre-activation ``a`` and the
+activation ``h = g(a)``, because several derivatives are cheapest in terms of ``h``
+(seed 000: "sigmoid'(z) = sigmoid_grad(d)", i.e. h (1 - h)).
+
+The layer convention follows seed 001: ``a_i = sum_j w_ij h_j + b_i`` and
+``h_i = g(a_i)``; the derivative ``g'(a_i)`` is what the delta recursion multiplies by.
+
+Softmax is not element-wise (every output depends on every logit, seed 003), so it has
+no entry here: :mod:`scalarbp.losses` treats it as an output together with its loss.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from numba.extending import register_jitable
+
+#: Negative slope of ``leaky_relu``, PyTorch's default.
+LEAKY_SLOPE = 0.01
+
+
+@register_jitable
+def relu(a):
+    return np.maximum(a, 0)
+
+
+@register_jitable
+def relu_grad(a, h):
+    # seed 003: theta'(S) = sign(S) for ReLU, taken on h = max(a, 0) so that g'(0) = 0.
+    return np.sign(h)
+
+
+@register_jitable
+def leaky_relu(a):
+    return np.maximum(a, LEAKY_SLOPE * a)
+
+
+@register_jitable
+def leaky_relu_grad(a, h):
+    # 1 where a > 0, LEAKY_SLOPE elsewhere (PyTorch's choice at a = 0).
+    return LEAKY_SLOPE + (1 - LEAKY_SLOPE) * np.sign(np.maximum(a, 0))
+
+
+@register_jitable
+def sigmoid(a):
+    # 1 / (1 + e^-a) written with tanh: no overflow for any finite a.
+    return 0.5 + 0.5 * np.tanh(0.5 * a)
+
+
+@register_jitable
+def sigmoid_grad(a, h):
+    return h * (1 - h)
+
+
+@register_jitable
+def tanh(a):
+    return np.tanh(a)
+
+
+@register_jitable
+def tanh_grad(a, h):
+    return 1 - h * h
+
+
+@register_jitable
+def identity(a):
+    return a
+
+
+@register_jitable
+def identity_grad(a, h):
+    return a * 0 + 1
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An element-wise activation: ``h = g(a)`` and ``g'(a)`` as ``dg(a, h)``.
+
+    ``code`` is the integer the compiled kernels dispatch on.
+    """
+
+    name: str
+    code: int
+    g: Callable
+    dg: Callable
+
+
+ACTIVATIONS = {
+    act.name: act
+    for act in (
+        Activation("identity", 0, identity, identity_grad),
+        Activation("relu", 1, relu, relu_grad),
+        Activation("leaky_relu", 2, leaky_relu, leaky_relu_grad),
+        Activation("sigmoid", 3, sigmoid, sigmoid_grad),
+        Activation("tanh", 4, tanh, tanh_grad),
+    )
+}
+
+#: Activations allowed between layers.
+HIDDEN = ("relu", "leaky_relu", "sigmoid", "tanh", "identity")
+
+#: Activations whose weights are initialised with He's rule (Glorot's for the others).
+RELU_LIKE = ("relu", "leaky_relu")

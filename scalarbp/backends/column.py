@@ -1,0 +1,53 @@
+"""NumPy reference, column version (seed 000): samples are columns.
+
+With ``h^(0) = x`` (shape ``(d_0, N)``)::
+
+    a^(k) = W^(k) h^(k-1) + b^(k)          h^(k) = f(a^(k))            forward
+    grad_a^(T) Loss = y_hat - y            (softmax + cross-entropy; / N for a mean)
+    grad_W^(k) = grad_a^(k) h^(k-1)^T      grad_b^(k) = grad_a^(k) 1
+    grad_h^(k-1) = W^(k)^T grad_a^(k)      grad_a^(k-1) = grad_h^(k-1) * f'(a^(k-1))
+
+Written independently of the row reference and of the scalar kernels.
+"""
+import numpy as np
+
+from ..activations import ACTIVATIONS
+from ..losses import output_activation, output_delta, sample_losses
+
+
+def _forward(net, x):
+    """Pre-activations a^(k) and activations h^(k) of every layer, samples as columns."""
+    a, h = [], [x]
+    T = len(net.weights)
+    for k in range(T):
+        a.append(net.weights[k] @ h[-1] + net.biases[k][:, None])
+        if k < T - 1:
+            h.append(ACTIVATIONS[net.hidden[k]].g(a[-1]))
+        else:
+            h.append(output_activation(a[-1], net.output, axis=0))
+    return a, h
+
+
+def forward(net, X):
+    """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
+    return _forward(net, X.T)[1][-1].T
+
+
+def loss_and_grad(net, X, T):
+    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``."""
+    x, y = X.T, T.T
+    a, h = _forward(net, x)
+    N = x.shape[1]
+    J = sample_losses(a[-1], h[-1], y, net.loss, axis=0).sum() / N
+    J += 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights)
+
+    grad = np.empty_like(net.theta)
+    dW, db = net.layout.views(grad)
+    grad_a = output_delta(a[-1], h[-1], y, net.output, net.loss, axis=0) / N
+    for k in range(len(a) - 1, -1, -1):
+        dW[k][...] = grad_a @ h[k].T + net.l2 * net.weights[k]
+        db[k][...] = grad_a.sum(axis=1)
+        if k > 0:
+            grad_h = net.weights[k].T @ grad_a
+            grad_a = grad_h * ACTIVATIONS[net.hidden[k - 1]].dg(a[k - 1], h[k])
+    return float(J), grad

@@ -1,0 +1,351 @@
+"""The scalar form of backpropagation (seed 001), as explicit index loops compiled by Numba.
+
+Indices follow the notes: ``n`` a sample of the batch, ``i`` a unit of the layer being
+computed, ``j`` a unit of the layer below, ``s`` a unit of the layer above.  Per layer
+``k`` (``W = W[k]`` of shape ``(d_{k+1}, d_k)``, ``b = b[k]``)::
+
+    a_ni = sum_j w_ij h_nj + b_i,    h_ni = g(a_ni)                    forward
+    delta_nj = dPhi/df_j g'(a_nj) / N                                 output layer
+    delta_ni = (sum_s delta_ns w_si) g'(a_ni)                         the delta recursion
+    dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij,  dPhi/db_i = sum_n delta_ni
+
+All three sums have the form ``C[p, q] = sum_r A[p, r] B[q, r]`` with both operands
+unit-stride along the summed index ``r``; :func:`sum_products` computes that form once for
+all of them, in 4 x 4 register tiles so that each value loaded is used four times.  It is
+fed ``(h, W)`` for the forward sums, ``(delta, W^T)`` for the delta recursion and
+``(delta^T, h^T)`` for the weight gradient, with the transposes written beforehand.
+
+Parallelism and determinism: :func:`sum_products` runs ``prange`` over blocks of rows of
+``C``.  For the forward and delta sums those rows are samples (parallel over the batch);
+for the weight gradient they are the units ``i``, so each ``dPhi/dw_ij`` is summed over
+``n`` by one thread, in a fixed order.  No two threads ever add into the same element and
+no result depends on the number of threads: gradients are bit-for-bit identical for 1
+and 2 threads.
+
+``FASTMATH`` lets LLVM reassociate the sums (to use vector lanes) and fuse multiply-adds,
+but keeps IEEE NaN and inf semantics so that a diverging run is still detected.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .. import activations as act
+from ..activations import ACTIVATIONS
+from ..losses import LOSSES, SOFTMAX, binary_cross_entropy, squared_error
+
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+kernel = njit(cache=True, fastmath=FASTMATH)
+parallel_kernel = njit(cache=True, fastmath=FASTMATH, parallel=True)
+
+IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = (
+    ACTIVATIONS[name].code for name in ("identity", "relu", "leaky_relu", "sigmoid", "tanh"))
+CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE = (
+    LOSSES[name].code for name in ("cross_entropy", "binary_cross_entropy", "mse"))
+
+
+@kernel
+def g(code, a):
+    """h = g(a) for the activation with kernel ``code``."""
+    if code == RELU:
+        return act.relu(a)
+    if code == LEAKY_RELU:
+        return act.leaky_relu(a)
+    if code == SIGMOID:
+        return act.sigmoid(a)
+    if code == TANH:
+        return act.tanh(a)
+    return act.identity(a)
+
+
+@kernel
+def g_prime(code, a, h):
+    """g'(a), given a and h = g(a), for the activation with kernel ``code``."""
+    if code == RELU:
+        return act.relu_grad(a, h)
+    if code == LEAKY_RELU:
+        return act.leaky_relu_grad(a, h)
+    if code == SIGMOID:
+        return act.sigmoid_grad(a, h)
+    if code == TANH:
+        return act.tanh_grad(a, h)
+    return act.identity_grad(a, h)
+
+
+@parallel_kernel
+def sum_products(A, B, C):
+    """C[p, q] = sum_r A[p, r] B[q, r] for A (P, R), B (Q, R), C (P, Q).
+
+    Rows of C are computed in blocks of four, one block per ``prange`` iteration; inside a
+    full block, 4 x 4 tiles of C are held in 16 accumulators while ``r`` runs over both
+    operands at unit stride.
+    """
+    P, R = A.shape
+    Q = B.shape[0]
+    for block in prange((P + 3) // 4):
+        p = 4 * block
+        if p + 4 > P:  # the last, partial block of rows: one dot product per element
+            for pp in range(p, P):
+                for q in range(Q):
+                    c = C.dtype.type(0)
+                    for r in range(R):
+                        c += A[pp, r] * B[q, r]
+                    C[pp, q] = c
+            continue
+        q = 0
+        while q + 4 <= Q:
+            c00 = c01 = c02 = c03 = C.dtype.type(0)
+            c10 = c11 = c12 = c13 = C.dtype.type(0)
+            c20 = c21 = c22 = c23 = C.dtype.type(0)
+            c30 = c31 = c32 = c33 = C.dtype.type(0)
+            for r in range(R):
+                a0, a1, a2, a3 = A[p, r], A[p + 1, r], A[p + 2, r], A[p + 3, r]
+                b0, b1, b2, b3 = B[q, r], B[q + 1, r], B[q + 2, r], B[q + 3, r]
+                c00 += a0 * b0
+                c01 += a0 * b1
+                c02 += a0 * b2
+                c03 += a0 * b3
+                c10 += a1 * b0
+                c11 += a1 * b1
+                c12 += a1 * b2
+                c13 += a1 * b3
+                c20 += a2 * b0
+                c21 += a2 * b1
+                c22 += a2 * b2
+                c23 += a2 * b3
+                c30 += a3 * b0
+                c31 += a3 * b1
+                c32 += a3 * b2
+                c33 += a3 * b3
+            C[p, q], C[p, q + 1], C[p, q + 2], C[p, q + 3] = c00, c01, c02, c03
+            C[p + 1, q], C[p + 1, q + 1], C[p + 1, q + 2], C[p + 1, q + 3] = c10, c11, c12, c13
+            C[p + 2, q], C[p + 2, q + 1], C[p + 2, q + 2], C[p + 2, q + 3] = c20, c21, c22, c23
+            C[p + 3, q], C[p + 3, q + 1], C[p + 3, q + 2], C[p + 3, q + 3] = c30, c31, c32, c33
+            q += 4
+        for qq in range(q, Q):  # the last columns: a 4 x 1 tile each
+            c0 = c1 = c2 = c3 = C.dtype.type(0)
+            for r in range(R):
+                bq = B[qq, r]
+                c0 += A[p, r] * bq
+                c1 += A[p + 1, r] * bq
+                c2 += A[p + 2, r] * bq
+                c3 += A[p + 3, r] * bq
+            C[p, qq], C[p + 1, qq], C[p + 2, qq], C[p + 3, qq] = c0, c1, c2, c3
+
+
+@parallel_kernel
+def transpose(src, dst):
+    """dst[j, i] = src[i, j]."""
+    rows, cols = src.shape
+    for j in prange(cols):
+        for i in range(rows):
+            dst[j, i] = src[i, j]
+
+
+@parallel_kernel
+def activate(a, b, h, code):
+    """a_ni += b_i, then h_ni = g(a_ni): the end of the forward sum, per sample."""
+    N, d = a.shape
+    for n in prange(N):
+        for i in range(d):
+            a[n, i] += b[i]
+            h[n, i] = g(code, a[n, i])
+
+
+@parallel_kernel
+def scale_by_g_prime(delta, a, h, code):
+    """delta_ni *= g'(a_ni): turns sum_s delta_ns w_si into the delta of layer k."""
+    N, d = delta.shape
+    for n in prange(N):
+        for i in range(d):
+            delta[n, i] *= g_prime(code, a[n, i], h[n, i])
+
+
+@kernel
+def softmax_row(a, f, n):
+    """f_nj = softmax(a_n)_j, max-shifted (seed 002); returns log-sum-exp of row n."""
+    K = a.shape[1]
+    m = a[n, 0]
+    for j in range(1, K):
+        m = max(m, a[n, j])
+    s = a.dtype.type(0)
+    for j in range(K):
+        f[n, j] = np.exp(a[n, j] - m)
+        s += f[n, j]
+    for j in range(K):
+        f[n, j] /= s
+    return m + np.log(s)
+
+
+@parallel_kernel
+def output(a, f, out_code):
+    """f_n = g(a_n) for every sample, softmax taken across the row."""
+    N, K = a.shape
+    for n in prange(N):
+        if out_code == SOFTMAX:
+            softmax_row(a, f, n)
+        else:
+            for j in range(K):
+                f[n, j] = g(out_code, a[n, j])
+
+
+@parallel_kernel
+def output_layer(a, f, y, out_code, loss_code, scale, delta, losses):
+    """Output activations f, per-sample losses and the output delta times ``scale``.
+
+    Row ``n`` of ``a`` holds the logits of sample ``n``; see :mod:`scalarbp.losses` for
+    the formulas.  Cross-entropy is taken as ``lse - a_j`` (log-sum-exp), so huge logits
+    stay finite.
+    """
+    N, K = a.shape
+    for n in prange(N):
+        if out_code == SOFTMAX:
+            lse = softmax_row(a, f, n)
+        else:
+            lse = a.dtype.type(0)
+            for j in range(K):
+                f[n, j] = g(out_code, a[n, j])
+
+        loss = a.dtype.type(0)
+        if loss_code == CROSS_ENTROPY:  # -sum_j y_j log f_j, log f_j = a_j - lse
+            y_sum = a.dtype.type(0)
+            for j in range(K):
+                loss += y[n, j] * (lse - a[n, j])
+                y_sum += y[n, j]
+            for j in range(K):  # seed 003: (f - y) for one-hot y
+                delta[n, j] = scale * (f[n, j] * y_sum - y[n, j])
+        elif loss_code == BINARY_CROSS_ENTROPY:
+            for j in range(K):
+                loss += binary_cross_entropy(a[n, j], y[n, j])
+                delta[n, j] = scale * (f[n, j] - y[n, j])
+        else:  # mse: seed 001's delta_j = dPhi/df_j g'(a_j), dPhi/df_j = u_j = f_j - y_j
+            for j in range(K):
+                loss += squared_error(f[n, j], y[n, j])
+            if out_code == SOFTMAX:  # softmax's Jacobian: delta_j = f_j (u_j - sum_k u_k f_k)
+                uf = a.dtype.type(0)
+                for k in range(K):
+                    uf += (f[n, k] - y[n, k]) * f[n, k]
+                for j in range(K):
+                    delta[n, j] = scale * f[n, j] * (f[n, j] - y[n, j] - uf)
+            else:
+                for j in range(K):
+                    delta[n, j] = scale * (f[n, j] - y[n, j]) * g_prime(out_code, a[n, j], f[n, j])
+        losses[n] = loss
+
+
+@parallel_kernel
+def bias_grad_and_penalty(deltaT, W, l2, dW, db):
+    """db_i = sum_n delta_ni (rows of delta^T, in a fixed order); dW_ij += l2 w_ij."""
+    d_out, N = deltaT.shape
+    for i in prange(d_out):
+        s = deltaT.dtype.type(0)
+        for n in range(N):
+            s += deltaT[i, n]
+        db[i] = s
+        for j in range(W.shape[1]):
+            dW[i, j] += l2 * W[i, j]
+
+
+@kernel
+def squared_norm(W):
+    """sum_ij w_ij^2, in a fixed order."""
+    s = 0.0
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            s += W[i, j] * W[i, j]
+    return s
+
+
+@kernel
+def layer_views(flat, sizes, k, N):
+    """Layer ``k``'s ``(N, d_{k+1})`` block of a per-sample buffer holding layers 1..T."""
+    at = 0
+    for m in range(1, k + 1):
+        at += N * sizes[m]
+    d = sizes[k + 1]
+    return flat[at:at + N * d].reshape((N, d))
+
+
+@kernel
+def parameter_views(theta, sizes, k):
+    """``(W[k], b[k])`` as views of the flat parameter vector (scalarbp.layout)."""
+    at = 0
+    for m in range(k):
+        at += sizes[m + 1] * (sizes[m] + 1)
+    d_out, d_in = sizes[k + 1], sizes[k]
+    W = theta[at:at + d_out * d_in].reshape((d_out, d_in))
+    return W, theta[at + d_out * d_in:at + d_out * (d_in + 1)]
+
+
+@kernel
+def forward(theta, sizes, codes, X, a_flat, h_flat):
+    """Forward pass: a^(k) and h^(k) of layers 1..T into the per-sample buffers.
+
+    ``codes[k]`` is the activation code of layer k+1 (the last one the output's).  The
+    output layer's h is that layer's g(a), or for softmax its logits a; :func:`output`
+    or :func:`output_layer` then computes the outputs.
+    """
+    N = X.shape[0]
+    T = sizes.shape[0] - 1
+    h_below = X
+    for k in range(T):
+        W, b = parameter_views(theta, sizes, k)
+        a = layer_views(a_flat, sizes, k, N)
+        h = layer_views(h_flat, sizes, k, N)
+        sum_products(h_below, W, a)  # a_ni = sum_j h_nj w_ij
+        activate(a, b, h, codes[k] if codes[k] != SOFTMAX else IDENTITY)
+        h_below = h
+
+
+@kernel
+def predict(theta, sizes, codes, X, a_flat, h_flat):
+    """The network's outputs for X: the last layer's block of ``h_flat`` after the call."""
+    forward(theta, sizes, codes, X, a_flat, h_flat)
+    T = sizes.shape[0] - 1
+    out = layer_views(h_flat, sizes, T - 1, X.shape[0])
+    output(layer_views(a_flat, sizes, T - 1, X.shape[0]), out, codes[T - 1])
+
+
+@kernel
+def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
+    """J and dJ/dtheta (into ``grad``) for a batch; ``work`` holds the scratch buffers.
+
+    ``work = (a_flat, h_flat, losses, delta, delta_below, deltaT, hT, WT)``, sized by
+    :class:`scalarbp.backends.scalar.Workspace`.
+    """
+    a_flat, h_flat, losses, delta_buf, below_buf, deltaT_buf, hT_buf, WT_buf = work
+    N = X.shape[0]
+    T = sizes.shape[0] - 1
+    forward(theta, sizes, codes, X, a_flat, h_flat)
+
+    K = sizes[T]
+    a_out = layer_views(a_flat, sizes, T - 1, N)
+    f_out = layer_views(h_flat, sizes, T - 1, N)
+    delta = delta_buf[:N * K].reshape((N, K))
+    output_layer(a_out, f_out, y, codes[T - 1], loss_code, theta.dtype.type(1.0 / N), delta, losses)
+    J = 0.0
+    for n in range(N):
+        J += losses[n]
+    J /= N
+
+    for k in range(T - 1, -1, -1):
+        d_out, d_in = sizes[k + 1], sizes[k]
+        W, _ = parameter_views(theta, sizes, k)
+        dW, db = parameter_views(grad, sizes, k)
+        h_below = X if k == 0 else layer_views(h_flat, sizes, k - 1, N)
+        deltaT = deltaT_buf[:d_out * N].reshape((d_out, N))
+        hT = hT_buf[:d_in * N].reshape((d_in, N))
+        transpose(delta, deltaT)
+        transpose(h_below, hT)
+        sum_products(deltaT, hT, dW)  # dPhi/dw_ij = sum_n delta_ni h_nj
+        bias_grad_and_penalty(deltaT, W, l2, dW, db)
+        J += 0.5 * l2 * squared_norm(W)
+        if k > 0:
+            WT = WT_buf[:d_in * d_out].reshape((d_in, d_out))
+            transpose(W, WT)
+            below = below_buf[:N * d_in].reshape((N, d_in))
+            sum_products(delta, WT, below)  # sum_s delta_ns w_si
+            a_below = layer_views(a_flat, sizes, k - 1, N)
+            scale_by_g_prime(below, a_below, h_below, codes[k - 1])
+            delta_buf, below_buf = below_buf, delta_buf
+            delta = below
+    return J

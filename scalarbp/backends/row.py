@@ -1,0 +1,55 @@
+"""NumPy reference, row version (seeds 003 and 004): samples are rows.
+
+With ``U = W^T`` (shape ``(d_in, d_out)``) and ``X^(0) = X``::
+
+    S^(l) = X^(l-1) U^(l) + c^(l)                    forward, seed 003
+    X^(l) = theta(S^(l))
+    delta^(L) = dLoss/dS^(L) / N                      (X^(L) - Y) / N for softmax + CE
+    dE/dU^(l) = [X^(l-1)]^T delta^(l)                 dE/dc^(l) = 1^T delta^(l)
+    delta^(l) = (delta^(l+1) [U^(l+1)]^T) * theta'(S^(l))
+
+Written independently of the column reference and of the scalar kernels, so that
+agreement between them means something.
+"""
+import numpy as np
+
+from ..activations import ACTIVATIONS
+from ..losses import output_activation, output_delta, sample_losses
+
+
+def _forward(net, X):
+    """Pre-activations S and activations X^(l) of every layer (X^(0) = X)."""
+    U = [W.T for W in net.weights]
+    S, Xs = [], [X]
+    for l, (U_l, c_l) in enumerate(zip(U, net.biases)):
+        S.append(Xs[-1] @ U_l + c_l)
+        if l < len(U) - 1:
+            Xs.append(ACTIVATIONS[net.hidden[l]].g(S[-1]))
+        else:
+            Xs.append(output_activation(S[-1], net.output, axis=1))
+    return S, Xs
+
+
+def forward(net, X):
+    """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
+    return _forward(net, X)[1][-1]
+
+
+def loss_and_grad(net, X, T):
+    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``."""
+    S, Xs = _forward(net, X)
+    N = X.shape[0]
+    J = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1).sum() / N
+    J += 0.5 * net.l2 * sum((W * W).sum() for W in net.weights)
+
+    grad = np.empty_like(net.theta)
+    dW, db = net.layout.views(grad)
+    delta = output_delta(S[-1], Xs[-1], T, net.output, net.loss, axis=1) / N
+    for l in range(len(S) - 1, -1, -1):
+        dU = Xs[l].T @ delta
+        dW[l][...] = dU.T + net.l2 * net.weights[l]
+        db[l][...] = np.ones(N, dtype=delta.dtype) @ delta
+        if l > 0:
+            U_l = net.weights[l].T
+            delta = (delta @ U_l.T) * ACTIVATIONS[net.hidden[l - 1]].dg(S[l - 1], Xs[l])
+    return float(J), grad

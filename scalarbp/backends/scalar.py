@@ -1,0 +1,70 @@
+"""The ``"scalar"`` backend: Python glue around the compiled kernels in :mod:`.kernels`.
+
+It owns the work buffers (allocated once per batch size and reused, so a training step
+allocates nothing in the kernels) and turns the network's description into the integer
+codes the kernels dispatch on.
+"""
+import numpy as np
+
+from . import kernels
+
+
+class Workspace:
+    """Scratch buffers for batches of up to ``capacity`` samples of one architecture.
+
+    ``a``/``h``: pre-activations and activations of layers 1..T, one ``(N, d_k)`` block
+    per layer; ``delta``/``below``: the deltas of two adjacent layers; ``deltaT``/``hT``:
+    transposed copies feeding the weight-gradient sum; ``WT``: a transposed weight matrix.
+    """
+
+    def __init__(self, sizes, capacity, dtype):
+        self.key = (tuple(sizes), np.dtype(dtype))
+        self.capacity = capacity
+        widest_out = max(sizes[1:])
+        widest_in = max(sizes[:-1])
+        widest_W = max(d_out * d_in for d_in, d_out in zip(sizes[:-1], sizes[1:]))
+        N = capacity
+        self.a = np.empty(N * sum(sizes[1:]), dtype)
+        self.h = np.empty_like(self.a)
+        self.buffers = (
+            self.a, self.h, np.empty(N, dtype), np.empty(N * widest_out, dtype),
+            np.empty(N * widest_out, dtype), np.empty(N * widest_out, dtype),
+            np.empty(N * widest_in, dtype), np.empty(widest_W, dtype),
+        )
+
+    @classmethod
+    def for_batch(cls, net, N):
+        """The net's workspace, grown if ``N`` samples do not fit or the net changed."""
+        work = getattr(net, "_workspace", None)
+        key = (net.sizes, net.dtype)
+        if work is None or work.key != key or work.capacity < N:
+            work = cls(net.sizes, N, net.dtype)
+            net._workspace = work
+        return work
+
+    def output(self, sizes, N):
+        """A copy of the last layer's ``(N, d_T)`` block of ``h``."""
+        at = N * sum(sizes[1:-1])
+        return self.h[at:at + N * sizes[-1]].reshape(N, sizes[-1]).copy()
+
+
+def _codes(net):
+    return np.array(net.codes, dtype=np.int64), np.array(net.sizes, dtype=np.int64)
+
+
+def forward(net, X):
+    """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
+    codes, sizes = _codes(net)
+    work = Workspace.for_batch(net, X.shape[0])
+    kernels.predict(net.theta, sizes, codes, X, work.a, work.h)
+    return work.output(net.sizes, X.shape[0])
+
+
+def loss_and_grad(net, X, T):
+    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``."""
+    codes, sizes = _codes(net)
+    work = Workspace.for_batch(net, X.shape[0])
+    grad = np.empty_like(net.theta)
+    J = kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, net.l2, X, T,
+                              work.buffers)
+    return float(J), grad
