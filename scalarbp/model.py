@@ -7,6 +7,34 @@ from .layout import Layout
 from .losses import LOSSES, output_code
 
 
+class ParameterList(list):
+    """Per-layer views of ``theta``; assigning an entry copies the new values into it.
+
+    ``net.weights[k] = A`` checks A's shape and writes it into ``theta``, so the list keeps
+    holding views and every backend sees the change; in-place edits need nothing.
+    """
+
+    def __init__(self, name, views):
+        super().__init__(views)
+        self.name = name
+
+    def __setitem__(self, k, value):
+        if not isinstance(k, int):
+            raise TypeError(f"net.{self.name} takes one layer at a time, got index {k!r}")
+        view = self[k]
+        array = np.asarray(value)
+        if array.shape != view.shape:
+            raise ValueError(f"net.{self.name}[{k}] must have shape {view.shape}, got {array.shape}")
+        view[...] = array
+
+    def assign(self, arrays):
+        arrays = list(arrays)
+        if len(arrays) != len(self):
+            raise ValueError(f"net.{self.name} needs {len(self)} arrays, got {len(arrays)}")
+        for k, array in enumerate(arrays):
+            self[k] = array
+
+
 class MLP:
     """A fully connected network trained by backpropagation.
 
@@ -39,7 +67,7 @@ class MLP:
         ``biases[k]`` has shape ``(sizes[k+1],)``.
     theta : ndarray
         All parameters in one flat vector; ``weights`` and ``biases`` are views of it
-        (see :mod:`scalarbp.layout`).
+        (see :mod:`scalarbp.layout`).  Assigning a new vector re-points both lists.
     """
 
     def __init__(self, sizes, hidden="relu", output="softmax", loss=None, l2=0.0,
@@ -51,7 +79,6 @@ class MLP:
         self.dtype = checks.dtype(dtype)
         self.layout = Layout(self.sizes)
         self.theta = np.zeros(self.layout.size, self.dtype)
-        self.weights, self.biases = self.layout.views(self.theta)
         rng = np.random.default_rng(seed)
         for k, W in enumerate(self.weights):
             d_out, d_in = W.shape
@@ -66,6 +93,42 @@ class MLP:
         return (f"MLP({layers}, hidden={list(self.hidden)}, output={self.output!r}, "
                 f"loss={self.loss!r}, l2={self.l2}, dtype={self.dtype.name!r})")
 
+    def astype(self, dtype):
+        """A copy of this network with parameters of another dtype."""
+        copy = MLP(self.sizes, self.hidden, self.output, self.loss, self.l2, dtype)
+        copy.theta[...] = self.theta
+        return copy
+
+    @property
+    def theta(self):
+        return self._theta
+
+    @theta.setter
+    def theta(self, value):
+        value = np.asarray(value)
+        if value.shape != (self.layout.size,):
+            raise ValueError(f"theta has shape {value.shape}, expected ({self.layout.size},)")
+        self._theta = np.ascontiguousarray(value, dtype=self.dtype)
+        W, b = self.layout.views(self._theta)
+        self._weights = ParameterList("weights", W)
+        self._biases = ParameterList("biases", b)
+
+    @property
+    def weights(self):
+        return self._weights
+
+    @weights.setter
+    def weights(self, arrays):
+        self._weights.assign(arrays)
+
+    @property
+    def biases(self):
+        return self._biases
+
+    @biases.setter
+    def biases(self, arrays):
+        self._biases.assign(arrays)
+
     @property
     def codes(self):
         """Kernel activation code of every layer above the input (the output's last)."""
@@ -75,33 +138,8 @@ class MLP:
     def loss_code(self):
         return LOSSES[self.loss].code
 
-    def sync(self):
-        """Make ``weights``/``biases`` views of ``theta`` again after the user replaced some.
-
-        Replaced entries are checked for shape and copied into ``theta``; called by every
-        pass, so replacing ``net.weights[k]`` with a same-shape array simply works.
-        """
-        for name, arrays in (("weights", self.weights), ("biases", self.biases)):
-            if not isinstance(arrays, list) or len(arrays) != self.layout.depth:
-                raise ValueError(f"net.{name} must be a list of {self.layout.depth} arrays")
-        W_views, b_views = self.layout.views(self.theta)
-        for name, arrays, views in (("weights", self.weights, W_views),
-                                    ("biases", self.biases, b_views)):
-            for k, (array, view) in enumerate(zip(arrays, views)):
-                if array is view or (isinstance(array, np.ndarray) and array.base is self.theta
-                                     and array.shape == view.shape
-                                     and array.ctypes.data == view.ctypes.data):
-                    continue
-                array = np.asarray(array)
-                if array.shape != view.shape:
-                    raise ValueError(f"net.{name}[{k}] has shape {array.shape}, expected {view.shape}")
-                view[...] = array
-                arrays[k] = view
-
     def _backend(self, backend):
-        module = backends.get(backend)
-        self.sync()
-        return module
+        return backends.get(backend)
 
     def forward(self, X, backend="scalar"):
         """Output activations ``(N, sizes[-1])`` for inputs ``X`` of shape ``(N, sizes[0])``."""
