@@ -1,7 +1,7 @@
 """The multilayer perceptron: its architecture, its parameters, and the public passes."""
 import numpy as np
 
-from . import backends, checks
+from . import backends, checks, metrics, persistence, training
 from .activations import ACTIVATIONS, RELU_LIKE
 from .layout import Layout
 from .losses import LOSSES, output_code
@@ -68,6 +68,16 @@ class MLP:
     theta : ndarray
         All parameters in one flat vector; ``weights`` and ``biases`` are views of it
         (see :mod:`scalarbp.layout`).  Assigning a new vector re-points both lists.
+    optimizer : scalarbp.optimizers.Optimizer or None
+        The optimiser of the last ``fit``, with its state; the next ``fit`` with the same
+        optimiser name continues from it.
+    standardizer : scalarbp.datasets.Standardizer or None
+        An input transform that travels with the model: ``fit``, ``predict``,
+        ``predict_proba`` and ``score`` apply it to X (``forward`` and
+        ``loss_and_grad``, the passes of the notes, do not).
+    epochs_trained : int
+        Epochs of training so far; with a seed, it picks each epoch's shuffle, so training
+        resumed from a saved model equals uninterrupted training.
     """
 
     def __init__(self, sizes, hidden="relu", output="softmax", loss=None, l2=0.0,
@@ -79,6 +89,9 @@ class MLP:
         self.dtype = checks.dtype(dtype)
         self.layout = Layout(self.sizes)
         self.theta = np.zeros(self.layout.size, self.dtype)
+        self.optimizer = None
+        self.standardizer = None
+        self.epochs_trained = 0
         rng = np.random.default_rng(seed)
         for k, W in enumerate(self.weights):
             d_out, d_in = W.shape
@@ -168,3 +181,88 @@ class MLP:
         J, grad = module.loss_and_grad(self, X, T)
         dW, db = self.layout.views(grad)
         return J, dW, db
+
+    # --- training and prediction ---------------------------------------------------------
+
+    @property
+    def is_classifier(self):
+        """True for a softmax output or a sigmoid output trained with binary cross-entropy."""
+        return self.output == "softmax" or self.loss == "binary_cross_entropy"
+
+    def transform(self, X):
+        """X through the net's standardizer (unchanged if there is none)."""
+        return X if self.standardizer is None else self.standardizer.transform(X)
+
+    def fit(self, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=True, seed=None,
+            validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
+            backend="scalar", verbose=0):
+        """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
+
+        Parameters
+        ----------
+        X : array ``(N, sizes[0])`` or ``numpy.memmap`` (read one minibatch at a time)
+        y : labels ``(N,)`` or targets ``(N, sizes[-1])``
+        epochs, batch_size : int
+        lr : float
+            Learning rate.
+        optimizer : ``"sgd"``, ``"momentum"``, ``"adam"`` or a
+            :class:`scalarbp.optimizers.Optimizer` (e.g. ``Momentum(0.1, nesterov=True)``).
+            Training continues the net's current optimiser state when the name matches.
+        shuffle : bool
+            Visit the samples in a new random order each epoch.
+        seed : int or None
+            Seeds the shuffles and the validation split: same seed and data, same weights,
+            on any number of threads.
+        validation_data : ``(X_val, y_val)`` or None
+        validation_fraction : float
+            Hold out this fraction of (X, y) for validation instead.
+        early_stopping : bool
+            Stop after ``patience`` epochs without a lower validation loss (training loss
+            without validation data) and restore the best weights.
+        backend : ``"scalar"``, ``"row"`` or ``"column"``
+        verbose : 0 silent, 1 a line per epoch, 2 also a progress bar on a terminal
+
+        Raises
+        ------
+        scalarbp.training.DivergedError
+            If the loss or gradient becomes NaN or inf; the weights are the last finite
+            ones and ``err.history`` holds the completed epochs.
+        """
+        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
+                            optimizer=optimizer, shuffle=shuffle, seed=seed,
+                            validation_data=validation_data,
+                            validation_fraction=validation_fraction, early_stopping=early_stopping,
+                            patience=patience, backend=backend, verbose=verbose)
+
+    def partial_fit(self, X, y, batch_size=32, lr=0.01, optimizer="sgd", backend="scalar"):
+        """One pass over a chunk of a stream, in order, continuing the optimiser's state."""
+        training.fit(self, X, y, epochs=1, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                     shuffle=False, backend=backend)
+        return self
+
+    def predict_proba(self, X, backend="scalar"):
+        """Output activations for (standardised) X: class probabilities for a softmax output."""
+        return self.forward(self.transform(checks.inputs(X, self.sizes[0], self.dtype)), backend)
+
+    def predict(self, X, backend="scalar"):
+        """Class labels for classifiers (see :func:`scalarbp.metrics.predictions`), else values."""
+        return metrics.predictions(self, self.predict_proba(X, backend))
+
+    def score(self, X, y, backend="scalar"):
+        """Accuracy for classifiers, R^2 for regression."""
+        return metrics.score(self, self.predict_proba(X, backend), y)
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the model (configuration, parameters, optimiser state) to one ``.npz`` file.
+
+        The file is written beside ``path`` and renamed into place: a failed save leaves
+        any previous file intact.
+        """
+        persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """A model saved by :meth:`save`; loading never runs code (no pickle)."""
+        return persistence.load(path)

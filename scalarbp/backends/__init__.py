@@ -4,7 +4,7 @@
 * ``"row"``: NumPy, samples as rows, ``S = X W + b`` (seeds 003, 004), :mod:`.row`.
 * ``"column"``: NumPy, samples as columns, ``a = W h + b`` (seed 000), :mod:`.column`.
 
-Each module provides ``forward(net, X)`` and ``loss_and_grad(net, X, T)`` on validated,
+Each module provides ``forward(net, X)`` and ``loss_and_grad(net, X, T, grad=None)`` on validated,
 C-contiguous arrays of the network's dtype (:mod:`scalarbp.checks` does the validation).
 """
 import importlib

@@ -33,15 +33,16 @@ def forward(net, X):
     return _forward(net, X.T)[1][-1].T
 
 
-def loss_and_grad(net, X, T):
-    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``."""
+def loss_and_grad(net, X, T, grad=None):
+    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``
+    (written into ``grad`` when one is given)."""
     x, y = X.T, T.T
     a, h = _forward(net, x)
     N = x.shape[1]
     J = sample_losses(a[-1], h[-1], y, net.loss, axis=0).sum() / N
     J += 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights)
 
-    grad = np.empty_like(net.theta)
+    grad = np.empty_like(net.theta) if grad is None else grad
     dW, db = net.layout.views(grad)
     grad_a = output_delta(a[-1], h[-1], y, net.output, net.loss, axis=0) / N
     for k in range(len(a) - 1, -1, -1):

@@ -35,14 +35,15 @@ def forward(net, X):
     return _forward(net, X)[1][-1]
 
 
-def loss_and_grad(net, X, T):
-    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``."""
+def loss_and_grad(net, X, T, grad=None):
+    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``
+    (written into ``grad`` when one is given)."""
     S, Xs = _forward(net, X)
     N = X.shape[0]
     J = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1).sum() / N
     J += 0.5 * net.l2 * sum((W * W).sum() for W in net.weights)
 
-    grad = np.empty_like(net.theta)
+    grad = np.empty_like(net.theta) if grad is None else grad
     dW, db = net.layout.views(grad)
     delta = output_delta(S[-1], Xs[-1], T, net.output, net.loss, axis=1) / N
     for l in range(len(S) - 1, -1, -1):

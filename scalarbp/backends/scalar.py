@@ -60,11 +60,12 @@ def forward(net, X):
     return work.output(net.sizes, X.shape[0])
 
 
-def loss_and_grad(net, X, T):
-    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``."""
+def loss_and_grad(net, X, T, grad=None):
+    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``
+    (written into ``grad`` when one is given)."""
     codes, sizes = _codes(net)
     work = Workspace.for_batch(net, X.shape[0])
-    grad = np.empty_like(net.theta)
+    grad = np.empty_like(net.theta) if grad is None else grad
     J = kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, net.l2, X, T,
                               work.buffers)
     return float(J), grad
