@@ -106,6 +106,17 @@ class MLP:
         return (f"MLP({layers}, hidden={list(self.hidden)}, output={self.output!r}, "
                 f"loss={self.loss!r}, l2={self.l2}, dtype={self.dtype.name!r})")
 
+    def __getstate__(self):
+        """Pickle/copy support: the configuration and arrays, not views or work buffers."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_weights", "_biases", "_workspace")}
+        state["_theta"] = np.array(self._theta)
+        return state
+
+    def __setstate__(self, state):
+        theta = np.array(state.pop("_theta"))  # a writable copy, even from a read-only memmap
+        self.__dict__.update(state)
+        self.theta = theta
+
     def astype(self, dtype):
         """A copy of this network with parameters of another dtype."""
         copy = MLP(self.sizes, self.hidden, self.output, self.loss, self.l2, dtype)

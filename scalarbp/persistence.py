@@ -46,15 +46,16 @@ def save(net, path):
     if net.standardizer is not None:
         arrays["standardizer.mean"] = net.standardizer.mean
         arrays["standardizer.scale"] = net.standardizer.scale
-    _write_atomically(os.fspath(path), arrays)
+    write_atomically(os.fspath(path), lambda file: np.savez(file, **arrays))
 
 
-def _write_atomically(path, arrays):
+def write_atomically(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as file:
-            np.savez(file, **arrays)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -70,14 +71,16 @@ def load(path):
     from .optimizers import make
 
     name = os.fspath(path)
+    with open(name, "rb") as file:
+        magic = file.read(6)
+    if magic[:4] != b"PK\x03\x04":
+        kind = "an .npy array" if magic == b"\x93NUMPY" else "empty" if not magic else \
+            "pickled data, which is never loaded" if magic[:1] == b"\x80" else "not an .npz archive"
+        raise ModelFileError(f"{name}: not a scalarbp model file ({kind})")
     try:
         archive = np.load(name, allow_pickle=False)
-    except FileNotFoundError:
-        raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ModelFileError(f"{name}: not a scalarbp model file ({_reason(err)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ModelFileError(f"{name}: a single .npy array, not a scalarbp model file (.npz)")
     with archive:
         try:
             arrays = {key: archive[key] for key in archive.files}

@@ -177,10 +177,11 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
             xb, tb = batches.gather(rows)
             J, _ = module.loss_and_grad(net, xb, tb, grad)
             if not (np.isfinite(J) and np.isfinite(grad.sum())):
+                what = "the gradient holds NaN or inf" if np.isfinite(J) else f"the loss is {J}"
                 raise DivergedError(
-                    f"training diverged at epoch {net.epochs_trained + 1}, step {b + 1}: the loss or "
-                    f"gradient is {'NaN/inf' if np.isfinite(J) else J}; the weights are the last finite "
-                    f"ones (before this step). Try a smaller learning rate (lr={opt.lr}).", history)
+                    f"training diverged at epoch {net.epochs_trained + 1}, step {b + 1}: {what}; the "
+                    f"weights are the last finite ones (before this step). Try a smaller learning rate "
+                    f"(lr={opt.lr}).", history)
             opt.step(net.theta, grad)
             total += J * rows.shape[0]
             progress.update(epoch, epochs, b + 1, n_batches)

@@ -33,22 +33,38 @@ def forward(net, X):
     return _forward(net, X.T)[1][-1].T
 
 
-def loss_and_grad(net, X, T, grad=None):
-    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``
-    (written into ``grad`` when one is given)."""
+def trace(net, X, T):
+    """Every intermediate of one forward and backward pass, samples as columns.
+
+    Returns a dict: ``a``, ``h`` (lists over layers, ``h[0] = x``), ``L`` (mean loss),
+    ``J`` (with the penalty), ``grad_a`` and ``grad_h`` (lists over layers 1..T; ``grad_h``
+    of the output layer is None), ``dW`` and ``db`` (lists over layers).
+    """
     x, y = X.T, T.T
     a, h = _forward(net, x)
     N = x.shape[1]
-    J = sample_losses(a[-1], h[-1], y, net.loss, axis=0).sum() / N
-    J += 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights)
+    L = sample_losses(a[-1], h[-1], y, net.loss, axis=0).sum() / N
+    J = L + 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights)
+    depth = len(a)
+    grad_a, grad_h, dW, db = [None] * depth, [None] * depth, [None] * depth, [None] * depth
+    grad_a[-1] = output_delta(a[-1], h[-1], y, net.output, net.loss, axis=0) / N
+    for k in range(depth - 1, -1, -1):
+        dW[k] = grad_a[k] @ h[k].T + net.l2 * net.weights[k]
+        db[k] = grad_a[k].sum(axis=1)
+        if k > 0:
+            grad_h[k - 1] = net.weights[k].T @ grad_a[k]
+            grad_a[k - 1] = grad_h[k - 1] * ACTIVATIONS[net.hidden[k - 1]].dg(a[k - 1], h[k])
+    return {"a": a, "h": h, "L": float(L), "J": float(J), "grad_a": grad_a, "grad_h": grad_h,
+            "dW": dW, "db": db}
 
+
+def loss_and_grad(net, X, T, grad=None):
+    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``
+    (written into ``grad`` when one is given)."""
+    t = trace(net, X, T)
     grad = np.empty_like(net.theta) if grad is None else grad
     dW, db = net.layout.views(grad)
-    grad_a = output_delta(a[-1], h[-1], y, net.output, net.loss, axis=0) / N
-    for k in range(len(a) - 1, -1, -1):
-        dW[k][...] = grad_a @ h[k].T + net.l2 * net.weights[k]
-        db[k][...] = grad_a.sum(axis=1)
-        if k > 0:
-            grad_h = net.weights[k].T @ grad_a
-            grad_a = grad_h * ACTIVATIONS[net.hidden[k - 1]].dg(a[k - 1], h[k])
-    return float(J), grad
+    for k in range(len(dW)):
+        dW[k][...] = t["dW"][k]
+        db[k][...] = t["db"][k]
+    return t["J"], grad

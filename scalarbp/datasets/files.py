@@ -36,37 +36,54 @@ def guess_format(path):
 
 
 def load(path, format=None, labels=None, label_column=-1, delimiter=",", header=None):
-    """``(X, y)`` from a file of the given (or guessed) format; ``labels`` names the file
-    holding y for ``npy`` and ``idx``, ``label_column``/``delimiter``/``header`` apply to CSV."""
+    """``(X, y)`` from a file of the given (or guessed) format.
+
+    ``labels`` names the file holding y for ``npy`` and ``idx``; ``label_column``,
+    ``delimiter`` and ``header`` apply to CSV.  Without labels (no ``labels`` file, an
+    ``.npz`` without ``y``, ``label_column=None``) y is None: enough for prediction.
+    """
     format = format or guess_format(path)
     if format == "npz":
-        return load_npz(path)
+        return load_npz(path, y_key="y" if _has(path, "y") else None)
     if format == "csv":
         return load_csv(path, label_column=label_column, delimiter=delimiter, header=header)
-    if format in ("npy", "idx"):
-        if labels is None:
-            raise DataError(f"{path}: {format} data needs a second file with the labels")
-        return load_npy(path, labels) if format == "npy" else load_idx(path, labels)
+    if format == "npy":
+        return load_npy(path, labels)
+    if format == "idx":
+        return load_idx(path, labels)
     raise DataError(f"unknown data format {format!r}; expected one of {', '.join(FORMATS)}")
 
 
+def _has(path, key):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return isinstance(data, np.lib.npyio.NpzFile) and key in data.files
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        return True  # let load_npz report what is wrong with the file
+
+
 def _checked(path, X, y):
-    """Numeric 2-D X (images are flattened) and 1-D/2-D y of the same length, all finite."""
-    if X.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
-        raise DataError(f"{path}: X and y must be numeric, got dtypes {X.dtype} and {y.dtype}")
+    """Numeric 2-D X (images are flattened) and 1-D/2-D y of the same length (or None), finite."""
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{path}: X must be numeric, got dtype {X.dtype}")
     if X.ndim == 1:
         X = X.reshape(-1, 1)
     elif X.ndim > 2:
         X = X.reshape(X.shape[0], -1)
+    if X.shape[0] == 0:
+        raise DataError(f"{path}: no samples")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise DataError(f"{path}: X holds NaN or inf")
+    if y is None:
+        return X, None
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{path}: y must be numeric, got dtype {y.dtype}")
     if y.ndim not in (1, 2):
         raise DataError(f"{path}: y must be 1-D labels or 2-D targets, got shape {y.shape}")
     if X.shape[0] != y.shape[0]:
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
-    if X.shape[0] == 0:
-        raise DataError(f"{path}: no samples")
-    for name, array in (("X", X), ("y", y)):
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise DataError(f"{path}: {name} holds NaN or inf")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"{path}: y holds NaN or inf")
     if y.dtype.kind == "f" and (y == np.round(y)).all():
         y = y.astype(np.int64)
     return X, y
@@ -77,11 +94,13 @@ def load_npz(path, x_key="X", y_key="y"):
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise DataError(f"{path}: not an .npz archive")
-            missing = [k for k in (x_key, y_key) if k not in data.files]
+            missing = [k for k in (x_key, y_key) if k is not None and k not in data.files]
             if missing:
                 raise DataError(f"{path}: no array {' or '.join(map(repr, missing))}; it holds "
                                 f"{', '.join(data.files) or 'nothing'}")
-            X, y = data[x_key], data[y_key]
+            X, y = data[x_key], None if y_key is None else data[y_key]
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: cannot read as .npz ({err})") from None
     except ValueError as err:
@@ -91,20 +110,27 @@ def load_npz(path, x_key="X", y_key="y"):
     return _checked(path, X, y)
 
 
-def load_npy(x_path, y_path):
+def load_npy(x_path, y_path=None):
     arrays = []
     for path in (x_path, y_path):
+        if path is None:
+            arrays.append(None)
+            continue
         try:
             arrays.append(np.load(path, allow_pickle=False))
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file") from None
         except (OSError, EOFError, ValueError) as err:
             raise DataError(f"{path}: cannot read as .npy ({err})") from None
         if not isinstance(arrays[-1], np.ndarray):
+            arrays[-1].close()
             raise DataError(f"{path}: an .npz archive, not a single .npy array")
     return _checked(x_path, *arrays)
 
 
 def load_csv(path, label_column=-1, delimiter=",", header=None):
-    """One sample per line; ``label_column`` is an index or, with a header, a column name.
+    """One sample per line; ``label_column`` is an index, a column name (with a header),
+    or None for a file of features only.
 
     ``header=None`` detects a header: a first line with a field that is not a number.
     """
@@ -120,10 +146,10 @@ def load_csv(path, label_column=-1, delimiter=",", header=None):
     if not rows:
         raise DataError(f"{path}: a header but no data")
     width = len(rows[0])
-    if width < 2:
+    if label_column is not None and width < 2:
         raise DataError(f"{path}: needs at least 2 columns (features and a label), got {width} "
                         f"(delimiter {delimiter!r})")
-    column = _column(path, label_column, names, width)
+    column = None if label_column is None else _column(path, label_column, names, width)
     data = np.empty((len(rows), width))
     first_line = 2 if header else 1
     for n, row in enumerate(rows):
@@ -134,6 +160,8 @@ def load_csv(path, label_column=-1, delimiter=",", header=None):
                 data[n, j] = float(field)
             except ValueError:
                 raise DataError(f"{path}, line {n + first_line}, column {j + 1}: {field!r} is not a number") from None
+    if column is None:
+        return _checked(path, data, None)
     return _checked(path, np.delete(data, column, axis=1), data[:, column])
 
 
@@ -186,6 +214,7 @@ def read_idx(path):
     return np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def load_idx(images_path, labels_path):
+def load_idx(images_path, labels_path=None):
     """MNIST-style images ``(N, rows, cols)`` (flattened to ``(N, rows * cols)``) and labels ``(N,)``."""
-    return _checked(images_path, read_idx(images_path), read_idx(labels_path))
+    labels = None if labels_path is None else read_idx(labels_path)
+    return _checked(images_path, read_idx(images_path), labels)

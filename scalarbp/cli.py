@@ -1,0 +1,316 @@
+"""The ``scalarbp`` command: train, evaluate, predict, gradcheck, compare, explain.
+
+Bad arguments or files end with a one-line message on stderr and exit status 1 (2 for
+arguments argparse itself rejects), never a traceback.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, datasets
+from .activations import HIDDEN
+from .backends import BACKENDS
+from .losses import LOSSES, OUTPUTS
+from .optimizers import OPTIMIZERS
+
+
+class UsageError(ValueError):
+    """A combination of arguments that cannot work."""
+
+
+def _data_options(parser, required):
+    parser.add_argument("--data", required=required, metavar="PATH",
+                        help="data file: .npz (arrays X, y), .npy (with --labels), CSV, or IDX (with --labels)")
+    parser.add_argument("--format", choices=datasets.files.FORMATS, help="data format (default: from the file name)")
+    parser.add_argument("--labels", metavar="PATH", help="labels file for .npy or IDX data")
+    parser.add_argument("--label-column", default="-1", metavar="COL",
+                        help="CSV label column: index or name (default -1, the last); 'none' for features only")
+    parser.add_argument("--delimiter", default=",", help="CSV delimiter (default ',')")
+    parser.add_argument("--header", choices=["auto", "yes", "no"], default="auto", help="CSV header line")
+
+
+def _load(args, path=None, labels=None):
+    column = args.label_column
+    column = None if column.lower() == "none" else int(column) if column.lstrip("-").isdigit() else column
+    header = {"auto": None, "yes": True, "no": False}[args.header]
+    return datasets.load(path or args.data, format=args.format, labels=labels or args.labels,
+                         label_column=column, delimiter=args.delimiter, header=header)
+
+
+def _net_options(parser, sizes_default):
+    parser.add_argument("--sizes", type=int, nargs="+", default=sizes_default, metavar="D",
+                        help=f"layer widths, input first (default {' '.join(map(str, sizes_default))})")
+    parser.add_argument("--hidden", nargs="+", default=["tanh"], choices=HIDDEN, metavar="ACT",
+                        help=f"hidden activation(s): {', '.join(HIDDEN)}")
+    parser.add_argument("--output", default="softmax", choices=OUTPUTS)
+    parser.add_argument("--loss", choices=tuple(LOSSES))
+    parser.add_argument("--l2", type=float, default=0.01)
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--batch", type=int, default=16, help="samples in the random batch")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _random_problem(args):
+    from .model import MLP
+
+    hidden = args.hidden[0] if len(args.hidden) == 1 else args.hidden
+    net = MLP(args.sizes, hidden=hidden, output=args.output, loss=args.loss, l2=args.l2,
+              dtype=args.dtype, seed=args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    X = rng.normal(size=(args.batch, net.sizes[0]))
+    K = net.sizes[-1]
+    Y = rng.integers(0, K, args.batch) if net.loss == "cross_entropy" else rng.uniform(0, 1, (args.batch, K))
+    return net, X, Y
+
+
+def _threads(n):
+    if n is None:
+        return
+    import numba
+
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise UsageError(f"--threads must lie in [1, {numba.config.NUMBA_NUM_THREADS}], got {n}")
+    numba.set_num_threads(n)
+
+
+def cmd_train(args):
+    from .model import MLP
+    from .training import epoch_line
+
+    _threads(args.threads)
+    if args.data is None:
+        (X, y), (X_test, y_test) = datasets.load_digits()
+        source = "embedded UCI digits (1,438 train / 359 test)"
+    else:
+        X, y = _load(args)
+        if y is None:
+            raise UsageError(f"{args.data}: training needs labels or targets")
+        if args.test_data:
+            X_test, y_test = _load(args, args.test_data, args.test_labels)
+        else:
+            (X, y), (X_test, y_test) = datasets.train_test_split(X, y, args.test_fraction, seed=args.seed)
+        source = f"{args.data} ({len(X)} train / {len(X_test)} test)"
+    y_arr = np.asarray(y)
+    classes = int(max(y_arr.max(), np.max(y_test)) + 1) if y_arr.ndim == 1 and y_arr.dtype.kind in "iub" else None
+    if args.output in ("softmax",) and classes is None:
+        raise UsageError("softmax output needs integer class labels; use --output identity for regression")
+    K = classes if args.output == "softmax" else (1 if y_arr.ndim == 1 else y_arr.shape[1])
+    sizes = [X.shape[1], *args.hidden_sizes, K]
+    activation = args.activation[0] if len(args.activation) == 1 else args.activation
+    net = MLP(sizes, hidden=activation, output=args.output, loss=args.loss, l2=args.l2, dtype=args.dtype,
+              seed=args.seed)
+    if not args.no_standardize:
+        net.standardizer = datasets.Standardizer().fit(X)
+    optimizer = args.optimizer
+    if args.optimizer == "momentum":
+        from .optimizers import Momentum
+        optimizer = Momentum(args.lr, momentum=args.momentum, nesterov=args.nesterov)
+    print(f"{net}\ndata: {source}\noptimizer: {optimizer}, lr {args.lr}, {args.epochs} epochs, "
+          f"batch {args.batch_size}, backend {args.backend}", flush=True)
+    start = time.perf_counter()
+    history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=optimizer,
+                      seed=args.seed, validation_data=(X_test, y_test), early_stopping=args.early_stopping,
+                      patience=args.patience, backend=args.backend,
+                      verbose=0 if args.quiet else 2)
+    if args.quiet and history.epochs:
+        print(epoch_line(history, history.epochs - 1, args.epochs))
+    print(f"trained {history.epochs} epochs in {time.perf_counter() - start:.2f} s")
+    if args.save:
+        net.save(args.save)
+        print(f"saved model to {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"saved curves to {args.plot}")
+    name = "accuracy" if net.is_classifier else "R^2"
+    print(f"test {name}: {net.score(X_test, y_test, backend=args.backend):.4f}")
+
+
+def plot_history(history, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'scalarbp[plot]'") from None
+    epochs = np.arange(1, history.epochs + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, history.loss, label="train")
+    if history.val_loss:
+        left.plot(epochs, history.val_loss, label="validation")
+        right.plot(epochs, history.val_score, color="C1")
+    left.set(xlabel="epoch", ylabel="loss J", yscale="log", title="loss")
+    left.legend()
+    right.set(xlabel="epoch", ylabel=history.score_name, title=f"validation {history.score_name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_evaluate(args):
+    from .model import MLP
+
+    net = MLP.load(args.model)
+    X, y = _load(args)
+    if y is None:
+        raise UsageError(f"{args.data}: evaluation needs labels or targets")
+    X = _width(net, X, args.data)
+    J, _, _ = net.loss_and_grad(net.transform(X), y, backend=args.backend)
+    name = "accuracy" if net.is_classifier else "R^2"
+    print(f"{net}\nsamples: {len(X)}\nloss: {J:.4f}\n{name}: {net.score(X, y, backend=args.backend):.4f}")
+
+
+def cmd_predict(args):
+    from .model import MLP
+    from .persistence import write_atomically
+
+    net = MLP.load(args.model)
+    X, _ = _load(args)
+    X = _width(net, X, args.data)
+    result = net.predict_proba(X, backend=args.backend) if args.proba else net.predict(X, backend=args.backend)
+    if args.out.endswith(".npy"):
+        write_atomically(args.out, lambda file: np.save(file, result))
+    elif args.out.endswith(".csv"):
+        fmt = "%d" if result.dtype.kind == "i" else "%.9g"
+        write_atomically(args.out, lambda file: np.savetxt(file, result.reshape(len(X), -1), delimiter=",", fmt=fmt))
+    else:
+        raise UsageError(f"--out must end in .npy or .csv, got {args.out}")
+    print(f"wrote {len(X)} predictions to {args.out}")
+
+
+def _width(net, X, path):
+    if X.shape[1] != net.sizes[0]:
+        raise UsageError(f"{path}: {X.shape[1]} features per sample, the model expects {net.sizes[0]}")
+    return X
+
+
+def cmd_gradcheck(args):
+    from .gradcheck import gradcheck
+
+    net, X, Y = _random_problem(args)
+    print(net)
+    worst = 0.0
+    for backend in BACKENDS:
+        error = gradcheck(net, X, Y, backend=backend)
+        worst = max(worst, error)
+        print(f"{backend:>7}: largest relative error vs finite differences {error:.2e}")
+    tolerance = 1e-6 if net.dtype == np.float64 else 1e-2
+    if worst > tolerance:
+        raise UsageError(f"gradient check failed: {worst:.2e} > {tolerance:g}")
+
+
+def cmd_compare(args):
+    from .compare import differences, gradients, table
+
+    net, X, Y = _random_problem(args)
+    print(net)
+    print(table(differences(net, gradients(net, X, Y))))
+
+
+def cmd_explain(args):
+    from .explain import explain, explain_seed_002
+    from .model import MLP
+
+    if args.sizes is None:
+        lines = explain_seed_002()
+    else:
+        net = MLP(args.sizes, hidden=args.hidden, output=args.output, seed=args.seed)
+        rng = np.random.default_rng(args.seed + 1)
+        x = rng.normal(size=(1, net.sizes[0]))
+        K = net.sizes[-1]
+        y = rng.integers(0, K, 1) if net.loss == "cross_entropy" else rng.uniform(0, 1, (1, K))
+        lines = explain(net, x, y)
+    print("\n".join(lines))
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="scalarbp", description="Backpropagation in scalar form.")
+    top.add_argument("--version", action="version", version=f"scalarbp {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an MLP (default: the embedded digits)",
+                           description="Train an MLP. With no arguments: the embedded UCI digits, 64-128-10, "
+                                       "ReLU, softmax, Adam; prints the test accuracy.")
+    _data_options(train, required=False)
+    train.add_argument("--test-data", metavar="PATH", help="held-out data (default: split off --test-fraction)")
+    train.add_argument("--test-labels", metavar="PATH")
+    train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--hidden-sizes", type=int, nargs="*", default=[128], metavar="D",
+                       help="hidden layer widths (default 128)")
+    train.add_argument("--activation", nargs="+", default=["relu"], choices=HIDDEN, metavar="ACT",
+                       help=f"hidden activation(s): {', '.join(HIDDEN)}")
+    train.add_argument("--output", default="softmax", choices=OUTPUTS)
+    train.add_argument("--loss", choices=tuple(LOSSES))
+    train.add_argument("--l2", type=float, default=0.0)
+    train.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS))
+    train.add_argument("--lr", type=float, default=0.002)
+    train.add_argument("--momentum", type=float, default=0.9, help="for --optimizer momentum")
+    train.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--early-stopping", action="store_true")
+    train.add_argument("--patience", type=int, default=10)
+    train.add_argument("--backend", default="scalar", choices=BACKENDS)
+    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    train.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-standardize", action="store_true", help="do not standardize the inputs")
+    train.add_argument("--save", metavar="MODEL", help="save the trained model (.npz)")
+    train.add_argument("--plot", metavar="PNG", help="save loss/accuracy curves (needs matplotlib)")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    train.set_defaults(run=cmd_train)
+
+    for name, run, text in (("evaluate", cmd_evaluate, "loss and accuracy (or R^2) of a saved model"),
+                            ("predict", cmd_predict, "predictions of a saved model")):
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("model", help="a model saved by 'scalarbp train --save'")
+        _data_options(command, required=True)
+        command.add_argument("--backend", default="scalar", choices=BACKENDS)
+        if name == "predict":
+            command.add_argument("--out", required=True, help="output file, .npy or .csv")
+            command.add_argument("--proba", action="store_true", help="write output activations, not labels")
+        command.set_defaults(run=run)
+
+    for name, run, text in (("gradcheck", cmd_gradcheck, "every backend against finite differences"),
+                            ("compare", cmd_compare, "scalar vs row vs column vs finite differences, per layer")):
+        command = sub.add_parser(name, help=text, description=f"{text}, on a random net and batch")
+        _net_options(command, [6, 8, 8, 4])
+        command.set_defaults(run=run)
+
+    explain = sub.add_parser("explain", help="every quantity of seed 002's worked example, or of a small net",
+                             description="Recompute seed 002's worked example (or a small net of your own "
+                                         "with --sizes) and print every forward and backward quantity "
+                                         "next to its formula.")
+    explain.add_argument("--sizes", type=int, nargs="+", metavar="D", help="layer widths of your own net")
+    explain.add_argument("--hidden", default="relu", choices=HIDDEN)
+    explain.add_argument("--output", default="softmax", choices=OUTPUTS)
+    explain.add_argument("--seed", type=int, default=0)
+    explain.set_defaults(run=cmd_explain)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    from .persistence import ModelFileError
+    from .training import DivergedError
+
+    try:
+        args.run(args)
+    except BrokenPipeError:  # the reader of our output went away (e.g. "| head")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, TypeError, OSError, ModelFileError, DivergedError) as err:
+        message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
+        print(f"scalarbp: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("scalarbp: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
