@@ -22,6 +22,9 @@ import zlib
 
 import numpy as np
 
+from . import checks
+from .layout import Layout
+
 FORMAT = "scalarbp-model"
 VERSION = 1
 
@@ -88,6 +91,10 @@ def load(path):
             raise ModelFileError(f"{name}: damaged model file ({_reason(err)})") from None
     config = _config(name, arrays)
     try:
+        size = Layout(checks.sizes(config["sizes"])).size
+        if arrays["theta"].shape != (size,):  # before allocating what the config asks for
+            raise ModelFileError(f"{name}: array 'theta' has shape {arrays['theta'].shape}, "
+                                 f"sizes {config['sizes']} need ({size},)")
         net = MLP(config["sizes"], config["hidden"], config["output"], config["loss"], config["l2"],
                   config["dtype"])
         net.epochs_trained = _count(config["epochs_trained"], "epochs_trained")

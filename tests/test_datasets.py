@@ -1,0 +1,181 @@
+"""The embedded digits, the file loaders (good and bad files), synthetic data, preprocessing."""
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from scalarbp import datasets
+from scalarbp.datasets import DataError, Standardizer
+
+
+def test_digits_are_embedded_with_a_fixed_stratified_split():
+    (X, y), (X_test, y_test) = datasets.load_digits()
+    assert X.shape == (1438, 64) and X_test.shape == (359, 64)
+    assert X.dtype == np.float64 and y.dtype == np.int64
+    assert X.min() == 0 and X.max() == 1 and (X * 16 == np.round(X * 16)).all()
+    counts, test_counts = np.bincount(y), np.bincount(y_test)
+    assert len(counts) == 10 and counts.sum() + test_counts.sum() == 1797
+    np.testing.assert_allclose(test_counts / (counts + test_counts), 0.2, atol=0.01)
+    (X2, _), _ = datasets.load_digits()
+    assert np.array_equal(X, X2)
+
+
+def idx_bytes(array, type_code=0x08):
+    header = struct.pack(">BBBB", 0, 0, type_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def test_idx_images_and_labels_load_plain_and_gzipped(tmp_path):
+    images = np.arange(5 * 3 * 4, dtype=np.uint8).reshape(5, 3, 4)
+    labels = np.array([0, 1, 2, 1, 0], np.uint8)
+    (tmp_path / "img-idx3-ubyte").write_bytes(idx_bytes(images))
+    (tmp_path / "lab-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    X, y = datasets.load(tmp_path / "img-idx3-ubyte", labels=tmp_path / "lab-idx1-ubyte.gz")
+    assert X.shape == (5, 12) and np.array_equal(X[1], images[1].ravel())
+    assert np.array_equal(y, labels)
+    floats = np.linspace(0, 1, 6).reshape(2, 3)
+    (tmp_path / "f.idx").write_bytes(idx_bytes(floats, 0x0E))
+    assert np.array_equal(datasets.files.read_idx(tmp_path / "f.idx"), floats)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"\x01\x00\x08\x01" + struct.pack(">I", 2) + b"ab", "first two bytes must be zero"),
+    (b"\x00\x00\x07\x01" + struct.pack(">I", 2) + b"ab", "unknown IDX data type 0x07"),
+    (b"\x00\x00\x08\x02" + struct.pack(">I", 2), "header truncated"),
+    (b"\x00\x00\x08\x01" + struct.pack(">I", 5) + b"ab", r"shape \(5,\) \(5 bytes of data\) but the file holds 2"),
+    (gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 2) + b"ab")[:-6], "damaged gzip"),
+])
+def test_a_bad_idx_file_is_named_with_its_problem(tmp_path, content, message):
+    path = tmp_path / "bad-idx1-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        datasets.files.read_idx(path)
+
+
+def test_csv_with_header_label_by_name_and_other_delimiter(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a;label;b\n1;0;2\n3;1;4\n5;2;6\n")
+    X, y = datasets.load_csv(path, label_column="label", delimiter=";")
+    assert np.array_equal(X, [[1, 2], [3, 4], [5, 6]]) and np.array_equal(y, [0, 1, 2])
+    assert y.dtype == np.int64
+
+
+def test_csv_without_header_and_real_targets(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,0.5\n3,4,1.5\n")
+    X, y = datasets.load(path)
+    assert X.shape == (2, 2) and y.dtype == np.float64 and np.array_equal(y, [0.5, 1.5])
+    X_only, none = datasets.load(path, label_column=None)
+    assert X_only.shape == (2, 3) and none is None
+
+
+@pytest.mark.parametrize("text,kwargs,message", [
+    ("", {}, "empty file"),
+    ("a,b,c\n", {}, "a header but no data"),
+    ("1,2,3\n4,5\n", {}, "line 2: 2 fields, expected 3"),
+    ("1,2,3\n4,x,6\n", {}, "line 2, column 2: 'x' is not a number"),
+    ("1,2\n", {"label_column": 5}, "label column 5 out of range for 2 columns"),
+    ("a,b\n1,2\n", {"label_column": "y"}, "no column named 'y'; columns are a, b"),
+    ("1,2\n", {"label_column": "y"}, "the file has no header"),
+    ("1\n2\n", {}, "needs at least 2 columns"),
+    ("1,nan\n2,3\n", {}, "y holds NaN or inf"),
+])
+def test_a_bad_csv_file_is_named_with_its_problem(tmp_path, text, kwargs, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        datasets.load_csv(path, **kwargs)
+
+
+def test_npz_and_npy_files(tmp_path):
+    X, y = np.arange(12.0).reshape(4, 3), np.array([0, 1, 1, 0])
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    X2, y2 = datasets.load(tmp_path / "d.npz")
+    assert np.array_equal(X2, X) and np.array_equal(y2, y)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y.astype(float))
+    X3, y3 = datasets.load(tmp_path / "X.npy", labels=tmp_path / "y.npy")
+    assert np.array_equal(X3, X) and y3.dtype == np.int64
+    np.savez(tmp_path / "x-only.npz", X=X)
+    assert datasets.load(tmp_path / "x-only.npz")[1] is None
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"X": np.zeros((3, 2))}, None),
+    ({"X": np.zeros((3, 2)), "y": np.zeros(4)}, "X has 3 samples but y has 4"),
+    ({"X": np.array(["a", "b"]), "y": np.zeros(2)}, "X must be numeric"),
+    ({"X": np.zeros((2, 2)), "y": np.array([0, np.inf])}, "y holds NaN or inf"),
+    ({"X": np.full((2, 2), np.nan), "y": np.zeros(2)}, "X holds NaN or inf"),
+    ({"X": np.zeros((0, 2)), "y": np.zeros(0)}, "no samples"),
+    ({"features": np.zeros((2, 2))}, "no array 'X' or 'y'; it holds features"),
+    ({"X": np.array([None, 1], dtype=object), "y": np.zeros(2)}, "Object arrays cannot be loaded"),
+])
+def test_a_bad_npz_file_is_named_with_its_problem(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    if message is None:
+        assert datasets.load_npz(path, y_key=None)[1] is None
+        return
+    with pytest.raises(DataError, match=message):
+        datasets.load_npz(path)
+
+
+def test_unreadable_and_unknown_files(tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(DataError, match="cannot read as .npz|pickled"):
+        datasets.load(tmp_path / "junk.npz")
+    with pytest.raises(DataError, match="no such file"):
+        datasets.load(tmp_path / "missing.npz")
+    with pytest.raises(DataError, match="cannot tell the format"):
+        datasets.load(tmp_path / "data.bin")
+    with pytest.raises(DataError, match="unknown data format 'parquet'"):
+        datasets.load(tmp_path / "x.npz", format="parquet")
+
+
+def test_synthetic_generators_are_seeded_and_balanced():
+    X, y = datasets.make_spirals(301, n_classes=3, seed=4)
+    X2, y2 = datasets.make_spirals(301, n_classes=3, seed=4)
+    assert X.shape == (301, 2) and np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert np.bincount(y).tolist() == [101, 100, 100]
+    Xb, yb = datasets.make_blobs(100, n_features=5, centers=4, seed=1)
+    assert Xb.shape == (100, 5) and set(yb) == {0, 1, 2, 3}
+    with pytest.raises(ValueError):
+        datasets.make_blobs(0)
+
+
+def test_standardizer_is_fitted_on_training_data_only():
+    rng = np.random.default_rng(0)
+    train = rng.normal(5.0, 3.0, (1000, 4))
+    train[:, 3] = 7.0  # a constant feature
+    s = Standardizer().fit(train)
+    Z = s.transform(train)
+    np.testing.assert_allclose(Z[:, :3].mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(Z[:, :3].std(axis=0), 1, rtol=1e-12)
+    assert np.array_equal(Z[:, 3], np.zeros(1000))
+    test = rng.normal(5.0, 3.0, (10, 4))
+    np.testing.assert_allclose(s.transform(test), (test - s.mean) / s.scale)
+    with pytest.raises(ValueError, match="not fitted"):
+        Standardizer().transform(test)
+    with pytest.raises(ValueError, match="fitted on 4 features"):
+        s.transform(test[:, :2])
+
+
+def test_standardizer_fits_a_memmap_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.preprocessing, "CHUNK", 7)
+    X = np.random.default_rng(1).normal(1e6, 2.0, (100, 3))  # large mean: shifted sums keep precision
+    disk = np.memmap(tmp_path / "X.dat", dtype=np.float64, mode="w+", shape=X.shape)
+    disk[...] = X
+    s = Standardizer().fit(disk)
+    np.testing.assert_allclose(s.mean, X.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(s.scale, X.std(axis=0), rtol=1e-9)
+
+
+def test_train_test_split_is_stratified_and_seeded():
+    y = np.repeat(np.arange(4), [10, 20, 30, 40])
+    X = np.arange(100.0)[:, None]
+    (X_tr, y_tr), (X_te, y_te) = datasets.train_test_split(X, y, 0.2, seed=3)
+    assert np.bincount(y_te).tolist() == [2, 4, 6, 8]
+    assert sorted(np.concatenate([X_tr, X_te])[:, 0].tolist()) == list(range(100))
+    (_, _), (X_te2, _) = datasets.train_test_split(X, y, 0.2, seed=3)
+    assert np.array_equal(X_te, X_te2)

@@ -1,0 +1,159 @@
+"""Model files: round trips, resumed training, atomic saves, and hostile files."""
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import scalarbp
+from scalarbp.datasets import Standardizer, make_spirals
+from scalarbp.persistence import ModelFileError
+
+
+def trained(optimizer="adam", epochs=2, **kw):
+    X, y = make_spirals(200, seed=0)
+    net = scalarbp.MLP([2, 16, 8, 3], hidden=["tanh", "relu"], l2=0.001, seed=0, **kw)
+    net.standardizer = Standardizer().fit(X)
+    net.fit(X, y, epochs=epochs, lr=0.01, optimizer=optimizer, seed=5)
+    return net, X, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_save_and_load_round_trip_everything(tmp_path, dtype):
+    net, X, _ = trained(dtype=dtype)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    back = scalarbp.MLP.load(path)
+    assert repr(back) == repr(net)
+    assert back.theta.dtype == net.dtype and np.array_equal(back.theta, net.theta)
+    assert back.epochs_trained == 2
+    assert back.optimizer.name == "adam" and back.optimizer.t == net.optimizer.t
+    for key in ("m", "v"):
+        assert np.array_equal(back.optimizer.state[key], net.optimizer.state[key])
+    np.testing.assert_array_equal(back.standardizer.mean, net.standardizer.mean)
+    np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_resumed_training_equals_uninterrupted_training(tmp_path, optimizer):
+    straight, X, y = trained(optimizer, epochs=4)
+    first, _, _ = trained(optimizer, epochs=2)
+    first.save(tmp_path / "half.npz")
+    resumed = scalarbp.MLP.load(tmp_path / "half.npz")
+    resumed.fit(X, y, epochs=2, lr=0.01, optimizer=optimizer, seed=5)
+    assert np.array_equal(resumed.theta, straight.theta)
+
+
+def test_a_pickled_and_unpickled_net_keeps_its_views(tmp_path):
+    net, X, _ = trained()
+    clone = pickle.loads(pickle.dumps(net))
+    clone.weights[0][0, 0] += 1.0
+    assert clone.theta[0] == net.theta[0] + 1.0
+    assert not np.array_equal(clone.predict_proba(X), net.predict_proba(X))
+
+
+def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    net, _, _ = trained()
+    path = tmp_path / "model.npz"
+    net.save(path)
+    before = path.read_bytes()
+
+    def broken_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    net.weights[0][...] = 0
+    with pytest.raises(OSError, match="disk full"):
+        net.save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind
+
+
+def good_arrays(tmp_path):
+    net, _, _ = trained()
+    net.save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def write_npz(path, arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def hostile_files(tmp_path):
+    """(name, path, message) for each damaged, foreign or malicious file."""
+    arrays = good_arrays(tmp_path)
+    good = (tmp_path / "good.npz").read_bytes()
+    config = json.loads(str(arrays["config"]))
+    cases = []
+
+    def case(name, message, content=None, **changes):
+        path = tmp_path / f"{name}.npz"
+        if content is not None:
+            path.write_bytes(content)
+        else:
+            write_npz(path, {**{k: v for k, v in arrays.items() if k not in changes or changes[k] is not None},
+                             **{k: v for k, v in changes.items() if v is not None}})
+        cases.append((name, path, message))
+
+    case("empty", "not a scalarbp model file \\(empty\\)", content=b"")
+    case("truncated", "not a scalarbp model file|damaged", content=good[: len(good) // 2])
+    case("text", "not an .npz archive", content=b"hello, world\n")
+    case("pickle", "pickled data, which is never loaded", content=pickle.dumps({"theta": [1, 2]}))
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.zeros(3))
+    case("npy", "an .npy array", content=npy.read_bytes())
+    path = tmp_path / "foreign.npz"
+    write_npz(path, {"X": np.zeros((3, 2)), "y": np.zeros(3)})
+    cases.append(("foreign", path, "no 'config' and 'theta' arrays"))
+    case("object", "damaged model file|Object arrays", theta=np.array([{"a": 1}, None], dtype=object))
+    case("bad-json", "not valid JSON", config=np.array("{sizes: [2, 3"))
+    case("config-not-string", "'config' must be a JSON string", config=np.arange(3))
+    case("wrong-format", "format 'something-else'", config=np.array(json.dumps({**config, "format": "something-else"})))
+    case("future-version", "version 99; this scalarbp reads version 1", config=np.array(json.dumps({**config, "version": 99})))
+    case("short-theta", r"array 'theta' has shape \(10,\)", theta=np.zeros(10))
+    case("theta-dtype", "needs .* and float64", theta=arrays["theta"].astype(np.float32))
+    case("nan-theta", "'theta' holds NaN or inf", theta=np.full_like(arrays["theta"], np.nan))
+    case("bad-sizes", "inconsistent model file .*must be positive", config=np.array(json.dumps({**config, "sizes": [2, 0, 8, 3]})))
+    case("bad-activation", "unknown hidden activation", config=np.array(json.dumps({**config, "hidden": ["swish", "relu"]})))
+    case("missing-key", "'config' lacks dtype", config=np.array(json.dumps({k: v for k, v in config.items() if k != "dtype"})))
+    case("bad-optimizer-state", r"'optimizer.m' has shape \(3,\)", **{"optimizer.m": np.zeros(3)})
+    case("bad-epochs", "epochs_trained must be a non-negative integer", config=np.array(json.dumps({**config, "epochs_trained": -2})))
+    case("bad-standardizer", "standardizer.scale", **{"standardizer.scale": np.zeros(5)})
+    return cases
+
+
+def test_every_hostile_file_raises_a_clear_error(tmp_path):
+    cases = hostile_files(tmp_path)
+    assert len(cases) == 20
+    for name, path, message in cases:
+        with pytest.raises(ModelFileError, match=message):
+            scalarbp.MLP.load(path)
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    """An object array inside the archive is refused before pickle could run."""
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle.loads was called"))
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("pickle.load was called"))
+    arrays = good_arrays(tmp_path)
+    path = write_npz(tmp_path / "evil.npz", {**arrays, "theta": np.array([object()], dtype=object)})
+    with pytest.raises(ModelFileError):
+        scalarbp.MLP.load(path)
+
+
+def test_a_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        scalarbp.MLP.load(tmp_path / "nothing.npz")
+
+
+def test_model_file_is_a_plain_npz(tmp_path):
+    net, _, _ = trained()
+    net.save(tmp_path / "m.npz")
+    with zipfile.ZipFile(tmp_path / "m.npz") as archive:
+        names = set(archive.namelist())
+    assert names == {"config.npy", "theta.npy", "optimizer.m.npy", "optimizer.v.npy",
+                     "standardizer.mean.npy", "standardizer.scale.npy"}
