@@ -15,30 +15,58 @@ from numba import njit, prange
 
 from . import checks
 
-update_kernel = njit(cache=True, parallel=True)
+#: Codes of the update rules, as :func:`update` dispatches on them.
+SGD_RULE, MOMENTUM_RULE, NESTEROV_RULE, ADAM_RULE = 0, 1, 2, 3
 
 
-@update_kernel
-def sgd_step(theta, g, lr):
-    for m in prange(theta.shape[0]):
-        theta[m] -= lr * g[m]
+#: Parameters per block of :func:`update`: one block per ``prange`` iteration.
+BLOCK = 4096
 
 
-@update_kernel
-def momentum_step(theta, g, velocity, lr, mu, nesterov):
-    for m in prange(theta.shape[0]):
-        velocity[m] = mu * velocity[m] + g[m]
-        theta[m] -= lr * (g[m] + mu * velocity[m] if nesterov else velocity[m])
+@njit(cache=True, fastmath={"contract"})
+def _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, start, stop):
+    """The update of parameters start..stop-1 (see the module docstring for the formulas);
+    for Adam ``step1 = lr / (1 - beta1^t)`` and ``bias2 = 1 - beta2^t``."""
+    if code == SGD_RULE:
+        for m in range(start, stop):
+            theta[m] -= lr * g[m]
+    elif code == MOMENTUM_RULE:  # h1 = mu
+        for m in range(start, stop):
+            s1[m] = h1 * s1[m] + g[m]
+            theta[m] -= lr * s1[m]
+    elif code == NESTEROV_RULE:
+        for m in range(start, stop):
+            s1[m] = h1 * s1[m] + g[m]
+            theta[m] -= lr * (g[m] + h1 * s1[m])
+    else:  # adam: h1 = beta1, h2 = beta2, h3 = eps
+        for m in range(start, stop):
+            s1[m] = h1 * s1[m] + (1 - h1) * g[m]
+            s2[m] = h2 * s2[m] + (1 - h2) * g[m] * g[m]
+            theta[m] -= step1 * s1[m] / (np.sqrt(s2[m] / bias2) + h3)
 
 
-@update_kernel
-def adam_step(theta, g, m1, m2, lr, beta1, beta2, eps, t):
-    step = lr / (1 - beta1 ** t)
-    root_correction = np.sqrt(1 - beta2 ** t)
-    for m in prange(theta.shape[0]):
-        m1[m] = beta1 * m1[m] + (1 - beta1) * g[m]
-        m2[m] = beta2 * m2[m] + (1 - beta2) * g[m] * g[m]
-        theta[m] -= step * m1[m] / (np.sqrt(m2[m]) / root_correction + eps)
+@njit(cache=True, parallel=True)
+def update(code, theta, g, s1, s2, lr, h1, h2, h3, t, parallel):
+    """One step of optimiser ``code`` on every parameter, in place.
+
+    ``s1``/``s2`` are its state arrays (velocity; first and second moments), ``h1..h3``
+    its hyper-parameters and ``t`` the step number (counted from 1).  Blocks of
+    :data:`BLOCK` parameters run in parallel when ``parallel``.
+    """
+    bias1, bias2 = 1 - h1 ** t, 1 - h2 ** t
+    # In the parameters' precision, as PyTorch computes: float32 nets update in float32.
+    real = theta.dtype.type
+    lr, h1, h2, h3, step1, bias2 = real(lr), real(h1), real(h2), real(h3), real(lr / bias1), real(bias2)
+    size = theta.shape[0]
+    blocks = (size + BLOCK - 1) // BLOCK
+    if parallel:
+        for block in prange(blocks):
+            _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2,
+                          block * BLOCK, min(size, (block + 1) * BLOCK))
+    else:
+        for block in range(blocks):
+            _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2,
+                          block * BLOCK, min(size, (block + 1) * BLOCK))
 
 
 class Optimizer:
@@ -70,18 +98,28 @@ class Optimizer:
                 self.state[name] = np.zeros_like(theta)
                 self.t = 0
 
-    def step(self, theta, g):
-        """One update of ``theta`` in place from the gradient ``g``; ``_step`` is the formula."""
+    def arguments(self, theta):
+        """``(code, state1, state2, lr, h1, h2, h3, t)``: what :func:`update` takes, with the
+        step count before the update (state arrays are created for ``theta`` if needed)."""
         self.init_state(theta)
+        empty = np.empty(0, theta.dtype)  # its own buffer: aliasing theta would stop vectorization
+        states = [self.state[name] for name in self.state_names] + [empty, empty]
+        h = self.packed()
+        return (self.code, states[0], states[1], float(self.lr), h[0], h[1], h[2], float(self.t))
+
+    def packed(self):
+        return (0.0, 0.0, 0.0)
+
+    def step(self, theta, g):
+        """One update of ``theta`` in place from the gradient ``g``."""
+        code, s1, s2, lr, h1, h2, h3, t = self.arguments(theta)
+        update(code, theta, g, s1, s2, lr, h1, h2, h3, t + 1, theta.shape[0] >= 1 << 15)
         self.t += 1
-        self._step(theta, g)
 
 
 class SGD(Optimizer):
     name = "sgd"
-
-    def _step(self, theta, g):
-        sgd_step(theta, g, self.lr)
+    code = SGD_RULE
 
 
 class Momentum(Optimizer):
@@ -93,13 +131,17 @@ class Momentum(Optimizer):
         super().__init__(lr, **hyper)
         _fraction("momentum", self.hyper["momentum"])
 
-    def _step(self, theta, g):
-        momentum_step(theta, g, self.state["velocity"], self.lr, float(self.hyper["momentum"]),
-                      bool(self.hyper["nesterov"]))
+    @property
+    def code(self):
+        return NESTEROV_RULE if self.hyper["nesterov"] else MOMENTUM_RULE
+
+    def packed(self):
+        return (float(self.hyper["momentum"]), 0.0, 0.0)
 
 
 class Adam(Optimizer):
     name = "adam"
+    code = ADAM_RULE
     defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
     state_names = ("m", "v")
 
@@ -109,10 +151,9 @@ class Adam(Optimizer):
         _fraction("beta2", self.hyper["beta2"])
         _positive("eps", self.hyper["eps"])
 
-    def _step(self, theta, g):
+    def packed(self):
         h = self.hyper
-        adam_step(theta, g, self.state["m"], self.state["v"], self.lr, float(h["beta1"]),
-                  float(h["beta2"]), float(h["eps"]), float(self.t))
+        return (float(h["beta1"]), float(h["beta2"]), float(h["eps"]))
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Adam)}

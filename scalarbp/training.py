@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backends, checks, metrics, optimizers
+from .backends import scalar
 
 
 class DivergedError(FloatingPointError):
@@ -138,6 +139,37 @@ def _split(X, y, fraction, seed):
     return (X[train], y[train]), (np.asarray(X[val]), y[val])
 
 
+#: Minibatch steps per call into the training loop: the progress bar moves between calls.
+STEPS_PER_CALL = 256
+
+
+def compiled_steps(net, batches):
+    """Steps run by :func:`scalarbp.backends.scalar.train_epoch`, the data standardised once."""
+    X = batches.X if net.standardizer is None else net.standardizer.transform(batches.X)
+    X = np.ascontiguousarray(X, dtype=net.dtype)
+    labels = batches.labels if batches.labels is not None else np.empty(0, np.int64)
+    Y = batches.T if batches.T is not None else np.empty((0, net.sizes[-1]), net.dtype)
+
+    def step(rows, batch_size, grad):
+        return scalar.train_epoch(net, X, labels, Y, rows, batch_size, grad)
+    return step
+
+
+def python_steps(net, batches, module):
+    """Steps run one by one from Python: any backend, and X on disk (a memmap)."""
+    def step(rows, batch_size, grad):
+        losses = []
+        for start in range(0, rows.shape[0], batch_size):
+            xb, tb = batches.gather(rows[start:start + batch_size])
+            J, _ = module.loss_and_grad(net, xb, tb, grad)
+            losses.append(J)
+            if not (np.isfinite(J) and np.isfinite(grad.sum())):
+                return len(losses) - 1, np.array(losses)
+            net.optimizer.step(net.theta, grad)
+        return len(losses), np.array(losses)
+    return step
+
+
 def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=True, seed=None,
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
         backend="scalar", verbose=0):
@@ -164,6 +196,9 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2)
+    in_memory = batches.checked
+    step = compiled_steps(net, batches) if module is scalar and in_memory else python_steps(net, batches, module)
+    n_batches = -(-batches.N // batch_size)
     for epoch in range(epochs):
         start = time.perf_counter()
         if shuffle:
@@ -171,20 +206,20 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
         else:
             order = np.arange(batches.N)
         total = 0.0
-        n_batches = -(-batches.N // batch_size)
-        for b in range(n_batches):
-            rows = order[b * batch_size:(b + 1) * batch_size]
-            xb, tb = batches.gather(rows)
-            J, _ = module.loss_and_grad(net, xb, tb, grad)
-            if not (np.isfinite(J) and np.isfinite(grad.sum())):
+        for b0 in range(0, n_batches, STEPS_PER_CALL):
+            b1 = min(b0 + STEPS_PER_CALL, n_batches)
+            rows = order[b0 * batch_size:b1 * batch_size]
+            done, losses = step(rows, batch_size, grad)
+            sizes = np.minimum(batch_size, rows.shape[0] - batch_size * np.arange(done))
+            total += float(np.dot(losses[:done], sizes))
+            if done < b1 - b0:
+                J = losses[done]
                 what = "the gradient holds NaN or inf" if np.isfinite(J) else f"the loss is {J}"
                 raise DivergedError(
-                    f"training diverged at epoch {net.epochs_trained + 1}, step {b + 1}: {what}; the "
-                    f"weights are the last finite ones (before this step). Try a smaller learning rate "
-                    f"(lr={opt.lr}).", history)
-            opt.step(net.theta, grad)
-            total += J * rows.shape[0]
-            progress.update(epoch, epochs, b + 1, n_batches)
+                    f"training diverged at epoch {net.epochs_trained + 1}, step {b0 + done + 1}: {what}; "
+                    f"the weights are the last finite ones (before this step). Try a smaller learning "
+                    f"rate (lr={opt.lr}).", history)
+            progress.update(epoch, epochs, b1, n_batches)
         net.epochs_trained += 1
         history.loss.append(total / batches.N)
         if validation is not None:

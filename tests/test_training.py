@@ -61,7 +61,7 @@ def test_optimizers_follow_pytorchs_formulas():
         theta = theta0.copy()
         for g in grads:
             opt.step(theta, g)
-        np.testing.assert_allclose(theta, expected[name], rtol=1e-14, err_msg=name)
+        np.testing.assert_allclose(theta, expected[name], rtol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
@@ -136,23 +136,28 @@ def test_early_stopping_restores_the_best_weights():
     assert J_now == pytest.approx(history.val_loss[best], rel=1e-12)
 
 
-def test_a_diverging_run_stops_with_the_last_finite_weights(monkeypatch):
+def diverging_problem():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(64, 4)), 100 * rng.normal(size=64)
-    net = scalarbp.MLP([4, 16, 1], output="identity", seed=0)
-    after_update = []
-    original = SGD.step
+    return scalarbp.MLP([4, 16, 1], output="identity", seed=0), X, y
 
-    def recording_step(self, theta, g):
-        original(self, theta, g)
-        after_update.append(theta.copy())
 
-    monkeypatch.setattr(SGD, "step", recording_step)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_diverging_run_stops_with_the_last_finite_weights(backend):
+    """With one step per epoch, the run that fails in epoch E keeps exactly the weights of
+    a twin trained for E - 1 epochs: nothing of the failing step is applied."""
+    net, X, y = diverging_problem()
     with pytest.raises(DivergedError, match="diverged at epoch .*the weights are the last finite ones") as err:
-        net.fit(X, y, epochs=50, batch_size=8, lr=1.0, optimizer="sgd", seed=0)
+        net.fit(X, y, epochs=100, batch_size=64, lr=1.0, optimizer="sgd", seed=0, backend=backend)
+    failed_in = net.epochs_trained + 1
+    assert f"epoch {failed_in}, step 1" in str(err.value)
+    assert err.value.history.epochs == failed_in - 1 > 0
     assert np.isfinite(net.theta).all()
-    assert np.array_equal(net.theta, after_update[-1])  # nothing of the failing step was applied
-    assert err.value.history.epochs < 50
+    twin, _, _ = diverging_problem()
+    twin.fit(X, y, epochs=failed_in - 1, batch_size=64, lr=1.0, optimizer="sgd", seed=0, backend=backend)
+    assert np.array_equal(net.theta, twin.theta)
 
 
 def test_partial_fit_streams_chunks_and_continues_the_optimizer():
@@ -180,7 +185,9 @@ def test_training_from_a_memmap_equals_training_in_memory(tmp_path):
         net.standardizer = Standardizer().fit(data)
         net.fit(data, y, epochs=3, lr=0.01, optimizer="momentum", seed=0)
         nets.append(net)
-    assert np.array_equal(nets[0].theta, nets[1].theta)
+    # Same steps; the in-memory run goes through the compiled epoch loop, where LLVM may
+    # fuse multiply-adds differently, so agreement is to rounding, not to the bit.
+    np.testing.assert_allclose(nets[0].theta, nets[1].theta, rtol=1e-10, atol=1e-13)
     assert nets[0].score(X, y) > 0.9
 
 

@@ -44,7 +44,7 @@ def trace(net, X, T):
     a, h = _forward(net, x)
     N = x.shape[1]
     L = sample_losses(a[-1], h[-1], y, net.loss, axis=0).sum() / N
-    J = L + 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights)
+    J = L + 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights) if net.l2 else L
     depth = len(a)
     grad_a, grad_h, dW, db = [None] * depth, [None] * depth, [None] * depth, [None] * depth
     grad_a[-1] = output_delta(a[-1], h[-1], y, net.output, net.loss, axis=0) / N

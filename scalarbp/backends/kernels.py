@@ -20,7 +20,12 @@ Parallelism and determinism: :func:`sum_products` runs ``prange`` over blocks of
 for the weight gradient they are the units ``i``, so each ``dPhi/dw_ij`` is summed over
 ``n`` by one thread, in a fixed order.  No two threads ever add into the same element and
 no result depends on the number of threads: gradients are bit-for-bit identical for 1
-and 2 threads.
+and 2 threads.  A product smaller than ``PARALLEL_MACS`` multiply-adds (or a pass over
+fewer than ``PARALLEL_ELEMENTS`` entries) runs the same loop on one thread, since waking
+the others costs more than it saves; the arithmetic, and so the result, is the same.
+
+:func:`train_epoch` runs a whole epoch of minibatch steps (gather, forward, backward,
+update) in compiled code, so that small networks do not pay Python's per-step cost.
 
 ``FASTMATH`` lets LLVM reassociate the sums (to use vector lanes) and fuse multiply-adds,
 but keeps IEEE NaN and inf semantics so that a diverging run is still detected.
@@ -31,8 +36,15 @@ from numba import njit, prange
 from .. import activations as act
 from ..activations import ACTIVATIONS
 from ..losses import LOSSES, SOFTMAX, binary_cross_entropy, squared_error
+from ..optimizers import update
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+#: Multiply-adds below which a product runs on one thread: waking the others costs more.
+PARALLEL_MACS = 1 << 18
+
+#: Elements below which an element-wise pass runs on one thread.
+PARALLEL_ELEMENTS = 1 << 15
 
 kernel = njit(cache=True, fastmath=FASTMATH)
 parallel_kernel = njit(cache=True, fastmath=FASTMATH, parallel=True)
@@ -71,93 +83,137 @@ def g_prime(code, a, h):
     return act.identity_grad(a, h)
 
 
-@parallel_kernel
-def sum_products(A, B, C):
-    """C[p, q] = sum_r A[p, r] B[q, r] for A (P, R), B (Q, R), C (P, Q).
-
-    Rows of C are computed in blocks of four, one block per ``prange`` iteration; inside a
-    full block, 4 x 4 tiles of C are held in 16 accumulators while ``r`` runs over both
-    operands at unit stride.
-    """
+@kernel
+def _tile_rows(A, B, C, block):
+    """Rows 4 block .. 4 block + 3 of C = A B^T (see :func:`sum_products`)."""
     P, R = A.shape
     Q = B.shape[0]
-    for block in prange((P + 3) // 4):
-        p = 4 * block
-        if p + 4 > P:  # the last, partial block of rows: one dot product per element
-            for pp in range(p, P):
-                for q in range(Q):
-                    c = C.dtype.type(0)
-                    for r in range(R):
-                        c += A[pp, r] * B[q, r]
-                    C[pp, q] = c
-            continue
-        q = 0
-        while q + 4 <= Q:
-            c00 = c01 = c02 = c03 = C.dtype.type(0)
-            c10 = c11 = c12 = c13 = C.dtype.type(0)
-            c20 = c21 = c22 = c23 = C.dtype.type(0)
-            c30 = c31 = c32 = c33 = C.dtype.type(0)
-            for r in range(R):
-                a0, a1, a2, a3 = A[p, r], A[p + 1, r], A[p + 2, r], A[p + 3, r]
-                b0, b1, b2, b3 = B[q, r], B[q + 1, r], B[q + 2, r], B[q + 3, r]
-                c00 += a0 * b0
-                c01 += a0 * b1
-                c02 += a0 * b2
-                c03 += a0 * b3
-                c10 += a1 * b0
-                c11 += a1 * b1
-                c12 += a1 * b2
-                c13 += a1 * b3
-                c20 += a2 * b0
-                c21 += a2 * b1
-                c22 += a2 * b2
-                c23 += a2 * b3
-                c30 += a3 * b0
-                c31 += a3 * b1
-                c32 += a3 * b2
-                c33 += a3 * b3
-            C[p, q], C[p, q + 1], C[p, q + 2], C[p, q + 3] = c00, c01, c02, c03
-            C[p + 1, q], C[p + 1, q + 1], C[p + 1, q + 2], C[p + 1, q + 3] = c10, c11, c12, c13
-            C[p + 2, q], C[p + 2, q + 1], C[p + 2, q + 2], C[p + 2, q + 3] = c20, c21, c22, c23
-            C[p + 3, q], C[p + 3, q + 1], C[p + 3, q + 2], C[p + 3, q + 3] = c30, c31, c32, c33
-            q += 4
-        for qq in range(q, Q):  # the last columns: a 4 x 1 tile each
-            c0 = c1 = c2 = c3 = C.dtype.type(0)
-            for r in range(R):
-                bq = B[qq, r]
-                c0 += A[p, r] * bq
-                c1 += A[p + 1, r] * bq
-                c2 += A[p + 2, r] * bq
-                c3 += A[p + 3, r] * bq
-            C[p, qq], C[p + 1, qq], C[p + 2, qq], C[p + 3, qq] = c0, c1, c2, c3
+    p = 4 * block
+    if p + 4 > P:  # the last, partial block of rows: one dot product per element
+        for pp in range(p, P):
+            for q in range(Q):
+                c = C.dtype.type(0)
+                for r in range(R):
+                    c += A[pp, r] * B[q, r]
+                C[pp, q] = c
+        return
+    q = 0
+    while q + 4 <= Q:
+        c00 = c01 = c02 = c03 = C.dtype.type(0)
+        c10 = c11 = c12 = c13 = C.dtype.type(0)
+        c20 = c21 = c22 = c23 = C.dtype.type(0)
+        c30 = c31 = c32 = c33 = C.dtype.type(0)
+        for r in range(R):
+            a0, a1, a2, a3 = A[p, r], A[p + 1, r], A[p + 2, r], A[p + 3, r]
+            b0, b1, b2, b3 = B[q, r], B[q + 1, r], B[q + 2, r], B[q + 3, r]
+            c00 += a0 * b0
+            c01 += a0 * b1
+            c02 += a0 * b2
+            c03 += a0 * b3
+            c10 += a1 * b0
+            c11 += a1 * b1
+            c12 += a1 * b2
+            c13 += a1 * b3
+            c20 += a2 * b0
+            c21 += a2 * b1
+            c22 += a2 * b2
+            c23 += a2 * b3
+            c30 += a3 * b0
+            c31 += a3 * b1
+            c32 += a3 * b2
+            c33 += a3 * b3
+        C[p, q], C[p, q + 1], C[p, q + 2], C[p, q + 3] = c00, c01, c02, c03
+        C[p + 1, q], C[p + 1, q + 1], C[p + 1, q + 2], C[p + 1, q + 3] = c10, c11, c12, c13
+        C[p + 2, q], C[p + 2, q + 1], C[p + 2, q + 2], C[p + 2, q + 3] = c20, c21, c22, c23
+        C[p + 3, q], C[p + 3, q + 1], C[p + 3, q + 2], C[p + 3, q + 3] = c30, c31, c32, c33
+        q += 4
+    for qq in range(q, Q):  # the last columns: a 4 x 1 tile each
+        c0 = c1 = c2 = c3 = C.dtype.type(0)
+        for r in range(R):
+            bq = B[qq, r]
+            c0 += A[p, r] * bq
+            c1 += A[p + 1, r] * bq
+            c2 += A[p + 2, r] * bq
+            c3 += A[p + 3, r] * bq
+        C[p, qq], C[p + 1, qq], C[p + 2, qq], C[p + 3, qq] = c0, c1, c2, c3
 
 
 @parallel_kernel
-def transpose(src, dst):
-    """dst[j, i] = src[i, j]."""
+def sum_products(A, B, C, parallel):
+    """C[p, q] = sum_r A[p, r] B[q, r] for A (P, R), B (Q, R), C (P, Q).
+
+    Rows of C are computed in blocks of four, one block per ``prange`` iteration when
+    ``parallel`` (else in a plain loop: the same arithmetic, without the cost of waking
+    threads for a small product); inside a full block, 4 x 4 tiles of C are held in 16
+    accumulators while ``r`` runs over both operands at unit stride.
+    """
+    blocks = (A.shape[0] + 3) // 4
+    if parallel:
+        for block in prange(blocks):
+            _tile_rows(A, B, C, block)
+    else:
+        for block in range(blocks):
+            _tile_rows(A, B, C, block)
+
+
+#: Side of the square tiles :func:`transpose` moves, so that both sides stay in cache.
+TILE = 32
+
+
+@kernel
+def _transpose_tile(src, dst, i0):
     rows, cols = src.shape
-    for j in prange(cols):
-        for i in range(rows):
-            dst[j, i] = src[i, j]
+    for j0 in range(0, cols, TILE):
+        for i in range(i0, min(i0 + TILE, rows)):
+            for j in range(j0, min(j0 + TILE, cols)):
+                dst[j, i] = src[i, j]
 
 
 @parallel_kernel
-def activate(a, b, h, code):
+def transpose(src, dst, parallel):
+    """dst[j, i] = src[i, j], in TILE x TILE tiles."""
+    strips = (src.shape[0] + TILE - 1) // TILE
+    if parallel:
+        for strip in prange(strips):
+            _transpose_tile(src, dst, strip * TILE)
+    else:
+        for strip in range(strips):
+            _transpose_tile(src, dst, strip * TILE)
+
+
+@kernel
+def _activate_row(a, b, h, code, n):
+    for i in range(a.shape[1]):
+        a[n, i] += b[i]
+        h[n, i] = g(code, a[n, i])
+
+
+@parallel_kernel
+def activate(a, b, h, code, parallel):
     """a_ni += b_i, then h_ni = g(a_ni): the end of the forward sum, per sample."""
-    N, d = a.shape
-    for n in prange(N):
-        for i in range(d):
-            a[n, i] += b[i]
-            h[n, i] = g(code, a[n, i])
+    if parallel:
+        for n in prange(a.shape[0]):
+            _activate_row(a, b, h, code, n)
+    else:
+        for n in range(a.shape[0]):
+            _activate_row(a, b, h, code, n)
+
+
+@kernel
+def _scale_row(delta, a, h, code, n):
+    for i in range(delta.shape[1]):
+        delta[n, i] *= g_prime(code, a[n, i], h[n, i])
 
 
 @parallel_kernel
-def scale_by_g_prime(delta, a, h, code):
+def scale_by_g_prime(delta, a, h, code, parallel):
     """delta_ni *= g'(a_ni): turns sum_s delta_ns w_si into the delta of layer k."""
-    N, d = delta.shape
-    for n in prange(N):
-        for i in range(d):
-            delta[n, i] *= g_prime(code, a[n, i], h[n, i])
+    if parallel:
+        for n in prange(delta.shape[0]):
+            _scale_row(delta, a, h, code, n)
+    else:
+        for n in range(delta.shape[0]):
+            _scale_row(delta, a, h, code, n)
 
 
 @kernel
@@ -176,73 +232,106 @@ def softmax_row(a, f, n):
     return m + np.log(s)
 
 
+@kernel
+def _output_only_row(a, f, out_code, n):
+    if out_code == SOFTMAX:
+        softmax_row(a, f, n)
+    else:
+        for j in range(a.shape[1]):
+            f[n, j] = g(out_code, a[n, j])
+
+
 @parallel_kernel
-def output(a, f, out_code):
+def output(a, f, out_code, parallel):
     """f_n = g(a_n) for every sample, softmax taken across the row."""
-    N, K = a.shape
-    for n in prange(N):
-        if out_code == SOFTMAX:
-            softmax_row(a, f, n)
+    if parallel:
+        for n in prange(a.shape[0]):
+            _output_only_row(a, f, out_code, n)
+    else:
+        for n in range(a.shape[0]):
+            _output_only_row(a, f, out_code, n)
+
+
+@kernel
+def _output_row(a, f, y, out_code, loss_code, scale, delta, n):
+    """Outputs, loss and output delta of sample n (see :func:`output_layer`)."""
+    K = a.shape[1]
+    if out_code == SOFTMAX:
+        lse = softmax_row(a, f, n)
+    else:
+        lse = a.dtype.type(0)
+        for j in range(K):
+            f[n, j] = g(out_code, a[n, j])
+
+    loss = a.dtype.type(0)
+    if loss_code == CROSS_ENTROPY:  # -sum_j y_j log f_j, log f_j = a_j - lse
+        y_sum = a.dtype.type(0)
+        for j in range(K):
+            loss += y[n, j] * (lse - a[n, j])
+            y_sum += y[n, j]
+        for j in range(K):  # seed 003: (f - y) for one-hot y
+            delta[n, j] = scale * (f[n, j] * y_sum - y[n, j])
+    elif loss_code == BINARY_CROSS_ENTROPY:
+        for j in range(K):
+            loss += binary_cross_entropy(a[n, j], y[n, j])
+            delta[n, j] = scale * (f[n, j] - y[n, j])
+    else:  # mse: seed 001's delta_j = dPhi/df_j g'(a_j), dPhi/df_j = u_j = f_j - y_j
+        for j in range(K):
+            loss += squared_error(f[n, j], y[n, j])
+        if out_code == SOFTMAX:  # softmax's Jacobian: delta_j = f_j (u_j - sum_k u_k f_k)
+            uf = a.dtype.type(0)
+            for k in range(K):
+                uf += (f[n, k] - y[n, k]) * f[n, k]
+            for j in range(K):
+                delta[n, j] = scale * f[n, j] * (f[n, j] - y[n, j] - uf)
         else:
             for j in range(K):
-                f[n, j] = g(out_code, a[n, j])
+                delta[n, j] = scale * (f[n, j] - y[n, j]) * g_prime(out_code, a[n, j], f[n, j])
+    return loss
 
 
 @parallel_kernel
-def output_layer(a, f, y, out_code, loss_code, scale, delta, losses):
+def output_layer(a, f, y, out_code, loss_code, scale, delta, losses, parallel):
     """Output activations f, per-sample losses and the output delta times ``scale``.
 
     Row ``n`` of ``a`` holds the logits of sample ``n``; see :mod:`scalarbp.losses` for
     the formulas.  Cross-entropy is taken as ``lse - a_j`` (log-sum-exp), so huge logits
     stay finite.
     """
-    N, K = a.shape
-    for n in prange(N):
-        if out_code == SOFTMAX:
-            lse = softmax_row(a, f, n)
-        else:
-            lse = a.dtype.type(0)
-            for j in range(K):
-                f[n, j] = g(out_code, a[n, j])
+    if parallel:
+        for n in prange(a.shape[0]):
+            losses[n] = _output_row(a, f, y, out_code, loss_code, scale, delta, n)
+    else:
+        for n in range(a.shape[0]):
+            losses[n] = _output_row(a, f, y, out_code, loss_code, scale, delta, n)
 
-        loss = a.dtype.type(0)
-        if loss_code == CROSS_ENTROPY:  # -sum_j y_j log f_j, log f_j = a_j - lse
-            y_sum = a.dtype.type(0)
-            for j in range(K):
-                loss += y[n, j] * (lse - a[n, j])
-                y_sum += y[n, j]
-            for j in range(K):  # seed 003: (f - y) for one-hot y
-                delta[n, j] = scale * (f[n, j] * y_sum - y[n, j])
-        elif loss_code == BINARY_CROSS_ENTROPY:
-            for j in range(K):
-                loss += binary_cross_entropy(a[n, j], y[n, j])
-                delta[n, j] = scale * (f[n, j] - y[n, j])
-        else:  # mse: seed 001's delta_j = dPhi/df_j g'(a_j), dPhi/df_j = u_j = f_j - y_j
-            for j in range(K):
-                loss += squared_error(f[n, j], y[n, j])
-            if out_code == SOFTMAX:  # softmax's Jacobian: delta_j = f_j (u_j - sum_k u_k f_k)
-                uf = a.dtype.type(0)
-                for k in range(K):
-                    uf += (f[n, k] - y[n, k]) * f[n, k]
-                for j in range(K):
-                    delta[n, j] = scale * f[n, j] * (f[n, j] - y[n, j] - uf)
-            else:
-                for j in range(K):
-                    delta[n, j] = scale * (f[n, j] - y[n, j]) * g_prime(out_code, a[n, j], f[n, j])
-        losses[n] = loss
+
+@kernel
+def _bias_row(deltaT, W, l2, dW, db, i):
+    s = deltaT.dtype.type(0)
+    for n in range(deltaT.shape[1]):
+        s += deltaT[i, n]
+    db[i] = s
+    total = s
+    for j in range(W.shape[1]):
+        dW[i, j] += l2 * W[i, j]
+        total += dW[i, j]
+    return total
 
 
 @parallel_kernel
-def bias_grad_and_penalty(deltaT, W, l2, dW, db):
-    """db_i = sum_n delta_ni (rows of delta^T, in a fixed order); dW_ij += l2 w_ij."""
-    d_out, N = deltaT.shape
-    for i in prange(d_out):
-        s = deltaT.dtype.type(0)
-        for n in range(N):
-            s += deltaT[i, n]
-        db[i] = s
-        for j in range(W.shape[1]):
-            dW[i, j] += l2 * W[i, j]
+def bias_grad_and_penalty(deltaT, W, l2, dW, db, sums, parallel):
+    """db_i = sum_n delta_ni (rows of delta^T, in a fixed order); dW_ij += l2 w_ij.
+
+    ``sums[i]`` receives the sum of row i of the layer's gradient: a NaN or inf anywhere
+    in the gradient shows in their total.
+    """
+    if parallel:
+        for i in prange(deltaT.shape[0]):
+            sums[i] = _bias_row(deltaT, W, l2, dW, db, i)
+    else:
+        for i in range(deltaT.shape[0]):
+            sums[i] = _bias_row(deltaT, W, l2, dW, db, i)
 
 
 @kernel
@@ -291,8 +380,8 @@ def forward(theta, sizes, codes, X, a_flat, h_flat):
         W, b = parameter_views(theta, sizes, k)
         a = layer_views(a_flat, sizes, k, N)
         h = layer_views(h_flat, sizes, k, N)
-        sum_products(h_below, W, a)  # a_ni = sum_j h_nj w_ij
-        activate(a, b, h, codes[k] if codes[k] != SOFTMAX else IDENTITY)
+        sum_products(h_below, W, a, N * W.size >= PARALLEL_MACS)  # a_ni = sum_j h_nj w_ij
+        activate(a, b, h, codes[k] if codes[k] != SOFTMAX else IDENTITY, a.size >= PARALLEL_ELEMENTS)
         h_below = h
 
 
@@ -301,18 +390,20 @@ def predict(theta, sizes, codes, X, a_flat, h_flat):
     """The network's outputs for X: the last layer's block of ``h_flat`` after the call."""
     forward(theta, sizes, codes, X, a_flat, h_flat)
     T = sizes.shape[0] - 1
-    out = layer_views(h_flat, sizes, T - 1, X.shape[0])
-    output(layer_views(a_flat, sizes, T - 1, X.shape[0]), out, codes[T - 1])
+    N = X.shape[0]
+    out = layer_views(h_flat, sizes, T - 1, N)
+    output(layer_views(a_flat, sizes, T - 1, N), out, codes[T - 1], out.size >= PARALLEL_ELEMENTS)
 
 
 @kernel
 def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
     """J and dJ/dtheta (into ``grad``) for a batch; ``work`` holds the scratch buffers.
 
-    ``work = (a_flat, h_flat, losses, delta, delta_below, deltaT, hT, WT)``, sized by
-    :class:`scalarbp.backends.scalar.Workspace`.
+    ``work = (a_flat, h_flat, losses, delta, delta_below, deltaT, hT, WT, sums)``, sized by
+    :class:`scalarbp.backends.scalar.Workspace`.  Returns ``(J, s)`` where ``s`` is the sum
+    of all gradient entries: finite exactly when no entry is NaN or inf (barring overflow).
     """
-    a_flat, h_flat, losses, delta_buf, below_buf, deltaT_buf, hT_buf, WT_buf = work
+    a_flat, h_flat, losses, delta_buf, below_buf, deltaT_buf, hT_buf, WT_buf, sums = work
     N = X.shape[0]
     T = sizes.shape[0] - 1
     forward(theta, sizes, codes, X, a_flat, h_flat)
@@ -321,31 +412,79 @@ def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
     a_out = layer_views(a_flat, sizes, T - 1, N)
     f_out = layer_views(h_flat, sizes, T - 1, N)
     delta = delta_buf[:N * K].reshape((N, K))
-    output_layer(a_out, f_out, y, codes[T - 1], loss_code, theta.dtype.type(1.0 / N), delta, losses)
+    output_layer(a_out, f_out, y, codes[T - 1], loss_code, theta.dtype.type(1.0 / N), delta, losses,
+                 N * K >= PARALLEL_ELEMENTS)
     J = 0.0
     for n in range(N):
         J += losses[n]
     J /= N
 
+    grad_sum = 0.0
     for k in range(T - 1, -1, -1):
         d_out, d_in = sizes[k + 1], sizes[k]
+        big = N * d_out * d_in >= PARALLEL_MACS
         W, _ = parameter_views(theta, sizes, k)
         dW, db = parameter_views(grad, sizes, k)
         h_below = X if k == 0 else layer_views(h_flat, sizes, k - 1, N)
         deltaT = deltaT_buf[:d_out * N].reshape((d_out, N))
         hT = hT_buf[:d_in * N].reshape((d_in, N))
-        transpose(delta, deltaT)
-        transpose(h_below, hT)
-        sum_products(deltaT, hT, dW)  # dPhi/dw_ij = sum_n delta_ni h_nj
-        bias_grad_and_penalty(deltaT, W, l2, dW, db)
-        J += 0.5 * l2 * squared_norm(W)
+        transpose(delta, deltaT, delta.size >= PARALLEL_ELEMENTS)
+        transpose(h_below, hT, h_below.size >= PARALLEL_ELEMENTS)
+        sum_products(deltaT, hT, dW, big)  # dPhi/dw_ij = sum_n delta_ni h_nj
+        bias_grad_and_penalty(deltaT, W, l2, dW, db, sums, W.size >= PARALLEL_ELEMENTS)
+        for i in range(d_out):
+            grad_sum += sums[i]
+        if l2 != 0:
+            J += 0.5 * l2 * squared_norm(W)
         if k > 0:
             WT = WT_buf[:d_in * d_out].reshape((d_in, d_out))
-            transpose(W, WT)
+            transpose(W, WT, W.size >= PARALLEL_ELEMENTS)
             below = below_buf[:N * d_in].reshape((N, d_in))
-            sum_products(delta, WT, below)  # sum_s delta_ns w_si
+            sum_products(delta, WT, below, big)  # sum_s delta_ns w_si
             a_below = layer_views(a_flat, sizes, k - 1, N)
-            scale_by_g_prime(below, a_below, h_below, codes[k - 1])
+            scale_by_g_prime(below, a_below, h_below, codes[k - 1], below.size >= PARALLEL_ELEMENTS)
             delta_buf, below_buf = below_buf, delta_buf
             delta = below
-    return J
+    return J, grad_sum
+
+
+@kernel
+def train_epoch(theta, grad, sizes, codes, loss_code, l2, X, labels, Y, order, batch_size,
+                optimizer, work, xb, yb, batch_losses):
+    """One epoch of minibatch training, every step in compiled code.
+
+    Minibatch ``b`` holds the samples ``order[b * batch_size:(b + 1) * batch_size]``: their
+    rows of ``X`` are gathered into ``xb`` and their targets into ``yb`` (1-D buffers; one-hot
+    rows of ``labels`` when it is not empty, else rows of ``Y``).  Each step computes J and
+    the gradient, checks both are finite, then applies the optimiser's update
+    (:func:`scalarbp.optimizers.update`; ``optimizer`` is its argument tuple).  Returns the
+    number of steps applied; a step with a NaN or inf loss or gradient is not applied
+    and ends the epoch early, so theta keeps the last finite weights.
+    """
+    code, state1, state2, lr, h1, h2, h3, t = optimizer
+    d, K = X.shape[1], sizes[sizes.shape[0] - 1]
+    N = order.shape[0]
+    steps = (N + batch_size - 1) // batch_size
+    for b in range(steps):
+        start = b * batch_size
+        n = min(batch_size, N - start)
+        Xb = xb[:n * d].reshape((n, d))  # reshaped 1-D buffers: typed C-contiguous
+        Yb = yb[:n * K].reshape((n, K))
+        for m in range(n):
+            row = order[start + m]
+            for j in range(d):
+                Xb[m, j] = X[row, j]
+            if labels.shape[0] > 0:
+                for j in range(K):
+                    Yb[m, j] = 0
+                Yb[m, labels[row]] = 1
+            else:
+                for j in range(K):
+                    Yb[m, j] = Y[row, j]
+        J, grad_sum = loss_and_grad(theta, grad, sizes, codes, loss_code, l2, Xb, Yb, work)
+        batch_losses[b] = J
+        if not (np.isfinite(J) and np.isfinite(grad_sum)):
+            return b
+        update(code, theta, grad, state1, state2, lr, h1, h2, h3, t + b + 1,
+               theta.shape[0] >= PARALLEL_ELEMENTS)
+    return steps

@@ -41,7 +41,8 @@ def loss_and_grad(net, X, T, grad=None):
     S, Xs = _forward(net, X)
     N = X.shape[0]
     J = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1).sum() / N
-    J += 0.5 * net.l2 * sum((W * W).sum() for W in net.weights)
+    if net.l2:
+        J += 0.5 * net.l2 * sum((W * W).sum() for W in net.weights)
 
     grad = np.empty_like(net.theta) if grad is None else grad
     dW, db = net.layout.views(grad)

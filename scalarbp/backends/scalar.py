@@ -14,7 +14,9 @@ class Workspace:
 
     ``a``/``h``: pre-activations and activations of layers 1..T, one ``(N, d_k)`` block
     per layer; ``delta``/``below``: the deltas of two adjacent layers; ``deltaT``/``hT``:
-    transposed copies feeding the weight-gradient sum; ``WT``: a transposed weight matrix.
+    transposed copies feeding the weight-gradient sum; ``WT``: a transposed weight matrix;
+    ``sums``: per-unit sums of the gradient (the finiteness check); ``xb``/``yb``: the
+    minibatch gathered by :func:`train_epoch`.
     """
 
     def __init__(self, sizes, capacity, dtype):
@@ -29,8 +31,10 @@ class Workspace:
         self.buffers = (
             self.a, self.h, np.empty(N, dtype), np.empty(N * widest_out, dtype),
             np.empty(N * widest_out, dtype), np.empty(N * widest_out, dtype),
-            np.empty(N * widest_in, dtype), np.empty(widest_W, dtype),
+            np.empty(N * widest_in, dtype), np.empty(widest_W, dtype), np.empty(widest_out, dtype),
         )
+        self.xb = np.empty(N * sizes[0], dtype)
+        self.yb = np.empty(N * sizes[-1], dtype)
 
     @classmethod
     def for_batch(cls, net, N):
@@ -66,6 +70,23 @@ def loss_and_grad(net, X, T, grad=None):
     codes, sizes = _codes(net)
     work = Workspace.for_batch(net, X.shape[0])
     grad = np.empty_like(net.theta) if grad is None else grad
-    J = kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, net.l2, X, T,
-                              work.buffers)
+    J, _ = kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, net.l2, X, T,
+                                 work.buffers)
     return float(J), grad
+
+
+def train_epoch(net, X, labels, Y, order, batch_size, grad):
+    """One compiled epoch (:func:`.kernels.train_epoch`) with ``net.optimizer``.
+
+    ``X`` and ``Y`` are C-contiguous arrays of the net's dtype; ``labels`` int64 class
+    labels (then ``Y`` is ignored) or empty.  Returns ``(steps applied, losses of the
+    attempted steps)``; ``net.optimizer.t`` advances by the steps applied.
+    """
+    codes, sizes = _codes(net)
+    work = Workspace.for_batch(net, min(batch_size, order.shape[0]))
+    losses = np.empty(-(-order.shape[0] // batch_size))
+    steps = kernels.train_epoch(net.theta, grad, sizes, codes, net.loss_code, net.l2, X, labels, Y, order,
+                                batch_size, net.optimizer.arguments(net.theta), work.buffers, work.xb,
+                                work.yb, losses)
+    net.optimizer.t += steps
+    return steps, losses[:min(steps + 1, losses.shape[0])]
