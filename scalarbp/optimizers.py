@@ -23,29 +23,39 @@ SGD_RULE, MOMENTUM_RULE, NESTEROV_RULE, ADAM_RULE = 0, 1, 2, 3
 BLOCK = 4096
 
 
-@njit(cache=True, fastmath={"contract"})
-def _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, start, stop):
-    """The update of parameters start..stop-1 (see the module docstring for the formulas);
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")  # no ZeroDivisionError check: vectorises
+def _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2):
+    """The update of one block of parameters (see the module docstring for the formulas);
     for Adam ``step1 = lr / (1 - beta1^t)`` and ``bias2 = 1 - beta2^t``."""
     if code == SGD_RULE:
-        for m in range(start, stop):
+        for m in range(theta.shape[0]):
             theta[m] -= lr * g[m]
     elif code == MOMENTUM_RULE:  # h1 = mu
-        for m in range(start, stop):
+        for m in range(theta.shape[0]):
             s1[m] = h1 * s1[m] + g[m]
             theta[m] -= lr * s1[m]
     elif code == NESTEROV_RULE:
-        for m in range(start, stop):
+        for m in range(theta.shape[0]):
             s1[m] = h1 * s1[m] + g[m]
             theta[m] -= lr * (g[m] + h1 * s1[m])
     else:  # adam: h1 = beta1, h2 = beta2, h3 = eps
-        for m in range(start, stop):
+        for m in range(theta.shape[0]):
             s1[m] = h1 * s1[m] + (1 - h1) * g[m]
             s2[m] = h2 * s2[m] + (1 - h2) * g[m] * g[m]
             theta[m] -= step1 * s1[m] / (np.sqrt(s2[m] / bias2) + h3)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
+def _block(array, block):
+    """Block number ``block`` of :data:`BLOCK` entries of ``array`` (empty arrays stay empty).
+
+    Loops over a view from index 0 let LLVM vectorise: with a loop from ``start``, Numba's
+    handling of negative indices gets in the way.
+    """
+    return array[block * BLOCK:(block + 1) * BLOCK]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
 def update(code, theta, g, s1, s2, lr, h1, h2, h3, t, parallel):
     """One step of optimiser ``code`` on every parameter, in place.
 
@@ -57,16 +67,15 @@ def update(code, theta, g, s1, s2, lr, h1, h2, h3, t, parallel):
     # In the parameters' precision, as PyTorch computes: float32 nets update in float32.
     real = theta.dtype.type
     lr, h1, h2, h3, step1, bias2 = real(lr), real(h1), real(h2), real(h3), real(lr / bias1), real(bias2)
-    size = theta.shape[0]
-    blocks = (size + BLOCK - 1) // BLOCK
+    blocks = (theta.shape[0] + BLOCK - 1) // BLOCK
     if parallel:
         for block in prange(blocks):
-            _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2,
-                          block * BLOCK, min(size, (block + 1) * BLOCK))
+            _update_block(code, _block(theta, block), _block(g, block), _block(s1, block),
+                          _block(s2, block), lr, h1, h2, h3, step1, bias2)
     else:
         for block in range(blocks):
-            _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2,
-                          block * BLOCK, min(size, (block + 1) * BLOCK))
+            _update_block(code, _block(theta, block), _block(g, block), _block(s1, block),
+                          _block(s2, block), lr, h1, h2, h3, step1, bias2)
 
 
 class Optimizer:

@@ -46,8 +46,10 @@ PARALLEL_MACS = 1 << 18
 #: Elements below which an element-wise pass runs on one thread.
 PARALLEL_ELEMENTS = 1 << 15
 
-kernel = njit(cache=True, fastmath=FASTMATH)
-parallel_kernel = njit(cache=True, fastmath=FASTMATH, parallel=True)
+# error_model="numpy": x / 0 gives inf or NaN as in IEEE arithmetic instead of raising
+# ZeroDivisionError, whose check would also stop LLVM from vectorising loops that divide.
+kernel = njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+parallel_kernel = njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = (
     ACTIVATIONS[name].code for name in ("identity", "relu", "leaky_relu", "sigmoid", "tanh"))
@@ -162,11 +164,15 @@ TILE = 32
 
 @kernel
 def _transpose_tile(src, dst, i0):
-    rows, cols = src.shape
-    for j0 in range(0, cols, TILE):
-        for i in range(i0, min(i0 + TILE, rows)):
-            for j in range(j0, min(j0 + TILE, cols)):
-                dst[j, i] = src[i, j]
+    # Loops over views indexed from 0: Numba's negative-index handling of a loop starting
+    # at i0 would otherwise sit in the innermost loop.
+    strip = src[i0:i0 + TILE]
+    for j0 in range(0, src.shape[1], TILE):
+        block = strip[:, j0:j0 + TILE]
+        out = dst[j0:j0 + TILE, i0:i0 + TILE]
+        for i in range(block.shape[0]):
+            for j in range(block.shape[1]):
+                out[j, i] = block[i, j]
 
 
 @parallel_kernel
