@@ -158,20 +158,21 @@ def sum_products(A, B, C, parallel):
             _tile_rows(A, B, C, block)
 
 
-#: Side of the square tiles :func:`transpose` moves, so that both sides stay in cache.
-TILE = 32
+#: Side of the square tiles :func:`transpose` moves.  Small: a column of a tile spans
+#: TILE rows of the destination, which for power-of-two widths all fall in one cache set.
+TILE = 8
 
 
 @kernel
 def _transpose_tile(src, dst, i0):
     # Loops over views indexed from 0: Numba's negative-index handling of a loop starting
-    # at i0 would otherwise sit in the innermost loop.
+    # at i0 would otherwise sit in the innermost loop.  The inner loop writes a row of dst.
     strip = src[i0:i0 + TILE]
     for j0 in range(0, src.shape[1], TILE):
         block = strip[:, j0:j0 + TILE]
         out = dst[j0:j0 + TILE, i0:i0 + TILE]
-        for i in range(block.shape[0]):
-            for j in range(block.shape[1]):
+        for j in range(block.shape[1]):
+            for i in range(block.shape[0]):
                 out[j, i] = block[i, j]
 
 
