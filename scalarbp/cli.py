@@ -17,6 +17,12 @@ from .losses import LOSSES, OUTPUTS
 from .optimizers import OPTIMIZERS
 
 
+def benchmark_cases():
+    from .benchmark import CASES
+
+    return CASES
+
+
 class UsageError(ValueError):
     """A combination of arguments that cannot work."""
 
@@ -226,6 +232,24 @@ def cmd_explain(args):
     print("\n".join(lines))
 
 
+def cmd_bench(args):
+    import numba
+
+    from . import benchmark
+
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
+    benchmark.start_torch(threads)  # before Numba starts its threads: see its docstring
+    _threads(threads)
+    peak = benchmark.gemm_peak(n=1024)
+    print(f"machine: {benchmark.machine()}\nNumPy float32 GEMM peak: {peak:.0f} GFLOP/s; "
+          f"for the full profiling runs see scripts/bench.py", flush=True)
+    results = []
+    for name in args.cases:
+        case = benchmark.CASES[name]
+        results.append((case, benchmark.run_case(case, args.repeats, threads, ("torch", "sklearn"))))
+    print(benchmark.table(results, peak))
+
+
 def parser():
     top = argparse.ArgumentParser(prog="scalarbp", description="Backpropagation in scalar form.")
     top.add_argument("--version", action="version", version=f"scalarbp {__version__}")
@@ -279,6 +303,15 @@ def parser():
         command = sub.add_parser(name, help=text, description=f"{text}, on a random net and batch")
         _net_options(command, [6, 8, 8, 4])
         command.set_defaults(run=run)
+
+    bench = sub.add_parser("bench", help="a quick side-by-side timing against PyTorch and scikit-learn",
+                           description="One epoch of small cases, scalarbp next to PyTorch and scikit-learn "
+                                       "when they are installed (pip install 'scalarbp[bench]'). The full "
+                                       "profiling runs are scripts/bench.py.")
+    bench.add_argument("--cases", nargs="+", default=["digits", "mnist1d"], choices=list(benchmark_cases()))
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--threads", type=int)
+    bench.set_defaults(run=cmd_bench)
 
     explain = sub.add_parser("explain", help="every quantity of seed 002's worked example, or of a small net",
                              description="Recompute seed 002's worked example (or a small net of your own "

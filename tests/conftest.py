@@ -51,3 +51,12 @@ def seed_002_net():
     net.weights[1][...] = [[0.3, 0.5, 0.1], [0.2, 0.7, 0.8]]
     net.biases[1][...] = [0.3, 0.5]
     return net
+
+
+@pytest.fixture(autouse=True)
+def all_numba_threads():
+    """Tests that pin Numba to one thread (the CLI's --threads) must not slow the rest."""
+    yield
+    import numba
+
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

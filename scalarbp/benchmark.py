@@ -1,0 +1,321 @@
+"""Profiling runs: one epoch of training, scalarbp side by side with PyTorch, scikit-learn
+and the NumPy row backend, in one process.
+
+Protocol (the performance issue's): float32, synthetic data from ``default_rng(0)``, one
+epoch through the public ``fit()`` with no shuffling, SGD at lr 0.01 (Adam where a case
+says so).  PyTorch runs with ``torch.set_num_threads`` equal to Numba's thread count, an
+``nn.Sequential`` of ``Linear`` + ``ReLU`` layers, ``CrossEntropyLoss`` and its own
+optimiser over manual tensor slices (its best case); scikit-learn runs
+``MLPClassifier(solver="sgd", momentum=0, alpha=0, max_iter=1)``.  The competitors are
+timed in turn inside each repetition, so that the machine's changing load falls on all of
+them alike; tables report medians and ratios.  Optional packages that are missing are
+skipped.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    sizes: tuple
+    N: int
+    batch: int
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    dtype: str = "float32"
+
+    @property
+    def steps(self):
+        return -(-self.N // self.batch)
+
+    def flops(self):
+        """Floating-point operations of one epoch: 2 per multiply-add, forward sums, weight
+        gradients, and delta sums for every layer but the first."""
+        macs = 0
+        for k, (d_in, d_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            macs += d_in * d_out * (2 if k == 0 else 3)
+        return 2 * macs * self.N
+
+
+#: The cases of the performance issue, with its target time ratios to PyTorch.
+CASES = {
+    "digits": Case("digits", (64, 64, 10), 1797, 32),
+    "mnist1d": Case("mnist1d", (40, 256, 256, 10), 4000, 100, "adam"),
+    "mnist": Case("mnist", (784, 256, 128, 10), 60000, 64),
+    "wide": Case("wide", (1024, 1024, 1024, 10), 16384, 256),
+}
+TARGETS = {"digits": 0.2, "mnist1d": 0.3, "mnist": 0.7, "wide": 0.75}
+
+
+def sweep_cases():
+    """More shapes: batch sizes, depth, width, float64."""
+    cases = [Case(f"batch {b}", (784, 256, 128, 10), 8192 if b >= 16 else 1024, b)
+             for b in (1, 4, 16, 64, 256, 1024)]
+    cases += [Case(f"depth {d}", (256,) + (256,) * d + (10,), 8192, 128) for d in (1, 2, 4, 8)]
+    cases += [Case(f"width {w}", (w, w, 10), 8192, 128) for w in (64, 256, 1024, 2048)]
+    cases += [Case("mnist float64", (784, 256, 128, 10), 16384, 64, dtype="float64")]
+    return cases
+
+
+def data(case):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(case.N, case.sizes[0])).astype(case.dtype)
+    y = rng.integers(0, case.sizes[-1], case.N)
+    return X, y
+
+
+def _timed(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def scalarbp_epoch(case, X, y, backend="scalar"):
+    from .model import MLP
+
+    net = MLP(case.sizes, hidden="relu", dtype=case.dtype, seed=0)
+    kwargs = dict(epochs=1, batch_size=case.batch, lr=case.lr, optimizer=case.optimizer, shuffle=False,
+                  backend=backend)
+    net.fit(X[:2 * case.batch], y[:2 * case.batch], **kwargs)  # compiles (or loads) the kernels
+    return lambda: net.fit(X, y, **kwargs)
+
+
+def torch_epoch(case, X, y, threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    dtype = getattr(torch, case.dtype)
+    layers = []
+    for d_in, d_out in zip(case.sizes[:-1], case.sizes[1:]):
+        layers += [torch.nn.Linear(d_in, d_out, dtype=dtype), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    loss = torch.nn.CrossEntropyLoss()
+    optimizer = (torch.optim.Adam if case.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=case.lr)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+
+    def epoch():
+        for start in range(0, case.N, case.batch):
+            optimizer.zero_grad()
+            loss(model(Xt[start:start + case.batch]), yt[start:start + case.batch]).backward()
+            optimizer.step()
+    epoch()
+    return epoch
+
+
+def start_torch(threads):
+    """Start PyTorch's OpenMP threads before Numba's, if PyTorch is installed.
+
+    Measured here: when Numba's OpenMP pool starts first in a process, PyTorch's epochs
+    run about 10 times slower (mnist1d: 0.41 s instead of 0.04 s), while in this order
+    both run at their own speed.
+    """
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
+    torch.ones(256, 256) @ torch.ones(256, 256)
+
+
+def sklearn_epoch(case, X, y):
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+
+    def epoch():
+        model = MLPClassifier(hidden_layer_sizes=case.sizes[1:-1], activation="relu",
+                              solver="adam" if case.optimizer == "adam" else "sgd", momentum=0, alpha=0,
+                              batch_size=case.batch, learning_rate_init=case.lr, max_iter=1, shuffle=False,
+                              random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
+    return epoch
+
+
+def gemm_peak(dtype="float32", n=2048, repeats=5):
+    """GFLOP/s of NumPy's matrix product (its BLAS), the machine's practical peak."""
+    A = np.random.default_rng(0).normal(size=(n, n)).astype(dtype)
+    A @ A
+    return 2 * n ** 3 / np.median([_timed(lambda: A @ A) for _ in range(repeats)]) / 1e9
+
+
+def blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return ", ".join(f"{i['internal_api']} {i.get('architecture') or ''} ({i['num_threads']} threads)".replace("  ", " ")
+                     for i in threadpool_info())
+
+
+#: Seconds of rest before each timed epoch: OpenMP runtimes keep their threads spinning
+#: for a while after a parallel region (Intel's for 200 ms), which would steal the cores
+#: from whichever implementation runs next.
+PAUSE = 0.3
+
+
+def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row")):
+    """Median seconds per epoch of each implementation, timed in turn in each repetition."""
+    X, y = data(case)
+    runs = {}
+    if "torch" in competitors:  # first: see start_torch
+        runs["pytorch"] = torch_epoch(case, X, y, threads)
+    runs["scalarbp"] = scalarbp_epoch(case, X, y)
+    if "sklearn" in competitors and case.dtype == "float32":
+        runs["sklearn"] = sklearn_epoch(case, X, y)
+    if "row" in competitors:
+        runs["numpy row"] = scalarbp_epoch(case, X, y, backend="row")
+    runs = {name: run for name, run in runs.items() if run is not None}
+    times = {name: [] for name in runs}
+    slow = {"sklearn", "numpy row"}
+    for rep in range(repeats):
+        for name, run in runs.items():
+            if name in slow and rep >= max(1, repeats // 3):
+                continue  # the slow references: fewer repetitions
+            time.sleep(PAUSE)
+            times[name].append(_timed(run))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def phases(case, repeats=5):
+    """Seconds per epoch spent in the forward pass, the backward pass and the update."""
+    from .backends import kernels, scalar
+    from .model import MLP
+    from .optimizers import make
+
+    X, y = data(case)
+    net = MLP(case.sizes, dtype=case.dtype, seed=0)
+    net.optimizer = make(case.optimizer, case.lr)
+    Y = np.eye(case.sizes[-1], dtype=case.dtype)[y]
+    codes, sizes = scalar._codes(net)
+    work = scalar.Workspace.for_batch(net, case.batch)
+    grad = np.empty_like(net.theta)
+    batches = [(np.ascontiguousarray(X[s:s + case.batch]), np.ascontiguousarray(Y[s:s + case.batch]))
+               for s in range(0, case.N, case.batch)]
+
+    def forward():
+        for xb, _ in batches:
+            kernels.forward(net.theta, sizes, codes, xb, work.a, work.h)
+
+    def forward_backward():
+        for xb, yb in batches:
+            kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, 0.0, xb, yb, work.buffers)
+
+    def update():
+        for _ in batches:
+            net.optimizer.step(net.theta, grad * 0)
+
+    result = {name: float(np.median([_timed(f) for f in [run] * repeats]))
+              for name, run in (("forward", forward), ("forward+backward", forward_backward), ("update", update))}
+    result["backward"] = result["forward+backward"] - result["forward"]
+    return result
+
+
+def peak_memory(case):
+    """Peak RSS (bytes, Linux's VmHWM) of a fresh process that trains one epoch of ``case``, and of one
+    that only imports scalarbp and makes the data (the baseline)."""
+    code = ("import sys, numpy as np\n"
+            "from scalarbp.benchmark import CASES, Case, data\n"
+            f"case = Case(*{tuple(vars(case).values())!r})\n"
+            "X, y = data(case)\n"
+            "if sys.argv[1] == 'train':\n"
+            "    from scalarbp import MLP\n"
+            "    MLP(case.sizes, dtype=case.dtype, seed=0).fit(X, y, epochs=1, batch_size=case.batch,\n"
+            "        optimizer=case.optimizer, shuffle=False)\n"
+            "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n")
+    rss = {}
+    for mode in ("baseline", "train"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+        rss[mode] = int(out.stdout.split()[-1]) * 1024  # VmHWM, in kB: unlike ru_maxrss, reset by exec
+    return rss
+
+
+def expected_memory(case):
+    """Bytes of data + parameters + optimiser state + work buffers, as scalarbp allocates them."""
+    from .backends.scalar import Workspace
+    from .layout import Layout
+
+    item = np.dtype(case.dtype).itemsize
+    data_bytes = case.N * case.sizes[0] * item + case.N * 8
+    params = Layout(case.sizes).size * item
+    states = {"sgd": 0, "momentum": 1, "adam": 2}[case.optimizer]
+    work = Workspace(case.sizes, case.batch, case.dtype)
+    work_bytes = sum(b.nbytes for b in work.buffers) + work.xb.nbytes + work.yb.nbytes
+    # fit() converts X to a contiguous array of the net's dtype (a copy) and keeps a gradient.
+    return {"data": data_bytes, "parameters": params, "optimizer state": states * params,
+            "gradient": params, "work buffers": work_bytes}
+
+
+def compile_times(case=CASES["digits"]):
+    """Seconds from a new process's start to its first training step done, with an empty
+    Numba cache (cold: compiling) and again with the cache it left (warm)."""
+    code = ("import time; t0 = time.perf_counter()\n"
+            "import numpy as np, scalarbp\n"
+            f"net = scalarbp.MLP({list(case.sizes)}, dtype={case.dtype!r}, seed=0)\n"
+            "X = np.zeros((32, net.sizes[0]), np.float32); y = np.zeros(32, int)\n"
+            "net.fit(X, y, epochs=1, batch_size=32, optimizer='adam')\n"
+            "print(time.perf_counter() - t0)\n")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        times = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True).stdout.split()[-1]) for _ in range(2)]
+    return {"cold": times[0], "warm": times[1]}
+
+
+def table(results, peak):
+    """Markdown table: seconds per epoch, ratios to PyTorch, GFLOP/s and % of the GEMM peak."""
+    lines = ["| case | sizes | N | batch | scalarbp s | PyTorch s | scikit-learn s | NumPy row s | "
+             "scalarbp / PyTorch | target | GFLOP/s | % of GEMM peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case, times in results:
+        def cell(name):
+            return f"{times[name]:.4f}" if name in times else "—"
+        ratio = times["scalarbp"] / times["pytorch"] if "pytorch" in times else None
+        gflops = case.flops() / times["scalarbp"] / 1e9
+        target = TARGETS.get(case.name)
+        lines.append(
+            f"| {case.name} | {'-'.join(map(str, case.sizes))} | {case.N} | {case.batch} | {cell('scalarbp')} | "
+            f"{cell('pytorch')} | {cell('sklearn')} | {cell('numpy row')} | "
+            f"{'—' if ratio is None else f'{ratio:.2f}'} | {'—' if target is None else f'≤ {target}'} | "
+            f"{gflops:.0f} | {100 * gflops / peak:.0f}% |")
+    return "\n".join(lines)
+
+
+def machine():
+    import platform
+
+    import numba
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}, "
+            f"Numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, "
+            f"{numba.threading_layer() if _threading_layer_known() else 'threading layer not yet chosen'})")
+
+
+def _threading_layer_known():
+    import numba
+
+    try:
+        numba.threading_layer()
+        return True
+    except ValueError:
+        return False

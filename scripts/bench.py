@@ -1,0 +1,124 @@
+"""Profiling runs: scalarbp against PyTorch, scikit-learn and the NumPy row backend.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py --json bench.json --png bench.png
+
+runs the performance issue's four cases (digits, mnist1d, mnist, wide) and prints a
+Markdown table of seconds per epoch, the ratio to PyTorch, GFLOP/s and the share of
+NumPy's float32 GEMM peak.  ``--sweep`` adds batch sizes 1..1024, depth, width and a
+float64 case; ``--threads 1`` runs everything on one thread (default: all of Numba's);
+``--phases`` breaks scalarbp's epoch into forward, backward and update; ``--memory``
+measures each case's peak RSS in a fresh process; ``--compile`` times the first training
+step of a new process with an empty and a warm Numba cache.
+
+Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this command only, or NumPy's BLAS (the
+peak and the row backend) runs a slower kernel; the script says which kernel it got.
+Needs ``pip install ".[bench]"`` for PyTorch, scikit-learn and matplotlib; what is
+missing is skipped.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numba
+
+from scalarbp import benchmark
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(benchmark.CASES), choices=list(benchmark.CASES))
+    parser.add_argument("--sweep", action="store_true", help="also batch sizes, depth, width, float64")
+    parser.add_argument("--repeats", type=int, default=7, help="epochs timed per implementation (median)")
+    parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    parser.add_argument("--only-torch", action="store_true", help="skip scikit-learn and the NumPy row backend")
+    parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of each case in a fresh process")
+    parser.add_argument("--compile", action="store_true", help="cold and warm start-up times")
+    parser.add_argument("--json", help="write every number to this file")
+    parser.add_argument("--png", help="bar chart of the ratios to PyTorch (needs matplotlib)")
+    args = parser.parse_args(argv)
+
+    benchmark.start_torch(args.threads)  # before any Numba parallel region: see its docstring
+    numba.set_num_threads(args.threads)
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if name in os.environ:
+            print(f"warning: {name} is set; NumPy's BLAS may run a slow kernel (unset it for benchmarks)",
+                  file=sys.stderr)
+    peak = benchmark.gemm_peak()
+    report = {"machine": benchmark.machine(), "blas": benchmark.blas_info(), "threads": args.threads,
+              "gemm_peak_gflops": peak, "cases": []}
+    print(f"machine: {report['machine']}\nBLAS: {report['blas']}\nNumPy float32 GEMM peak: {peak:.0f} GFLOP/s "
+          f"(2048^3); threads: {args.threads}\n")
+
+    cases = [benchmark.CASES[name] for name in args.cases] + (benchmark.sweep_cases() if args.sweep else [])
+    competitors = ("torch",) if args.only_torch else ("torch", "sklearn", "row")
+    results = []
+    for case in cases:
+        times = benchmark.run_case(case, args.repeats, args.threads, competitors)
+        results.append((case, times))
+        entry = {"case": vars(case), "seconds_per_epoch": times,
+                 "gflops": case.flops() / times["scalarbp"] / 1e9}
+        if "pytorch" in times:
+            entry["ratio_to_pytorch"] = times["scalarbp"] / times["pytorch"]
+        if args.phases:
+            entry["phases"] = benchmark.phases(case)
+        if args.memory:
+            entry["peak_rss"] = benchmark.peak_memory(case)
+            entry["expected_bytes"] = benchmark.expected_memory(case)
+        report["cases"].append(entry)
+        print(f"  {case.name}: " + ", ".join(f"{k} {v:.4f} s" for k, v in times.items()), flush=True)
+    print()
+    print(benchmark.table(results, peak))
+
+    if args.phases:
+        print("\n| case | forward s | backward s | update s |\n|---|---|---|---|")
+        for entry in report["cases"]:
+            p = entry["phases"]
+            print(f"| {entry['case']['name']} | {p['forward']:.4f} | {p['backward']:.4f} | {p['update']:.4f} |")
+    if args.memory:
+        print("\n| case | peak RSS MiB | baseline MiB | training adds MiB | data + params + state + grad + buffers MiB |"
+              "\n|---|---|---|---|---|")
+        for entry in report["cases"]:
+            rss, parts = entry["peak_rss"], entry["expected_bytes"]
+            print(f"| {entry['case']['name']} | {rss['train'] / 2**20:.0f} | {rss['baseline'] / 2**20:.0f} | "
+                  f"{(rss['train'] - rss['baseline']) / 2**20:.0f} | {sum(parts.values()) / 2**20:.1f} "
+                  f"({', '.join(f'{k} {v / 2**20:.1f}' for k, v in parts.items())}) |")
+    if args.compile:
+        report["compile_seconds"] = benchmark.compile_times()
+        c = report["compile_seconds"]
+        print(f"\nfirst training step of a new process: {c['cold']:.1f} s with an empty Numba cache, "
+              f"{c['warm']:.2f} s with a warm one")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.png:
+        chart(report, args.png)
+
+
+def chart(report, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--png needs matplotlib", file=sys.stderr)
+        return
+    entries = [e for e in report["cases"] if "ratio_to_pytorch" in e]
+    names = [e["case"]["name"] for e in entries]
+    fig, ax = plt.subplots(figsize=(max(6, len(names)), 4))
+    ax.bar(names, [e["ratio_to_pytorch"] for e in entries])
+    ax.axhline(1.0, color="grey", linewidth=1)
+    for i, e in enumerate(entries):
+        target = benchmark.TARGETS.get(e["case"]["name"])
+        if target:
+            ax.plot([i - 0.4, i + 0.4], [target, target], color="C3")
+    ax.set(ylabel="scalarbp time / PyTorch time", title="one epoch, float32 (lower is faster; red: target)")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

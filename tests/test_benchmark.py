@@ -1,0 +1,49 @@
+"""The profiling-run machinery (never its timings: tests do not assert on time)."""
+import numpy as np
+
+from scalarbp import benchmark
+from scalarbp.cli import main
+
+tiny = benchmark.Case("tiny", (8, 6, 3), 40, 16)
+
+
+def test_flops_count_forward_weight_gradient_and_delta_sums():
+    # layer 1: 8*6 MACs forward + weight gradient; layer 2: 6*3 forward + gradient + delta
+    assert tiny.flops() == 2 * 40 * (8 * 6 * 2 + 6 * 3 * 3)
+    assert tiny.steps == 3
+
+
+def test_run_case_times_every_requested_implementation(monkeypatch):
+    monkeypatch.setattr(benchmark, "PAUSE", 0.0)
+    times = benchmark.run_case(tiny, repeats=2, threads=1, competitors=("row",))
+    assert set(times) == {"scalarbp", "numpy row"}
+    assert all(t > 0 for t in times.values())
+    lines = benchmark.table([(tiny, {**times, "pytorch": 2 * times["scalarbp"]})], peak=100.0).splitlines()
+    assert lines[2].startswith("| tiny | 8-6-3 | 40 | 16 |") and "| 0.50 |" in lines[2]
+
+
+def test_phases_split_an_epoch():
+    result = benchmark.phases(tiny, repeats=1)
+    assert set(result) == {"forward", "backward", "forward+backward", "update"}
+    assert result["forward+backward"] > 0
+
+
+def test_expected_memory_counts_data_parameters_and_buffers():
+    parts = benchmark.expected_memory(tiny)
+    assert parts["data"] == 40 * 8 * 4 + 40 * 8
+    assert parts["parameters"] == (8 * 6 + 6 + 6 * 3 + 3) * 4 == parts["gradient"]
+    assert parts["optimizer state"] == 0 and parts["work buffers"] > 0
+
+
+def test_sweep_covers_batch_depth_width_and_float64():
+    names = [case.name for case in benchmark.sweep_cases()]
+    assert "batch 1" in names and "batch 1024" in names and "depth 8" in names
+    assert "width 2048" in names and "mnist float64" in names
+
+
+def test_bench_command_prints_a_table(capsys, monkeypatch):
+    monkeypatch.setattr(benchmark, "PAUSE", 0.0)
+    monkeypatch.setitem(benchmark.CASES, "digits", benchmark.Case("digits", (64, 16, 10), 200, 32))
+    assert main(["bench", "--cases", "digits", "--repeats", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| digits | 64-16-10 | 200 | 32 |" in out and np.isfinite(float(out.split("|")[-2].rstrip("% ")))
