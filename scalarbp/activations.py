@@ -100,6 +100,38 @@ ACTIVATIONS = {
     )
 }
 
+IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = (
+    ACTIVATIONS[name].code for name in ("identity", "relu", "leaky_relu", "sigmoid", "tanh"))
+
+
+@register_jitable
+def activation(code, a):
+    """h = g(a) for the activation with kernel ``code`` (the compiled kernels' dispatch)."""
+    if code == RELU:
+        return relu(a)
+    if code == LEAKY_RELU:
+        return leaky_relu(a)
+    if code == SIGMOID:
+        return sigmoid(a)
+    if code == TANH:
+        return tanh(a)
+    return identity(a)
+
+
+@register_jitable
+def derivative(code, a, h):
+    """g'(a), given a and h = g(a), for the activation with kernel ``code``."""
+    if code == RELU:
+        return relu_grad(a, h)
+    if code == LEAKY_RELU:
+        return leaky_relu_grad(a, h)
+    if code == SIGMOID:
+        return sigmoid_grad(a, h)
+    if code == TANH:
+        return tanh_grad(a, h)
+    return identity_grad(a, h)
+
+
 #: Activations allowed between layers.
 HIDDEN = ("relu", "leaky_relu", "sigmoid", "tanh", "identity")
 

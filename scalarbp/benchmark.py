@@ -226,26 +226,33 @@ def phases(case, repeats=5):
 
 
 def peak_memory(case):
-    """Peak RSS (bytes, Linux's VmHWM) of a fresh process that trains one epoch of ``case``, and of one
-    that only imports scalarbp and makes the data (the baseline)."""
-    code = ("import sys, numpy as np\n"
-            "from scalarbp.benchmark import CASES, Case, data\n"
+    """Memory of one training epoch of ``case`` in a fresh process (Linux).
+
+    The process makes the data and loads the compiled kernels (a two-batch ``fit``), then
+    resets its peak-RSS counter (``/proc/self/clear_refs``) and trains one epoch.  Returns
+    ``{"before": RSS before the epoch, "peak": peak RSS during it}`` in bytes.
+    """
+    code = ("import numpy as np\n"
+            "from scalarbp import MLP\n"
+            "from scalarbp.benchmark import Case, data\n"
             f"case = Case(*{tuple(vars(case).values())!r})\n"
             "X, y = data(case)\n"
-            "if sys.argv[1] == 'train':\n"
-            "    from scalarbp import MLP\n"
-            "    MLP(case.sizes, dtype=case.dtype, seed=0).fit(X, y, epochs=1, batch_size=case.batch,\n"
-            "        optimizer=case.optimizer, shuffle=False)\n"
-            "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n")
-    rss = {}
-    for mode in ("baseline", "train"):
-        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
-        rss[mode] = int(out.stdout.split()[-1]) * 1024  # VmHWM, in kB: unlike ru_maxrss, reset by exec
-    return rss
+            "net = MLP(case.sizes, dtype=case.dtype, seed=0)\n"
+            "kw = dict(epochs=1, batch_size=case.batch, optimizer=case.optimizer, shuffle=False)\n"
+            "net.fit(X[:2 * case.batch], y[:2 * case.batch], **kw)\n"
+            "status = lambda key: int(open('/proc/self/status').read().split(key + ':')[1].split()[0]) * 1024\n"
+            "before = status('VmRSS')\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            "net.fit(X, y, **kw)\n"
+            "print(before, status('VmHWM'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, peak = map(int, out.stdout.split()[-2:])
+    return {"before": before, "peak": peak}
 
 
 def expected_memory(case):
-    """Bytes of data + parameters + optimiser state + work buffers, as scalarbp allocates them."""
+    """Bytes of data + parameters + optimiser state + gradient + work buffers, as scalarbp
+    allocates them (the data is float32 already, so ``fit`` does not copy it)."""
     from .backends.scalar import Workspace
     from .layout import Layout
 
@@ -255,7 +262,6 @@ def expected_memory(case):
     states = {"sgd": 0, "momentum": 1, "adam": 2}[case.optimizer]
     work = Workspace(case.sizes, case.batch, case.dtype)
     work_bytes = sum(b.nbytes for b in work.buffers) + work.xb.nbytes + work.yb.nbytes
-    # fit() converts X to a contiguous array of the net's dtype (a copy) and keeps a gradient.
     return {"data": data_bytes, "parameters": params, "optimizer state": states * params,
             "gradient": params, "work buffers": work_bytes}
 

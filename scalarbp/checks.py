@@ -87,10 +87,17 @@ def _numeric(name, value):
     return array
 
 
+#: Rows checked at a time for NaN/inf: no temporary as large as the data.
+CHUNK_ROWS = 4096
+
+
 def _finite(name, array):
-    if not np.isfinite(array).all():
-        bad = np.argwhere(~np.isfinite(array))[0]
-        raise ValueError(f"{name} holds NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    for start in range(0, max(len(array), 1), CHUNK_ROWS):
+        part = array[start:start + CHUNK_ROWS]
+        if not np.isfinite(part).all():
+            bad = np.argwhere(~np.isfinite(part))[0]
+            bad[0] += start
+            raise ValueError(f"{name} holds NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
 def inputs(X, width, dtype):

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import __version__, datasets
 from .activations import HIDDEN
-from .backends import BACKENDS
+from .backends import ALL, BACKENDS
 from .losses import LOSSES, OUTPUTS
 from .optimizers import OPTIMIZERS
 
@@ -277,7 +277,7 @@ def parser():
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--early-stopping", action="store_true")
     train.add_argument("--patience", type=int, default=10)
-    train.add_argument("--backend", default="scalar", choices=BACKENDS)
+    train.add_argument("--backend", default="scalar", choices=ALL)
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     train.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
     train.add_argument("--seed", type=int, default=0)
@@ -292,7 +292,7 @@ def parser():
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument("model", help="a model saved by 'scalarbp train --save'")
         _data_options(command, required=True)
-        command.add_argument("--backend", default="scalar", choices=BACKENDS)
+        command.add_argument("--backend", default="scalar", choices=ALL)
         if name == "predict":
             command.add_argument("--out", required=True, help="output file, .npy or .csv")
             command.add_argument("--proba", action="store_true", help="write output activations, not labels")
@@ -335,7 +335,7 @@ def main(argv=None):
     except BrokenPipeError:  # the reader of our output went away (e.g. "| head")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ValueError, TypeError, OSError, ModelFileError, DivergedError) as err:
+    except (ValueError, TypeError, OSError, RuntimeError, ModelFileError, DivergedError) as err:
         message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
         print(f"scalarbp: error: {message}", file=sys.stderr)
         return 1

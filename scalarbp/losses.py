@@ -27,10 +27,12 @@ vectorised forms used by the row (``axis=1``) and column (``axis=0``) references
 """
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 from numba.extending import register_jitable
 
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, activation, derivative
 
 #: Kernel code of the softmax output (the element-wise outputs use their activation code).
 SOFTMAX = 5
@@ -62,6 +64,10 @@ DEFAULT_LOSS = {
     "identity": "mse",
     "tanh": "mse",
 }
+
+
+CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE = (
+    LOSSES[name].code for name in ("cross_entropy", "binary_cross_entropy", "mse"))
 
 
 def output_code(output):
@@ -126,3 +132,73 @@ def output_delta(a, f, y, output, loss, axis):
     if output == "softmax":
         return f * (u - (u * f).sum(axis=axis, keepdims=True))
     return u * ACTIVATIONS[output].dg(a, f)
+
+
+# --- one sample at a time, for the compiled kernels (CPU and CUDA) -------------------------
+
+
+@register_jitable
+def softmax_row(a, f, n):
+    """f_nj = softmax(a_n)_j, max-shifted (seed 002); returns the log-sum-exp of row n."""
+    K = a.shape[1]
+    m = a[n, 0]
+    for j in range(1, K):
+        m = max(m, a[n, j])
+    s = a.dtype.type(0)
+    for j in range(K):
+        f[n, j] = math.exp(a[n, j] - m)
+        s += f[n, j]
+    for j in range(K):
+        f[n, j] /= s
+    return m + math.log(s)
+
+
+@register_jitable
+def outputs_row(a, f, out_code, n):
+    """f_n = g(a_n), softmax across the row."""
+    if out_code == SOFTMAX:
+        softmax_row(a, f, n)
+    else:
+        for j in range(a.shape[1]):
+            f[n, j] = activation(out_code, a[n, j])
+
+
+@register_jitable
+def output_row(a, f, y, out_code, loss_code, scale, delta, n):
+    """Outputs f_n, loss and output delta (times ``scale``) of sample n; returns the loss.
+
+    The formulas of the table above, as scalar loops over the row's units j.
+    """
+    K = a.shape[1]
+    if out_code == SOFTMAX:
+        lse = softmax_row(a, f, n)
+    else:
+        lse = a.dtype.type(0)
+        for j in range(K):
+            f[n, j] = activation(out_code, a[n, j])
+
+    loss = a.dtype.type(0)
+    if loss_code == CROSS_ENTROPY:  # -sum_j y_j log f_j, log f_j = a_j - lse
+        y_sum = a.dtype.type(0)
+        for j in range(K):
+            loss += y[n, j] * (lse - a[n, j])
+            y_sum += y[n, j]
+        for j in range(K):  # seed 003: (f - y) for one-hot y
+            delta[n, j] = scale * (f[n, j] * y_sum - y[n, j])
+    elif loss_code == BINARY_CROSS_ENTROPY:
+        for j in range(K):
+            loss += binary_cross_entropy(a[n, j], y[n, j])
+            delta[n, j] = scale * (f[n, j] - y[n, j])
+    else:  # mse: seed 001's delta_j = dPhi/df_j g'(a_j), dPhi/df_j = u_j = f_j - y_j
+        for j in range(K):
+            loss += squared_error(f[n, j], y[n, j])
+        if out_code == SOFTMAX:  # softmax's Jacobian: delta_j = f_j (u_j - sum_k u_k f_k)
+            uf = a.dtype.type(0)
+            for k in range(K):
+                uf += (f[n, k] - y[n, k]) * f[n, k]
+            for j in range(K):
+                delta[n, j] = scale * f[n, j] * (f[n, j] - y[n, j] - uf)
+        else:
+            for j in range(K):
+                delta[n, j] = scale * (f[n, j] - y[n, j]) * derivative(out_code, a[n, j], f[n, j])
+    return loss

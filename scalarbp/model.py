@@ -108,7 +108,8 @@ class MLP:
 
     def __getstate__(self):
         """Pickle/copy support: the configuration and arrays, not views or work buffers."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_weights", "_biases", "_workspace")}
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("_weights", "_biases", "_workspace", "_device")}
         state["_theta"] = np.array(self._theta)
         return state
 
@@ -230,7 +231,7 @@ class MLP:
         early_stopping : bool
             Stop after ``patience`` epochs without a lower validation loss (training loss
             without validation data) and restore the best weights.
-        backend : ``"scalar"``, ``"row"`` or ``"column"``
+        backend : ``"scalar"``, ``"row"``, ``"column"`` or ``"cuda"``
         verbose : 0 silent, 1 a line per epoch, 2 also a progress bar on a terminal
 
         Raises

@@ -10,8 +10,11 @@ uninterrupted training.  The formulas are PyTorch's:
 * ``adam``:     ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
   ``theta -= lr / (1 - b1^t) m / (sqrt(v / (1 - b2^t)) + eps)``
 """
+import math
+
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from . import checks
 
@@ -23,26 +26,42 @@ SGD_RULE, MOMENTUM_RULE, NESTEROV_RULE, ADAM_RULE = 0, 1, 2, 3
 BLOCK = 4096
 
 
+@register_jitable
+def rule(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2):
+    """One parameter's update: ``(theta, s1, s2)`` after the step (see the module docstring).
+
+    ``h1`` is momentum's mu or Adam's beta1, ``h2`` and ``h3`` Adam's beta2 and eps;
+    ``step1 = lr / (1 - beta1^t)`` and ``bias2 = 1 - beta2^t`` (:func:`adam_factors`).
+    The CPU loop and the CUDA kernel both apply this function.
+    """
+    if code == SGD_RULE:
+        return theta - lr * g, s1, s2
+    if code == MOMENTUM_RULE or code == NESTEROV_RULE:
+        v = h1 * s1 + g
+        return theta - lr * (g + h1 * v if code == NESTEROV_RULE else v), v, s2
+    m = h1 * s1 + (1 - h1) * g
+    v = h2 * s2 + (1 - h2) * g * g
+    return theta - step1 * m / (math.sqrt(v / bias2) + h3), m, v
+
+
+@register_jitable
+def adam_factors(lr, beta1, beta2, t):
+    """``lr / (1 - beta1^t)`` and ``1 - beta2^t`` for step t."""
+    return lr / (1 - beta1 ** t), 1 - beta2 ** t
+
+
 @njit(cache=True, fastmath={"contract"}, error_model="numpy")  # no ZeroDivisionError check: vectorises
 def _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2):
-    """The update of one block of parameters (see the module docstring for the formulas);
-    for Adam ``step1 = lr / (1 - beta1^t)`` and ``bias2 = 1 - beta2^t``."""
+    """:func:`rule` on one block of parameters; one loop per rule, so each vectorises."""
     if code == SGD_RULE:
         for m in range(theta.shape[0]):
-            theta[m] -= lr * g[m]
-    elif code == MOMENTUM_RULE:  # h1 = mu
+            theta[m], _, _ = rule(SGD_RULE, theta[m], g[m], 0, 0, lr, h1, h2, h3, step1, bias2)
+    elif code == ADAM_RULE:
         for m in range(theta.shape[0]):
-            s1[m] = h1 * s1[m] + g[m]
-            theta[m] -= lr * s1[m]
-    elif code == NESTEROV_RULE:
+            theta[m], s1[m], s2[m] = rule(ADAM_RULE, theta[m], g[m], s1[m], s2[m], lr, h1, h2, h3, step1, bias2)
+    else:
         for m in range(theta.shape[0]):
-            s1[m] = h1 * s1[m] + g[m]
-            theta[m] -= lr * (g[m] + h1 * s1[m])
-    else:  # adam: h1 = beta1, h2 = beta2, h3 = eps
-        for m in range(theta.shape[0]):
-            s1[m] = h1 * s1[m] + (1 - h1) * g[m]
-            s2[m] = h2 * s2[m] + (1 - h2) * g[m] * g[m]
-            theta[m] -= step1 * s1[m] / (np.sqrt(s2[m] / bias2) + h3)
+            theta[m], s1[m], _ = rule(code, theta[m], g[m], s1[m], 0, lr, h1, h2, h3, step1, bias2)
 
 
 @njit(cache=True)
@@ -63,10 +82,10 @@ def update(code, theta, g, s1, s2, lr, h1, h2, h3, t, parallel):
     its hyper-parameters and ``t`` the step number (counted from 1).  Blocks of
     :data:`BLOCK` parameters run in parallel when ``parallel``.
     """
-    bias1, bias2 = 1 - h1 ** t, 1 - h2 ** t
+    step1, bias2 = adam_factors(lr, h1, h2, t)
     # In the parameters' precision, as PyTorch computes: float32 nets update in float32.
     real = theta.dtype.type
-    lr, h1, h2, h3, step1, bias2 = real(lr), real(h1), real(h2), real(h3), real(lr / bias1), real(bias2)
+    lr, h1, h2, h3, step1, bias2 = real(lr), real(h1), real(h2), real(h3), real(step1), real(bias2)
     blocks = (theta.shape[0] + BLOCK - 1) // BLOCK
     if parallel:
         for block in prange(blocks):

@@ -143,12 +143,23 @@ def _split(X, y, fraction, seed):
 STEPS_PER_CALL = 256
 
 
-def compiled_steps(net, batches):
-    """Steps run by :func:`scalarbp.backends.scalar.train_epoch`, the data standardised once."""
+def _whole(net, batches):
+    """The training data as the compiled loops take it: X standardised once, labels or targets."""
     X = batches.X if net.standardizer is None else net.standardizer.transform(batches.X)
     X = np.ascontiguousarray(X, dtype=net.dtype)
     labels = batches.labels if batches.labels is not None else np.empty(0, np.int64)
     Y = batches.T if batches.T is not None else np.empty((0, net.sizes[-1]), net.dtype)
+    return X, labels, Y
+
+
+def device_steps(net, batches, cuda, batch_size):
+    """Steps run on the GPU by :class:`scalarbp.backends.cuda.Trainer` (data uploaded once)."""
+    return cuda.Trainer(net, *_whole(net, batches), batch_size).steps
+
+
+def compiled_steps(net, batches):
+    """Steps run by :func:`scalarbp.backends.scalar.train_epoch`, the data standardised once."""
+    X, labels, Y = _whole(net, batches)
 
     def step(rows, batch_size, grad):
         return scalar.train_epoch(net, X, labels, Y, rows, batch_size, grad)
@@ -196,8 +207,12 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2)
-    in_memory = batches.checked
-    step = compiled_steps(net, batches) if module is scalar and in_memory else python_steps(net, batches, module)
+    if module is scalar and batches.checked:
+        step = compiled_steps(net, batches)
+    elif backend == "cuda" and batches.checked:
+        step = device_steps(net, batches, module, min(batch_size, batches.N))
+    else:
+        step = python_steps(net, batches, module)
     n_batches = -(-batches.N // batch_size)
     for epoch in range(epochs):
         start = time.perf_counter()

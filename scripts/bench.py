@@ -33,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     parser.add_argument("--only-torch", action="store_true", help="skip scikit-learn and the NumPy row backend")
     parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
-    parser.add_argument("--memory", action="store_true", help="peak RSS of each case in a fresh process")
+    parser.add_argument("--memory", action="store_true", help="RSS of each case's epoch in a fresh process")
     parser.add_argument("--compile", action="store_true", help="cold and warm start-up times")
     parser.add_argument("--json", help="write every number to this file")
     parser.add_argument("--png", help="bar chart of the ratios to PyTorch (needs matplotlib)")
@@ -77,12 +77,12 @@ def main(argv=None):
             p = entry["phases"]
             print(f"| {entry['case']['name']} | {p['forward']:.4f} | {p['backward']:.4f} | {p['update']:.4f} |")
     if args.memory:
-        print("\n| case | peak RSS MiB | baseline MiB | training adds MiB | data + params + state + grad + buffers MiB |"
-              "\n|---|---|---|---|---|")
+        print("\n| case | RSS before the epoch MiB | peak RSS in the epoch MiB | the epoch adds MiB | "
+              "data + params + state + grad + buffers MiB |\n|---|---|---|---|---|")
         for entry in report["cases"]:
             rss, parts = entry["peak_rss"], entry["expected_bytes"]
-            print(f"| {entry['case']['name']} | {rss['train'] / 2**20:.0f} | {rss['baseline'] / 2**20:.0f} | "
-                  f"{(rss['train'] - rss['baseline']) / 2**20:.0f} | {sum(parts.values()) / 2**20:.1f} "
+            print(f"| {entry['case']['name']} | {rss['before'] / 2**20:.0f} | {rss['peak'] / 2**20:.0f} | "
+                  f"{(rss['peak'] - rss['before']) / 2**20:.1f} | {sum(parts.values()) / 2**20:.1f} "
                   f"({', '.join(f'{k} {v / 2**20:.1f}' for k, v in parts.items())}) |")
     if args.compile:
         report["compile_seconds"] = benchmark.compile_times()

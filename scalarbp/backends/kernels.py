@@ -33,9 +33,8 @@ but keeps IEEE NaN and inf semantics so that a diverging run is still detected.
 import numpy as np
 from numba import njit, prange
 
-from .. import activations as act
-from ..activations import ACTIVATIONS
-from ..losses import LOSSES, SOFTMAX, binary_cross_entropy, squared_error
+from ..activations import IDENTITY, activation as g, derivative as g_prime
+from ..losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import update
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -50,40 +49,6 @@ PARALLEL_ELEMENTS = 1 << 15
 # ZeroDivisionError, whose check would also stop LLVM from vectorising loops that divide.
 kernel = njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 parallel_kernel = njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
-
-IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = (
-    ACTIVATIONS[name].code for name in ("identity", "relu", "leaky_relu", "sigmoid", "tanh"))
-CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE = (
-    LOSSES[name].code for name in ("cross_entropy", "binary_cross_entropy", "mse"))
-
-
-@kernel
-def g(code, a):
-    """h = g(a) for the activation with kernel ``code``."""
-    if code == RELU:
-        return act.relu(a)
-    if code == LEAKY_RELU:
-        return act.leaky_relu(a)
-    if code == SIGMOID:
-        return act.sigmoid(a)
-    if code == TANH:
-        return act.tanh(a)
-    return act.identity(a)
-
-
-@kernel
-def g_prime(code, a, h):
-    """g'(a), given a and h = g(a), for the activation with kernel ``code``."""
-    if code == RELU:
-        return act.relu_grad(a, h)
-    if code == LEAKY_RELU:
-        return act.leaky_relu_grad(a, h)
-    if code == SIGMOID:
-        return act.sigmoid_grad(a, h)
-    if code == TANH:
-        return act.tanh_grad(a, h)
-    return act.identity_grad(a, h)
-
 
 @kernel
 def _tile_rows(A, B, C, block):
@@ -223,78 +188,15 @@ def scale_by_g_prime(delta, a, h, code, parallel):
             _scale_row(delta, a, h, code, n)
 
 
-@kernel
-def softmax_row(a, f, n):
-    """f_nj = softmax(a_n)_j, max-shifted (seed 002); returns log-sum-exp of row n."""
-    K = a.shape[1]
-    m = a[n, 0]
-    for j in range(1, K):
-        m = max(m, a[n, j])
-    s = a.dtype.type(0)
-    for j in range(K):
-        f[n, j] = np.exp(a[n, j] - m)
-        s += f[n, j]
-    for j in range(K):
-        f[n, j] /= s
-    return m + np.log(s)
-
-
-@kernel
-def _output_only_row(a, f, out_code, n):
-    if out_code == SOFTMAX:
-        softmax_row(a, f, n)
-    else:
-        for j in range(a.shape[1]):
-            f[n, j] = g(out_code, a[n, j])
-
-
 @parallel_kernel
 def output(a, f, out_code, parallel):
     """f_n = g(a_n) for every sample, softmax taken across the row."""
     if parallel:
         for n in prange(a.shape[0]):
-            _output_only_row(a, f, out_code, n)
+            outputs_row(a, f, out_code, n)
     else:
         for n in range(a.shape[0]):
-            _output_only_row(a, f, out_code, n)
-
-
-@kernel
-def _output_row(a, f, y, out_code, loss_code, scale, delta, n):
-    """Outputs, loss and output delta of sample n (see :func:`output_layer`)."""
-    K = a.shape[1]
-    if out_code == SOFTMAX:
-        lse = softmax_row(a, f, n)
-    else:
-        lse = a.dtype.type(0)
-        for j in range(K):
-            f[n, j] = g(out_code, a[n, j])
-
-    loss = a.dtype.type(0)
-    if loss_code == CROSS_ENTROPY:  # -sum_j y_j log f_j, log f_j = a_j - lse
-        y_sum = a.dtype.type(0)
-        for j in range(K):
-            loss += y[n, j] * (lse - a[n, j])
-            y_sum += y[n, j]
-        for j in range(K):  # seed 003: (f - y) for one-hot y
-            delta[n, j] = scale * (f[n, j] * y_sum - y[n, j])
-    elif loss_code == BINARY_CROSS_ENTROPY:
-        for j in range(K):
-            loss += binary_cross_entropy(a[n, j], y[n, j])
-            delta[n, j] = scale * (f[n, j] - y[n, j])
-    else:  # mse: seed 001's delta_j = dPhi/df_j g'(a_j), dPhi/df_j = u_j = f_j - y_j
-        for j in range(K):
-            loss += squared_error(f[n, j], y[n, j])
-        if out_code == SOFTMAX:  # softmax's Jacobian: delta_j = f_j (u_j - sum_k u_k f_k)
-            uf = a.dtype.type(0)
-            for k in range(K):
-                uf += (f[n, k] - y[n, k]) * f[n, k]
-            for j in range(K):
-                delta[n, j] = scale * f[n, j] * (f[n, j] - y[n, j] - uf)
-        else:
-            for j in range(K):
-                delta[n, j] = scale * (f[n, j] - y[n, j]) * g_prime(out_code, a[n, j], f[n, j])
-    return loss
+            outputs_row(a, f, out_code, n)
 
 
 @parallel_kernel
@@ -307,10 +209,10 @@ def output_layer(a, f, y, out_code, loss_code, scale, delta, losses, parallel):
     """
     if parallel:
         for n in prange(a.shape[0]):
-            losses[n] = _output_row(a, f, y, out_code, loss_code, scale, delta, n)
+            losses[n] = output_row(a, f, y, out_code, loss_code, scale, delta, n)
     else:
         for n in range(a.shape[0]):
-            losses[n] = _output_row(a, f, y, out_code, loss_code, scale, delta, n)
+            losses[n] = output_row(a, f, y, out_code, loss_code, scale, delta, n)
 
 
 @kernel

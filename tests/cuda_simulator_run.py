@@ -1,0 +1,67 @@
+"""Run by test_cuda_backend.py in a child process, with NUMBA_ENABLE_CUDASIM=1 for Numba's
+CUDA simulator (the variable must be set before Numba is imported, so not inside the
+pytest process) or without it on a machine with a GPU.  Prints one JSON object of
+results for the test to check."""
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import scalarbp  # noqa: E402
+from conftest import HIDDEN, OUTPUT_LOSS, problem  # noqa: E402
+from scalarbp.datasets import make_spirals  # noqa: E402
+from scalarbp.training import DivergedError  # noqa: E402
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+# Every activation, and every output/loss pair (the simulator is slow: not all 30 pairs).
+COMBINATIONS = [(hidden, "softmax", "cross_entropy") for hidden in HIDDEN] + \
+               [(hidden, output, loss) for hidden, (output, loss) in zip(HIDDEN * 2, OUTPUT_LOSS[1:])]
+
+results = {"agreement": {}, "float32": None}
+for hidden, output, loss in COMBINATIONS:
+    net, X, Y = problem([3, 5, 4, 2], hidden, output, loss, N=6, l2=0.1)
+    J_row, dW_row, db_row = net.loss_and_grad(X, Y, backend="row")
+    J, dW, db = net.loss_and_grad(X, Y, backend="cuda")
+    grads = max(rel(g, r) for g, r in zip(dW + db, dW_row + db_row))
+    forward = rel(net.forward(X, backend="cuda"), net.forward(X, backend="row"))
+    results["agreement"][f"{hidden}/{output}/{loss}"] = [abs(J - J_row) / abs(J_row), grads, forward]
+
+net, X, Y = problem([3, 5, 2], "tanh", N=7, dtype="float32")
+J32, dW32, _ = net.loss_and_grad(X, Y, backend="cuda")
+J_ref, dW_ref, _ = net.astype("float64").loss_and_grad(X, Y, backend="row")
+results["float32"] = [abs(J32 - J_ref) / J_ref, max(rel(a, b) for a, b in zip(dW32, dW_ref))]
+
+trained = {}
+for backend in ("cuda", "scalar"):
+    net = scalarbp.MLP([2, 8, 3], hidden="tanh", seed=0)
+    X, y = make_spirals(24, seed=0)
+    history = net.fit(X, y, epochs=3, batch_size=8, lr=0.05, optimizer="adam", seed=0, backend=backend,
+                      validation_data=(X, y))
+    trained[backend] = (net.theta.copy(), history.loss, net.optimizer.t)
+results["training"] = {
+    "weights": rel(trained["cuda"][0], trained["scalar"][0]),
+    "losses": rel(trained["cuda"][1], trained["scalar"][1]),
+    "loss_falls": trained["cuda"][1][-1] < trained["cuda"][1][0],
+    "steps": [trained["cuda"][2], trained["scalar"][2]],
+}
+
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(16, 3)), 100 * rng.normal(size=16)
+net = scalarbp.MLP([3, 6, 1], output="identity", seed=0)
+try:
+    net.fit(X, y, epochs=40, batch_size=16, lr=0.2, optimizer="sgd", seed=0, backend="cuda")
+    results["diverged"] = None
+except DivergedError as err:
+    twin = scalarbp.MLP([3, 6, 1], output="identity", seed=0)
+    twin.fit(X, y, epochs=net.epochs_trained, batch_size=16, lr=0.2, optimizer="sgd", seed=0, backend="cuda")
+    results["diverged"] = {"message": str(err), "finite": bool(np.isfinite(net.theta).all()),
+                           "same_as_twin": bool(np.array_equal(net.theta, twin.theta))}
+print(json.dumps(results))
