@@ -54,6 +54,15 @@ CASES = {
 }
 TARGETS = {"digits": 0.2, "mnist1d": 0.3, "mnist": 0.7, "wide": 0.75}
 
+#: The GPU cases (``--device cuda``: scalarbp's cuda backend against PyTorch CUDA) and their
+#: targets; "big" is about 25 TFLOP/s for PyTorch on an H100.
+GPU_CASES = {
+    "mnist-gpu": Case("mnist-gpu", (784, 256, 128, 10), 60000, 64),
+    "wide-gpu": Case("wide-gpu", (1024, 1024, 1024, 10), 16384, 256),
+    "big-gpu": Case("big-gpu", (784, 2048, 2048, 10), 262144, 1024),
+}
+TARGETS.update({"mnist-gpu": 0.3, "wide-gpu": 1.0, "big-gpu": 3.0})
+
 
 def sweep_cases():
     """More shapes: batch sizes, depth, width, float64."""
@@ -88,27 +97,31 @@ def scalarbp_epoch(case, X, y, backend="scalar"):
     return lambda: net.fit(X, y, **kwargs)
 
 
-def torch_epoch(case, X, y, threads):
+def torch_epoch(case, X, y, threads, device="cpu"):
     try:
         import torch
     except ImportError:
+        return None
+    if device == "cuda" and not torch.cuda.is_available():
         return None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     dtype = getattr(torch, case.dtype)
     layers = []
     for d_in, d_out in zip(case.sizes[:-1], case.sizes[1:]):
-        layers += [torch.nn.Linear(d_in, d_out, dtype=dtype), torch.nn.ReLU()]
+        layers += [torch.nn.Linear(d_in, d_out, dtype=dtype, device=device), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
     loss = torch.nn.CrossEntropyLoss()
     optimizer = (torch.optim.Adam if case.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=case.lr)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    Xt, yt = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
 
     def epoch():
         for start in range(0, case.N, case.batch):
             optimizer.zero_grad()
             loss(model(Xt[start:start + case.batch]), yt[start:start + case.batch]).backward()
             optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
     epoch()
     return epoch
 
@@ -153,6 +166,12 @@ def gemm_peak(dtype="float32", n=2048, repeats=5):
     return 2 * n ** 3 / np.median([_timed(lambda: A @ A) for _ in range(repeats)]) / 1e9
 
 
+def gpu_name():
+    from numba import cuda
+
+    return cuda.get_current_device().name.decode() if cuda.is_available() else "none"
+
+
 def blas_info():
     try:
         from threadpoolctl import threadpool_info
@@ -168,13 +187,16 @@ def blas_info():
 PAUSE = 0.3
 
 
-def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row")):
-    """Median seconds per epoch of each implementation, timed in turn in each repetition."""
+def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row"), device="cpu"):
+    """Median seconds per epoch of each implementation, timed in turn in each repetition.
+
+    ``device="cuda"``: scalarbp's cuda backend against PyTorch on the GPU.
+    """
     X, y = data(case)
     runs = {}
     if "torch" in competitors:  # first: see start_torch
-        runs["pytorch"] = torch_epoch(case, X, y, threads)
-    runs["scalarbp"] = scalarbp_epoch(case, X, y)
+        runs["pytorch"] = torch_epoch(case, X, y, threads, device)
+    runs["scalarbp"] = scalarbp_epoch(case, X, y, backend="cuda" if device == "cuda" else "scalar")
     if "sklearn" in competitors and case.dtype == "float32":
         runs["sklearn"] = sklearn_epoch(case, X, y)
     if "row" in competitors:

@@ -27,7 +27,10 @@ from scalarbp import benchmark
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=list(benchmark.CASES), choices=list(benchmark.CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(benchmark.CASES) + list(benchmark.GPU_CASES),
+                        help="default: the four CPU cases, or the GPU cases with --device cuda")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: scalarbp's cuda backend against PyTorch CUDA")
     parser.add_argument("--sweep", action="store_true", help="also batch sizes, depth, width, float64")
     parser.add_argument("--repeats", type=int, default=7, help="epochs timed per implementation (median)")
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
@@ -51,11 +54,16 @@ def main(argv=None):
     print(f"machine: {report['machine']}\nBLAS: {report['blas']}\nNumPy float32 GEMM peak: {peak:.0f} GFLOP/s "
           f"(2048^3); threads: {args.threads}\n")
 
-    cases = [benchmark.CASES[name] for name in args.cases] + (benchmark.sweep_cases() if args.sweep else [])
-    competitors = ("torch",) if args.only_torch else ("torch", "sklearn", "row")
+    known = {**benchmark.CASES, **benchmark.GPU_CASES}
+    names = args.cases or list(benchmark.GPU_CASES if args.device == "cuda" else benchmark.CASES)
+    cases = [known[name] for name in names] + (benchmark.sweep_cases() if args.sweep else [])
+    competitors = ("torch",) if args.only_torch or args.device == "cuda" else ("torch", "sklearn", "row")
+    if args.device == "cuda":
+        report["gpu"] = benchmark.gpu_name()
+        print(f"GPU: {report['gpu']}")
     results = []
     for case in cases:
-        times = benchmark.run_case(case, args.repeats, args.threads, competitors)
+        times = benchmark.run_case(case, args.repeats, args.threads, competitors, args.device)
         results.append((case, times))
         entry = {"case": vars(case), "seconds_per_epoch": times,
                  "gflops": case.flops() / times["scalarbp"] / 1e9}
