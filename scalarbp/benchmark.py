@@ -237,9 +237,11 @@ def phases(case, repeats=5):
         for xb, yb in batches:
             kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, 0.0, xb, yb, work.buffers)
 
+    zero = np.zeros_like(grad)
+
     def update():
         for _ in batches:
-            net.optimizer.step(net.theta, grad * 0)
+            net.optimizer.step(net.theta, zero)
 
     result = {name: float(np.median([_timed(f) for f in [run] * repeats]))
               for name, run in (("forward", forward), ("forward+backward", forward_backward), ("update", update))}
