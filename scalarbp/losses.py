@@ -66,8 +66,7 @@ DEFAULT_LOSS = {
 }
 
 
-CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE = (
-    LOSSES[name].code for name in ("cross_entropy", "binary_cross_entropy", "mse"))
+CROSS_ENTROPY, BINARY_CROSS_ENTROPY = LOSSES["cross_entropy"].code, LOSSES["binary_cross_entropy"].code
 
 
 def output_code(output):
