@@ -123,6 +123,76 @@ def sum_products(A, B, C, parallel):
             _tile_rows(A, B, C, block)
 
 
+@kernel
+def _outer_rows(A, B, C, block):
+    """Rows 4 block .. 4 block + 3 of C = A^T B (see :func:`sum_outer_products`)."""
+    R, Q = B.shape
+    p = 4 * block
+    if p + 4 > C.shape[0]:  # the last, partial block: one row at a time
+        for pp in range(p, C.shape[0]):
+            Cp = C[pp]
+            for q in range(Q):
+                Cp[q] = 0
+            for r in range(R):
+                a, Br = A[r, pp], B[r]
+                for q in range(Q):
+                    Cp[q] += a * Br[q]
+        return
+    C0, C1, C2, C3 = C[p], C[p + 1], C[p + 2], C[p + 3]
+    for q in range(Q):
+        C0[q] = C1[q] = C2[q] = C3[q] = 0
+    r = 0
+    while r + 4 <= R:  # four terms of the sum per pass: four multiply-adds per store
+        a00, a01, a02, a03 = A[r, p], A[r, p + 1], A[r, p + 2], A[r, p + 3]
+        a10, a11, a12, a13 = A[r + 1, p], A[r + 1, p + 1], A[r + 1, p + 2], A[r + 1, p + 3]
+        a20, a21, a22, a23 = A[r + 2, p], A[r + 2, p + 1], A[r + 2, p + 2], A[r + 2, p + 3]
+        a30, a31, a32, a33 = A[r + 3, p], A[r + 3, p + 1], A[r + 3, p + 2], A[r + 3, p + 3]
+        B0, B1, B2, B3 = B[r], B[r + 1], B[r + 2], B[r + 3]
+        for q in range(Q):
+            b0, b1, b2, b3 = B0[q], B1[q], B2[q], B3[q]
+            C0[q] += a00 * b0 + a10 * b1 + a20 * b2 + a30 * b3
+            C1[q] += a01 * b0 + a11 * b1 + a21 * b2 + a31 * b3
+            C2[q] += a02 * b0 + a12 * b1 + a22 * b2 + a32 * b3
+            C3[q] += a03 * b0 + a13 * b1 + a23 * b2 + a33 * b3
+        r += 4
+    while r < R:
+        a0, a1, a2, a3 = A[r, p], A[r, p + 1], A[r, p + 2], A[r, p + 3]
+        Br = B[r]
+        for q in range(Q):
+            b = Br[q]
+            C0[q] += a0 * b
+            C1[q] += a1 * b
+            C2[q] += a2 * b
+            C3[q] += a3 * b
+        r += 1
+
+
+@parallel_kernel
+def sum_outer_products(A, B, C, parallel):
+    """C[p, q] = sum_r A[r, p] B[r, q] for A (R, P), B (R, Q), C (P, Q).
+
+    The same sums as :func:`sum_products`, organised the other way round: the innermost
+    loop runs along a row of C and a row of B (unit stride, vectorised), and each pass
+    adds four terms of the sum, so no horizontal sum of a vector is ever needed.  That is
+    the faster form when the sum is short (a weight gradient over a batch of 64, or a
+    delta sum over 10 output units); ``A`` may be a transposed view.  Rows of C in blocks
+    of four, one block per ``prange`` iteration when ``parallel``.
+    """
+    blocks = (C.shape[0] + 3) // 4
+    if parallel:
+        for block in prange(blocks):
+            _outer_rows(A, B, C, block)
+    else:
+        for block in range(blocks):
+            _outer_rows(A, B, C, block)
+
+
+#: Sums of at most this many terms use :func:`sum_outer_products`, longer ones
+#: :func:`sum_products` (measured: 160 against 115 GFLOP/s for a weight gradient over a
+#: batch of 64; 97 against 133 over a batch of 256 with 1024-wide layers).
+SHORT_SUM = 128
+
+
 #: Side of the square tiles :func:`transpose` moves.  Small: a column of a tile spans
 #: TILE rows of the destination, which for power-of-two widths all fall in one cache set.
 TILE = 8
@@ -216,10 +286,10 @@ def output_layer(a, f, y, out_code, loss_code, scale, delta, losses, parallel):
 
 
 @kernel
-def _bias_row(deltaT, W, l2, dW, db, i):
-    s = deltaT.dtype.type(0)
-    for n in range(deltaT.shape[1]):
-        s += deltaT[i, n]
+def _bias_row(delta, W, l2, dW, db, i):
+    s = delta.dtype.type(0)
+    for n in range(delta.shape[0]):
+        s += delta[n, i]
     db[i] = s
     total = s
     for j in range(W.shape[1]):
@@ -229,18 +299,18 @@ def _bias_row(deltaT, W, l2, dW, db, i):
 
 
 @parallel_kernel
-def bias_grad_and_penalty(deltaT, W, l2, dW, db, sums, parallel):
-    """db_i = sum_n delta_ni (rows of delta^T, in a fixed order); dW_ij += l2 w_ij.
+def bias_grad_and_penalty(delta, W, l2, dW, db, sums, parallel):
+    """db_i = sum_n delta_ni (over the batch, in a fixed order); dW_ij += l2 w_ij.
 
     ``sums[i]`` receives the sum of row i of the layer's gradient: a NaN or inf anywhere
     in the gradient shows in their total.
     """
     if parallel:
-        for i in prange(deltaT.shape[0]):
-            sums[i] = _bias_row(deltaT, W, l2, dW, db, i)
+        for i in prange(W.shape[0]):
+            sums[i] = _bias_row(delta, W, l2, dW, db, i)
     else:
-        for i in range(deltaT.shape[0]):
-            sums[i] = _bias_row(deltaT, W, l2, dW, db, i)
+        for i in range(W.shape[0]):
+            sums[i] = _bias_row(delta, W, l2, dW, db, i)
 
 
 @kernel
@@ -335,21 +405,27 @@ def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
         W, _ = parameter_views(theta, sizes, k)
         dW, db = parameter_views(grad, sizes, k)
         h_below = X if k == 0 else layer_views(h_flat, sizes, k - 1, N)
-        deltaT = deltaT_buf[:d_out * N].reshape((d_out, N))
-        hT = hT_buf[:d_in * N].reshape((d_in, N))
-        transpose(delta, deltaT, delta.size >= PARALLEL_ELEMENTS)
-        transpose(h_below, hT, h_below.size >= PARALLEL_ELEMENTS)
-        sum_products(deltaT, hT, dW, big)  # dPhi/dw_ij = sum_n delta_ni h_nj
-        bias_grad_and_penalty(deltaT, W, l2, dW, db, sums, W.size >= PARALLEL_ELEMENTS)
+        if N <= SHORT_SUM:  # dPhi/dw_ij = sum_n delta_ni h_nj
+            sum_outer_products(delta, h_below, dW, big)
+        else:
+            deltaT = deltaT_buf[:d_out * N].reshape((d_out, N))
+            hT = hT_buf[:d_in * N].reshape((d_in, N))
+            transpose(delta, deltaT, delta.size >= PARALLEL_ELEMENTS)
+            transpose(h_below, hT, h_below.size >= PARALLEL_ELEMENTS)
+            sum_products(deltaT, hT, dW, big)
+        bias_grad_and_penalty(delta, W, l2, dW, db, sums, W.size >= PARALLEL_ELEMENTS)
         for i in range(d_out):
             grad_sum += sums[i]
         if l2 != 0:
             J += 0.5 * l2 * squared_norm(W)
         if k > 0:
-            WT = WT_buf[:d_in * d_out].reshape((d_in, d_out))
-            transpose(W, WT, W.size >= PARALLEL_ELEMENTS)
             below = below_buf[:N * d_in].reshape((N, d_in))
-            sum_products(delta, WT, below, big)  # sum_s delta_ns w_si
+            if d_out <= SHORT_SUM:  # sum_s delta_ns w_si
+                sum_outer_products(delta.T, W, below, big)
+            else:
+                WT = WT_buf[:d_in * d_out].reshape((d_in, d_out))
+                transpose(W, WT, W.size >= PARALLEL_ELEMENTS)
+                sum_products(delta, WT, below, big)
             a_below = layer_views(a_flat, sizes, k - 1, N)
             scale_by_g_prime(below, a_below, h_below, codes[k - 1], below.size >= PARALLEL_ELEMENTS)
             delta_buf, below_buf = below_buf, delta_buf
