@@ -23,8 +23,12 @@ def test_float32_gradients_are_close_to_float64(backend, output, loss):
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_scalar_gradients_are_identical_for_1_and_2_threads(dtype):
-    net, X, Y = problem([37, 29, 23, 10], "relu", N=203, dtype=dtype)
+@pytest.mark.parametrize("sizes,N", [
+    ([37, 29, 23, 10], 203),      # long sums: tiled products over transposed operands
+    ([300, 160, 140, 10], 97),    # short sums: outer-product form, long ones for 160 units
+])
+def test_scalar_gradients_are_identical_for_1_and_2_threads(dtype, sizes, N):
+    net, X, Y = problem(sizes, "relu", N=N, dtype=dtype)
     results = []
     for threads in (1, 2):
         numba.set_num_threads(threads)

@@ -9,13 +9,20 @@ computed, ``j`` a unit of the layer below, ``s`` a unit of the layer above.  Per
     delta_ni = (sum_s delta_ns w_si) g'(a_ni)                         the delta recursion
     dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij,  dPhi/db_i = sum_n delta_ni
 
-All three sums have the form ``C[p, q] = sum_r A[p, r] B[q, r]`` with both operands
-unit-stride along the summed index ``r``; :func:`sum_products` computes that form once for
-all of them, in 4 x 4 register tiles so that each value loaded is used four times.  It is
-fed ``(h, W)`` for the forward sums, ``(delta, W^T)`` for the delta recursion and
-``(delta^T, h^T)`` for the weight gradient, with the transposes written beforehand.
+The three sums are matrix products, computed by two routines written as index loops:
 
-Parallelism and determinism: :func:`sum_products` runs ``prange`` over blocks of rows of
+* :func:`sum_products`, ``C[p, q] = sum_r A[p, r] B[q, r]``: both operands unit-stride
+  along the summed index ``r``, 4 x 4 register tiles (each value loaded is used four
+  times), a horizontal sum of a vector at the end of each element.  Fed ``(h, W)`` for the
+  forward sums; for long delta sums ``(delta, W^T)`` and long weight-gradient sums
+  ``(delta^T, h^T)``, with the transposes written beforehand.
+* :func:`sum_outer_products`, ``C[p, q] = sum_r A[r, p] B[r, q]``: the innermost loop runs
+  along rows of C and B, four terms of the sum per pass; no transposes and no horizontal
+  sums, which makes it the faster form for short sums (up to ``SHORT_SUM`` terms): the
+  weight gradient ``(delta, h)`` over a batch of up to 128, and the delta sum
+  ``(delta^T, W)`` from a layer of up to 128 units.
+
+Parallelism and determinism: both routines run ``prange`` over blocks of four rows of
 ``C``.  For the forward and delta sums those rows are samples (parallel over the batch);
 for the weight gradient they are the units ``i``, so each ``dPhi/dw_ij`` is summed over
 ``n`` by one thread, in a fixed order.  No two threads ever add into the same element and
