@@ -67,13 +67,13 @@ class Batches:
         self.labels, self.T = _targets(net, y, self.N)
         self.xb = np.empty((batch_size, net.sizes[0]), net.dtype)
         self.tb = np.empty((batch_size, net.sizes[-1]), net.dtype)
-        self.checked = not isinstance(self.X, np.memmap)
+        self.in_memory = not isinstance(self.X, np.memmap)  # (then X is validated already)
         self.standardizer = net.standardizer
 
     def gather(self, rows):
         n = rows.shape[0]
         xb, tb = self.xb[:n], self.tb[:n]
-        if self.checked:
+        if self.in_memory:
             np.take(self.X, rows, axis=0, out=xb)
         else:
             xb[...] = self.X[rows]
@@ -207,9 +207,9 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2)
-    if module is scalar and batches.checked:
+    if module is scalar and batches.in_memory:
         step = compiled_steps(net, batches)
-    elif backend == "cuda" and batches.checked:
+    elif backend == "cuda" and batches.in_memory:
         step = device_steps(net, batches, module, min(batch_size, batches.N))
     else:
         step = python_steps(net, batches, module)
