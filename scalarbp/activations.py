@@ -2,7 +2,9 @@
 
 Each function is written once with NumPy ufuncs so that the same code runs on whole
 arrays (the row and column references) and, compiled by Numba, on single scalars
-inside the scalar kernels.  ``register_jitable`` keeps each one
+inside the CPU and CUDA kernels.  Only ufuncs that numba-cuda's CUDA target implements
+are used (``maximum``, ``tanh``, ``log``, comparisons, arithmetic; not ``sign``,
+``exp``, ``abs`` or ``log1p``).  ``register_jitable`` keeps each one
 an ordinary Python function that Numba can also compile.  The derivative takes both the pre-activation ``a`` and the
 activation ``h = g(a)``, because several derivatives are cheapest in terms of ``h``
 (seed 000: "sigmoid'(z) = sigmoid_grad(d)", i.e. h (1 - h)).
@@ -29,9 +31,15 @@ def relu(a):
 
 
 @register_jitable
+def step(a):
+    """1 where a > 0, else 0, in a's dtype: the derivative of max(a, 0)."""
+    return (a > 0) + 0 * a
+
+
+@register_jitable
 def relu_grad(a, h):
-    # seed 003: theta'(S) = sign(S) for ReLU, taken on h = max(a, 0) so that g'(0) = 0.
-    return np.sign(h)
+    # seed 003: theta'(S) = sign(S) for ReLU, i.e. 1 for S > 0 and 0 otherwise (0 at S = 0).
+    return step(a)
 
 
 @register_jitable
@@ -42,7 +50,7 @@ def leaky_relu(a):
 @register_jitable
 def leaky_relu_grad(a, h):
     # 1 where a > 0, LEAKY_SLOPE elsewhere (PyTorch's choice at a = 0).
-    return LEAKY_SLOPE + (1 - LEAKY_SLOPE) * np.sign(np.maximum(a, 0))
+    return LEAKY_SLOPE + (1 - LEAKY_SLOPE) * step(a)
 
 
 @register_jitable

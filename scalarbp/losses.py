@@ -79,8 +79,10 @@ def output_code(output):
 
 @register_jitable
 def softplus(a):
-    """log(1 + e^a) without overflow."""
-    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
+    """log(1 + e^a) = max(a, 0) + log(1 + e^-|a|) without overflow, where
+    log(1 + e^-|a|) = -log sigmoid(|a|) and sigmoid(x) = (1 + tanh(x / 2)) / 2 (only
+    ufuncs the CUDA target has: no exp, log1p or abs)."""
+    return np.maximum(a, 0) - np.log(0.5 + 0.5 * np.tanh(0.5 * np.maximum(a, -a)))
 
 
 @register_jitable

@@ -14,6 +14,7 @@ import scalarbp
 from scalarbp.cli import main
 
 RUN = Path(__file__).with_name("cuda_simulator_run.py")
+PTX = Path(__file__).with_name("cuda_ptx_run.py")
 
 
 def gpu_present():
@@ -24,10 +25,18 @@ def gpu_present():
     return cuda.is_available()
 
 
+def child_env(simulator):
+    """The environment of a child Python: this checkout importable, the simulator on or off."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    if simulator:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(RUN.parents[1]), env.get("PYTHONPATH", "")])
+    return env
+
+
 def run_checks(simulator):
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"} if simulator else \
-        {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    out = subprocess.run([sys.executable, str(RUN)], env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run([sys.executable, str(RUN)], env=child_env(simulator), capture_output=True, text=True,
+                         timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -53,6 +62,16 @@ def test_cuda_backend_matches_the_references_in_the_simulator():
 @pytest.mark.skipif(not gpu_present(), reason="no CUDA GPU on this machine")
 def test_cuda_backend_matches_the_references_on_a_gpu():
     check(run_checks(simulator=False))
+
+
+def test_every_cuda_kernel_compiles_for_an_h100():
+    """PTX for sm_90 without a GPU, where numba-cuda, NVVM and NVRTC are installed."""
+    out = subprocess.run([sys.executable, str(PTX)], env=child_env(False), capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    if out.stdout.startswith("SKIP"):
+        pytest.skip(out.stdout.strip())
+    assert out.stdout.count(" ok") == 18
 
 
 @pytest.mark.skipif(gpu_present(), reason="a CUDA GPU is present")
