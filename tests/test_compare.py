@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import problem
 from scalarbp.compare import PAIRS, differences, gradients, table
@@ -38,7 +39,9 @@ def test_table_has_a_row_per_parameter_array():
 def test_compare_script_prints_the_table(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["compare_backends.py", "--sizes", "4", "6", "3",
                                       "--hidden", "relu", "--dtype", "float32", "--batch", "9"])
-    runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "compare_backends.py"), run_name="__main__")
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "compare_backends.py"), run_name="__main__")
+    assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "MLP(4-6-3" in out and "float32" in out
     assert out.count("\n| ") == 5
