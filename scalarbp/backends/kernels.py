@@ -58,28 +58,33 @@ kernel = njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 parallel_kernel = njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
 
 @kernel
-def _tile_rows(A, B, C, block):
-    """Rows 4 block .. 4 block + 3 of C = A B^T (see :func:`sum_products`)."""
-    P, R = A.shape
-    Q = B.shape[0]
+def _tile_rows(A, B, C, block, q0, q1):
+    """Rows 4 block .. 4 block + 3, columns q0 .. q1 - 1 of C = A B^T (see :func:`sum_products`)."""
+    P = A.shape[0]
     p = 4 * block
     if p + 4 > P:  # the last, partial block of rows: one dot product per element
         for pp in range(p, P):
-            for q in range(Q):
+            Ap, Cp = A[pp], C[pp]
+            for q in range(q0, q1):
+                Bq = B[q]
                 c = C.dtype.type(0)
-                for r in range(R):
-                    c += A[pp, r] * B[q, r]
-                C[pp, q] = c
+                for r in range(Bq.shape[0]):
+                    c += Ap[r] * Bq[r]
+                Cp[q] = c
         return
-    q = 0
-    while q + 4 <= Q:
+    # Rows of A, B and C as 1-D views: unit stride that LLVM can see, indices from 0.
+    A0, A1, A2, A3 = A[p], A[p + 1], A[p + 2], A[p + 3]
+    C0, C1, C2, C3 = C[p], C[p + 1], C[p + 2], C[p + 3]
+    q = q0
+    while q + 4 <= q1:
+        B0, B1, B2, B3 = B[q], B[q + 1], B[q + 2], B[q + 3]
         c00 = c01 = c02 = c03 = C.dtype.type(0)
         c10 = c11 = c12 = c13 = C.dtype.type(0)
         c20 = c21 = c22 = c23 = C.dtype.type(0)
         c30 = c31 = c32 = c33 = C.dtype.type(0)
-        for r in range(R):
-            a0, a1, a2, a3 = A[p, r], A[p + 1, r], A[p + 2, r], A[p + 3, r]
-            b0, b1, b2, b3 = B[q, r], B[q + 1, r], B[q + 2, r], B[q + 3, r]
+        for r in range(A0.shape[0]):
+            a0, a1, a2, a3 = A0[r], A1[r], A2[r], A3[r]
+            b0, b1, b2, b3 = B0[r], B1[r], B2[r], B3[r]
             c00 += a0 * b0
             c01 += a0 * b1
             c02 += a0 * b2
@@ -96,38 +101,50 @@ def _tile_rows(A, B, C, block):
             c31 += a3 * b1
             c32 += a3 * b2
             c33 += a3 * b3
-        C[p, q], C[p, q + 1], C[p, q + 2], C[p, q + 3] = c00, c01, c02, c03
-        C[p + 1, q], C[p + 1, q + 1], C[p + 1, q + 2], C[p + 1, q + 3] = c10, c11, c12, c13
-        C[p + 2, q], C[p + 2, q + 1], C[p + 2, q + 2], C[p + 2, q + 3] = c20, c21, c22, c23
-        C[p + 3, q], C[p + 3, q + 1], C[p + 3, q + 2], C[p + 3, q + 3] = c30, c31, c32, c33
+        C0[q], C0[q + 1], C0[q + 2], C0[q + 3] = c00, c01, c02, c03
+        C1[q], C1[q + 1], C1[q + 2], C1[q + 3] = c10, c11, c12, c13
+        C2[q], C2[q + 1], C2[q + 2], C2[q + 3] = c20, c21, c22, c23
+        C3[q], C3[q + 1], C3[q + 2], C3[q + 3] = c30, c31, c32, c33
         q += 4
-    for qq in range(q, Q):  # the last columns: a 4 x 1 tile each
+    for qq in range(q, q1):  # the panel's last columns: a 4 x 1 tile each
+        Bq = B[qq]
         c0 = c1 = c2 = c3 = C.dtype.type(0)
-        for r in range(R):
-            bq = B[qq, r]
-            c0 += A[p, r] * bq
-            c1 += A[p + 1, r] * bq
-            c2 += A[p + 2, r] * bq
-            c3 += A[p + 3, r] * bq
-        C[p, qq], C[p + 1, qq], C[p + 2, qq], C[p + 3, qq] = c0, c1, c2, c3
+        for r in range(Bq.shape[0]):
+            bq = Bq[r]
+            c0 += A0[r] * bq
+            c1 += A1[r] * bq
+            c2 += A2[r] * bq
+            c3 += A3[r] * bq
+        C0[qq], C1[qq], C2[qq], C3[qq] = c0, c1, c2, c3
+
+
+#: Rows of B (columns of C) per panel in :func:`sum_products`.  A panel of B, PANEL x R
+#: values, stays in a core's L2 cache while every block of rows of A passes over it;
+#: without panels a product with a 1024 x 1024 B streams all of B from memory once per
+#: block of four rows and runs at 80 instead of 190 GFLOP/s.
+PANEL = 128
 
 
 @parallel_kernel
 def sum_products(A, B, C, parallel):
     """C[p, q] = sum_r A[p, r] B[q, r] for A (P, R), B (Q, R), C (P, Q).
 
-    Rows of C are computed in blocks of four, one block per ``prange`` iteration when
-    ``parallel`` (else in a plain loop: the same arithmetic, without the cost of waking
-    threads for a small product); inside a full block, 4 x 4 tiles of C are held in 16
-    accumulators while ``r`` runs over both operands at unit stride.
+    Columns of C are computed in panels of ``PANEL``, and within a panel rows in blocks
+    of four, one block per ``prange`` iteration when ``parallel`` (else in a plain loop:
+    the same arithmetic, without the cost of waking threads for a small product); inside
+    a full block, 4 x 4 tiles of C are held in 16 accumulators while ``r`` runs over both
+    operands at unit stride.
     """
     blocks = (A.shape[0] + 3) // 4
-    if parallel:
-        for block in prange(blocks):
-            _tile_rows(A, B, C, block)
-    else:
-        for block in range(blocks):
-            _tile_rows(A, B, C, block)
+    Q = B.shape[0]
+    for q0 in range(0, Q, PANEL):
+        q1 = min(q0 + PANEL, Q)
+        if parallel:
+            for block in prange(blocks):
+                _tile_rows(A, B, C, block, q0, q1)
+        else:
+            for block in range(blocks):
+                _tile_rows(A, B, C, block, q0, q1)
 
 
 @kernel
