@@ -310,31 +310,52 @@ def output_layer(a, f, y, out_code, loss_code, scale, delta, losses, parallel):
 
 
 @kernel
-def _bias_row(delta, W, l2, dW, db, i):
-    s = delta.dtype.type(0)
+def _bias_columns(delta, db, i0, i1):
+    """db_i = sum_n delta_ni for i0 <= i < i1, rows of delta read at unit stride, n in order."""
+    out = db[i0:i1]
+    for i in range(out.shape[0]):
+        out[i] = 0
     for n in range(delta.shape[0]):
-        s += delta[n, i]
-    db[i] = s
-    total = s
-    for j in range(W.shape[1]):
-        dW[i, j] += l2 * W[i, j]
-        total += dW[i, j]
+        row = delta[n, i0:i1]
+        for i in range(out.shape[0]):
+            out[i] += row[i]
+
+
+@kernel
+def _penalty_row(W, l2, dW, i):
+    """dW_ij += l2 w_ij for row i; returns the row's sum."""
+    row, Wi = dW[i], W[i]
+    if l2 != 0:
+        for j in range(row.shape[0]):
+            row[j] += l2 * Wi[j]
+    total = dW.dtype.type(0)
+    for j in range(row.shape[0]):
+        total += row[j]
     return total
+
+
+#: Columns of delta per parallel share of the bias-gradient sum.
+BIAS_COLUMNS = 256
 
 
 @parallel_kernel
 def bias_grad_and_penalty(delta, W, l2, dW, db, sums, parallel):
     """db_i = sum_n delta_ni (over the batch, in a fixed order); dW_ij += l2 w_ij.
 
-    ``sums[i]`` receives the sum of row i of the layer's gradient: a NaN or inf anywhere
-    in the gradient shows in their total.
+    ``sums[i]`` receives the sum of row i of the layer's gradient (dW's row and db_i): a
+    NaN or inf anywhere in the gradient shows in their total.
     """
+    d_out = W.shape[0]
     if parallel:
-        for i in prange(W.shape[0]):
-            sums[i] = _bias_row(delta, W, l2, dW, db, i)
+        for share in prange((d_out + BIAS_COLUMNS - 1) // BIAS_COLUMNS):
+            i0 = share * BIAS_COLUMNS
+            _bias_columns(delta, db, i0, min(i0 + BIAS_COLUMNS, d_out))
+        for i in prange(d_out):
+            sums[i] = db[i] + _penalty_row(W, l2, dW, i)
     else:
-        for i in range(W.shape[0]):
-            sums[i] = _bias_row(delta, W, l2, dW, db, i)
+        _bias_columns(delta, db, 0, d_out)
+        for i in range(d_out):
+            sums[i] = db[i] + _penalty_row(W, l2, dW, i)
 
 
 @kernel
