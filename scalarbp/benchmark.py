@@ -231,7 +231,7 @@ def phases(case, repeats=5):
 
     def forward():
         for xb, _ in batches:
-            kernels.forward(net.theta, sizes, codes, xb, work.a, work.h)
+            kernels.forward(net.theta, sizes, codes, xb, work.a, work.h, work.WT)
 
     def forward_backward():
         for xb, yb in batches:

@@ -213,8 +213,19 @@ def sum_outer_products(A, B, C, parallel):
 
 #: Sums of at most this many terms use :func:`sum_outer_products`, longer ones
 #: :func:`sum_products` (measured: 160 against 115 GFLOP/s for a weight gradient over a
-#: batch of 64; 97 against 133 over a batch of 256 with 1024-wide layers).
+#: batch of 64; 97 against 133 over a batch of 256 with 1024-wide layers) ...
 SHORT_SUM = 128
+
+#: ... provided the rows of C are at least this long: the outer form's innermost loop
+#: runs along them (a forward sum into 10 output units runs at 15 GFLOP/s in outer
+#: form and 75 in dot-product tiles).
+LONG_ROW = 64
+
+
+@kernel
+def outer_form(R, Q):
+    """Whether sums of R terms into rows of Q entries take :func:`sum_outer_products`."""
+    return R <= SHORT_SUM and Q >= LONG_ROW
 
 
 #: Side of the square tiles :func:`transpose` moves.  Small: a column of a tile spans
@@ -390,12 +401,13 @@ def parameter_views(theta, sizes, k):
 
 
 @kernel
-def forward(theta, sizes, codes, X, a_flat, h_flat):
+def forward(theta, sizes, codes, X, a_flat, h_flat, WT_buf):
     """Forward pass: a^(k) and h^(k) of layers 1..T into the per-sample buffers.
 
     ``codes[k]`` is the activation code of layer k+1 (the last one the output's).  The
     output layer's h is that layer's g(a), or for softmax its logits a; :func:`output`
-    or :func:`output_layer` then computes the outputs.
+    or :func:`output_layer` then computes the outputs.  ``WT_buf`` holds ``W^T`` for a
+    layer whose sum is short enough for the outer-product form.
     """
     N = X.shape[0]
     T = sizes.shape[0] - 1
@@ -404,15 +416,22 @@ def forward(theta, sizes, codes, X, a_flat, h_flat):
         W, b = parameter_views(theta, sizes, k)
         a = layer_views(a_flat, sizes, k, N)
         h = layer_views(h_flat, sizes, k, N)
-        sum_products(h_below, W, a, N * W.size >= PARALLEL_MACS)  # a_ni = sum_j h_nj w_ij
+        d_out, d_in = W.shape
+        big = N * W.size >= PARALLEL_MACS
+        if outer_form(d_in, d_out):  # a_ni = sum_j h_nj w_ij
+            WT = WT_buf[:d_in * d_out].reshape((d_in, d_out))
+            transpose(W, WT, W.size >= PARALLEL_ELEMENTS)
+            sum_outer_products(h_below.T, WT, a, big)
+        else:
+            sum_products(h_below, W, a, big)
         activate(a, b, h, codes[k] if codes[k] != SOFTMAX else IDENTITY, a.size >= PARALLEL_ELEMENTS)
         h_below = h
 
 
 @kernel
-def predict(theta, sizes, codes, X, a_flat, h_flat):
+def predict(theta, sizes, codes, X, a_flat, h_flat, WT_buf):
     """The network's outputs for X: the last layer's block of ``h_flat`` after the call."""
-    forward(theta, sizes, codes, X, a_flat, h_flat)
+    forward(theta, sizes, codes, X, a_flat, h_flat, WT_buf)
     T = sizes.shape[0] - 1
     N = X.shape[0]
     out = layer_views(h_flat, sizes, T - 1, N)
@@ -430,7 +449,7 @@ def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
     a_flat, h_flat, losses, delta_buf, below_buf, deltaT_buf, hT_buf, WT_buf, sums = work
     N = X.shape[0]
     T = sizes.shape[0] - 1
-    forward(theta, sizes, codes, X, a_flat, h_flat)
+    forward(theta, sizes, codes, X, a_flat, h_flat, WT_buf)
 
     K = sizes[T]
     a_out = layer_views(a_flat, sizes, T - 1, N)
@@ -450,7 +469,7 @@ def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
         W, _ = parameter_views(theta, sizes, k)
         dW, db = parameter_views(grad, sizes, k)
         h_below = X if k == 0 else layer_views(h_flat, sizes, k - 1, N)
-        if N <= SHORT_SUM:  # dPhi/dw_ij = sum_n delta_ni h_nj
+        if outer_form(N, d_in):  # dPhi/dw_ij = sum_n delta_ni h_nj
             sum_outer_products(delta, h_below, dW, big)
         else:
             deltaT = deltaT_buf[:d_out * N].reshape((d_out, N))
@@ -465,7 +484,7 @@ def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
             J += 0.5 * l2 * squared_norm(W)
         if k > 0:
             below = below_buf[:N * d_in].reshape((N, d_in))
-            if d_out <= SHORT_SUM:  # sum_s delta_ns w_si
+            if outer_form(d_out, d_in):  # sum_s delta_ns w_si
                 sum_outer_products(delta.T, W, below, big)
             else:
                 WT = WT_buf[:d_in * d_out].reshape((d_in, d_out))

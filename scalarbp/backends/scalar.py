@@ -28,10 +28,11 @@ class Workspace:
         N = capacity
         self.a = np.empty(N * sum(sizes[1:]), dtype)
         self.h = np.empty_like(self.a)
+        self.WT = np.empty(widest_W, dtype)
         self.buffers = (
             self.a, self.h, np.empty(N, dtype), np.empty(N * widest_out, dtype),
             np.empty(N * widest_out, dtype), np.empty(N * widest_out, dtype),
-            np.empty(N * widest_in, dtype), np.empty(widest_W, dtype), np.empty(widest_out, dtype),
+            np.empty(N * widest_in, dtype), self.WT, np.empty(widest_out, dtype),
         )
         self.xb = np.empty(N * sizes[0], dtype)
         self.yb = np.empty(N * sizes[-1], dtype)
@@ -60,7 +61,7 @@ def forward(net, X):
     """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
     codes, sizes = _codes(net)
     work = Workspace.for_batch(net, X.shape[0])
-    kernels.predict(net.theta, sizes, codes, X, work.a, work.h)
+    kernels.predict(net.theta, sizes, codes, X, work.a, work.h, work.WT)
     return work.output(net.sizes, X.shape[0])
 
 
