@@ -471,6 +471,10 @@ def loss_and_grad(theta, grad, sizes, codes, loss_code, l2, X, y, work):
         h_below = X if k == 0 else layer_views(h_flat, sizes, k - 1, N)
         if outer_form(N, d_in):  # dPhi/dw_ij = sum_n delta_ni h_nj
             sum_outer_products(delta, h_below, dW, big)
+        elif outer_form(N, d_out):  # the same sums as dW^T, whose rows are longer
+            dWT = WT_buf[:d_in * d_out].reshape((d_in, d_out))
+            sum_outer_products(h_below, delta, dWT, big)
+            transpose(dWT, dW, dW.size >= PARALLEL_ELEMENTS)
         else:
             deltaT = deltaT_buf[:d_out * N].reshape((d_out, N))
             hT = hT_buf[:d_in * N].reshape((d_in, N))
