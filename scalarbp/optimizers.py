@@ -27,11 +27,13 @@ BLOCK = 4096
 
 
 @register_jitable
-def rule(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2):
+def rule(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2):
     """One parameter's update: ``(theta, s1, s2)`` after the step (see the module docstring).
 
     ``h1`` is momentum's mu or Adam's beta1, ``h2`` and ``h3`` Adam's beta2 and eps;
-    ``step1 = lr / (1 - beta1^t)`` and ``bias2 = 1 - beta2^t`` (:func:`adam_factors`).
+    ``step1 = lr / (1 - beta1^t)``, ``bias2 = 1 - beta2^t``, ``c1 = 1 - beta1`` and
+    ``c2 = 1 - beta2`` (:func:`adam_factors`), passed in so that every operation runs in
+    the parameters' precision (``1 - h1`` would be a float64 even for float32 ``h1``).
     The CPU loop and the CUDA kernel both apply this function.
     """
     if code == SGD_RULE:
@@ -39,29 +41,30 @@ def rule(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2):
     if code == MOMENTUM_RULE or code == NESTEROV_RULE:
         v = h1 * s1 + g
         return theta - lr * (g + h1 * v if code == NESTEROV_RULE else v), v, s2
-    m = h1 * s1 + (1 - h1) * g
-    v = h2 * s2 + (1 - h2) * g * g
+    m = h1 * s1 + c1 * g
+    v = h2 * s2 + c2 * g * g
     return theta - step1 * m / (math.sqrt(v / bias2) + h3), m, v
 
 
 @register_jitable
 def adam_factors(lr, beta1, beta2, t):
-    """``lr / (1 - beta1^t)`` and ``1 - beta2^t`` for step t."""
-    return lr / (1 - beta1 ** t), 1 - beta2 ** t
+    """``(lr / (1 - beta1^t), 1 - beta2^t, 1 - beta1, 1 - beta2)`` for step t."""
+    return lr / (1 - beta1 ** t), 1 - beta2 ** t, 1 - beta1, 1 - beta2
 
 
 @njit(cache=True, fastmath={"contract"}, error_model="numpy")  # no ZeroDivisionError check: vectorises
-def _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2):
+def _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2):
     """:func:`rule` on one block of parameters; one loop per rule, so each vectorises."""
     if code == SGD_RULE:
         for m in range(theta.shape[0]):
-            theta[m], _, _ = rule(SGD_RULE, theta[m], g[m], 0, 0, lr, h1, h2, h3, step1, bias2)
+            theta[m], _, _ = rule(SGD_RULE, theta[m], g[m], 0, 0, lr, h1, h2, h3, step1, bias2, c1, c2)
     elif code == ADAM_RULE:
         for m in range(theta.shape[0]):
-            theta[m], s1[m], s2[m] = rule(ADAM_RULE, theta[m], g[m], s1[m], s2[m], lr, h1, h2, h3, step1, bias2)
+            theta[m], s1[m], s2[m] = rule(ADAM_RULE, theta[m], g[m], s1[m], s2[m], lr, h1, h2, h3,
+                                          step1, bias2, c1, c2)
     else:
         for m in range(theta.shape[0]):
-            theta[m], s1[m], _ = rule(code, theta[m], g[m], s1[m], 0, lr, h1, h2, h3, step1, bias2)
+            theta[m], s1[m], _ = rule(code, theta[m], g[m], s1[m], 0, lr, h1, h2, h3, step1, bias2, c1, c2)
 
 
 @njit(cache=True)
@@ -82,19 +85,20 @@ def update(code, theta, g, s1, s2, lr, h1, h2, h3, t, parallel):
     its hyper-parameters and ``t`` the step number (counted from 1).  Blocks of
     :data:`BLOCK` parameters run in parallel when ``parallel``.
     """
-    step1, bias2 = adam_factors(lr, h1, h2, t)
+    step1, bias2, c1, c2 = adam_factors(lr, h1, h2, t)
     # In the parameters' precision, as PyTorch computes: float32 nets update in float32.
     real = theta.dtype.type
-    lr, h1, h2, h3, step1, bias2 = real(lr), real(h1), real(h2), real(h3), real(step1), real(bias2)
+    lr, h1, h2, h3 = real(lr), real(h1), real(h2), real(h3)
+    step1, bias2, c1, c2 = real(step1), real(bias2), real(c1), real(c2)
     blocks = (theta.shape[0] + BLOCK - 1) // BLOCK
     if parallel:
         for block in prange(blocks):
             _update_block(code, _block(theta, block), _block(g, block), _block(s1, block),
-                          _block(s2, block), lr, h1, h2, h3, step1, bias2)
+                          _block(s2, block), lr, h1, h2, h3, step1, bias2, c1, c2)
     else:
         for block in range(blocks):
             _update_block(code, _block(theta, block), _block(g, block), _block(s1, block),
-                          _block(s2, block), lr, h1, h2, h3, step1, bias2)
+                          _block(s2, block), lr, h1, h2, h3, step1, bias2, c1, c2)
 
 
 class Optimizer:

@@ -193,12 +193,12 @@ def _kernels(dtype):
                 state[1] = step
 
     @cuda.jit
-    def update(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, state):
+    def update(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2, state):
         """The optimiser's rule on every parameter, skipped once the run has diverged."""
         m = cuda.grid(1)
         if m < theta.shape[0] and state[0] == 0:
             theta[m], v1, v2 = rule(code, theta[m], g[m], s1[m] if s1.shape[0] else 0,
-                                    s2[m] if s2.shape[0] else 0, lr, h1, h2, h3, step1, bias2)
+                                    s2[m] if s2.shape[0] else 0, lr, h1, h2, h3, step1, bias2, c1, c2)
             if s1.shape[0]:
                 s1[m] = v1
             if s2.shape[0]:
@@ -290,9 +290,10 @@ class DeviceNet:
     def step(self, X, Y, step, state, optimizer_args):
         self.forward(X)
         self.backward(X, Y, step, state)
-        code, s1, s2, lr, h1, h2, h3, step1, bias2 = optimizer_args
+        code, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2 = optimizer_args
         grid, block = _grid1(self.theta.shape[0])
-        self.k["update"][grid, block](code, self.theta, self.grad, s1, s2, lr, h1, h2, h3, step1, bias2, state)
+        self.k["update"][grid, block](code, self.theta, self.grad, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2,
+                                      state)
 
 
 def _device_net(net, N):
@@ -365,8 +366,8 @@ class Trainer:
             grid, block = (-(-width // TILE), -(-n // TILE)), (TILE, TILE)
             self.dev.k["gather"][grid, block](self.X, self.labels, self.Y, order, start, xb, yb)
             code, _, _, lr, h1, h2, h3, t = opt.arguments(net.theta)
-            step1, bias2 = adam_factors(lr, h1, h2, t + b + 1)
-            dev.step(xb, yb, b, state, (code, self.s1, self.s2, lr, h1, h2, h3, step1, bias2))
+            factors = adam_factors(lr, h1, h2, t + b + 1)
+            dev.step(xb, yb, b, state, (code, self.s1, self.s2, lr, h1, h2, h3) + factors)
         result = state.copy_to_host()
         done = int(result[1]) if result[0] else n_steps
         opt.t += done
