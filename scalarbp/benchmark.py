@@ -159,6 +159,36 @@ def sklearn_epoch(case, X, y):
     return epoch
 
 
+def products_epoch(case, X):
+    """An epoch of the matrix products alone, through NumPy's BLAS: a floor for the cases.
+
+    Every step's forward sums ``h W^T``, weight gradients ``delta^T h`` and delta sums
+    ``delta W`` (all layers but the first), into preallocated arrays, and nothing else: no
+    activation, loss, bias or update.  An implementation whose products ran at BLAS
+    speed with everything else free would take this long; a target ratio below this
+    floor's ratio to PyTorch asks for products faster than the machine's BLAS.
+    """
+    rng = np.random.default_rng(0)
+    B = case.batch
+    Ws = [(rng.normal(size=(d_out, d_in)) / np.sqrt(d_in)).astype(case.dtype)
+          for d_in, d_out in zip(case.sizes[:-1], case.sizes[1:])]
+    h = [np.empty((B, d), case.dtype) for d in case.sizes]
+    delta = [rng.normal(size=(B, d)).astype(case.dtype) for d in case.sizes]
+    dW = [np.empty_like(W) for W in Ws]
+
+    def epoch():
+        for start in range(0, case.N, B):
+            n = min(B, case.N - start)
+            below = [X[start:start + n]] + [hk[:n] for hk in h[1:-1]]
+            for k, W in enumerate(Ws):
+                np.dot(below[k], W.T, out=h[k + 1][:n])
+            for k in range(len(Ws) - 1, -1, -1):
+                np.dot(delta[k + 1][:n].T, below[k], out=dW[k])
+                if k > 0:
+                    np.dot(delta[k + 1][:n], Ws[k], out=delta[k][:n])
+    return epoch
+
+
 def gemm_peak(dtype="float32", n=2048, repeats=5):
     """GFLOP/s of NumPy's matrix product (its BLAS), the machine's practical peak."""
     A = np.random.default_rng(0).normal(size=(n, n)).astype(dtype)
@@ -187,8 +217,11 @@ def blas_info():
 PAUSE = 0.3
 
 
-def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row"), device="cpu"):
+def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row", "products"), device="cpu"):
     """Median seconds per epoch of each implementation, timed in turn in each repetition.
+
+    ``competitors``: any of ``torch``, ``sklearn``, ``row`` (the NumPy row backend) and
+    ``products`` (:func:`products_epoch`, the BLAS floor).
 
     ``device="cuda"``: scalarbp's cuda backend against PyTorch on the GPU.
     """
@@ -201,6 +234,8 @@ def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row"), de
         runs["sklearn"] = sklearn_epoch(case, X, y)
     if "row" in competitors:
         runs["numpy row"] = scalarbp_epoch(case, X, y, backend="row")
+    if "products" in competitors:
+        runs["blas products"] = products_epoch(case, X)
     runs = {name: run for name, run in runs.items() if run is not None}
     times = {name: [] for name in runs}
     slow = {"sklearn", "numpy row"}
@@ -307,20 +342,26 @@ def compile_times(case=CASES["digits"]):
 
 
 def table(results, peak):
-    """Markdown table: seconds per epoch, ratios to PyTorch, GFLOP/s and % of the GEMM peak."""
-    lines = ["| case | sizes | N | batch | scalarbp s | PyTorch s | scikit-learn s | NumPy row s | "
-             "scalarbp / PyTorch | target | GFLOP/s | % of GEMM peak |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown table: seconds per epoch, ratios to PyTorch, GFLOP/s and % of the GEMM peak.
+
+    "BLAS floor" is :func:`products_epoch`'s time, and its ratio to PyTorch the lowest
+    ratio an implementation reaches with products at BLAS speed and nothing else.
+    """
+    lines = ["| case | sizes | N | batch | scalarbp s | PyTorch s | scikit-learn s | NumPy row s | BLAS floor s | "
+             "scalarbp / PyTorch | target | floor / PyTorch | GFLOP/s | % of GEMM peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for case, times in results:
         def cell(name):
             return f"{times[name]:.4f}" if name in times else "—"
-        ratio = times["scalarbp"] / times["pytorch"] if "pytorch" in times else None
+
+        def ratio(name):
+            return f"{times[name] / times['pytorch']:.2f}" if name in times and "pytorch" in times else "—"
         gflops = case.flops() / times["scalarbp"] / 1e9
         target = TARGETS.get(case.name)
         lines.append(
             f"| {case.name} | {'-'.join(map(str, case.sizes))} | {case.N} | {case.batch} | {cell('scalarbp')} | "
-            f"{cell('pytorch')} | {cell('sklearn')} | {cell('numpy row')} | "
-            f"{'—' if ratio is None else f'{ratio:.2f}'} | {'—' if target is None else f'≤ {target}'} | "
+            f"{cell('pytorch')} | {cell('sklearn')} | {cell('numpy row')} | {cell('blas products')} | "
+            f"{ratio('scalarbp')} | {'—' if target is None else f'≤ {target}'} | {ratio('blas products')} | "
             f"{gflops:.0f} | {100 * gflops / peak:.0f}% |")
     return "\n".join(lines)
 

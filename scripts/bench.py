@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--sweep", action="store_true", help="also batch sizes, depth, width, float64")
     parser.add_argument("--repeats", type=int, default=7, help="epochs timed per implementation (median)")
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
-    parser.add_argument("--only-torch", action="store_true", help="skip scikit-learn and the NumPy row backend")
+    parser.add_argument("--only-torch", action="store_true", help="skip scikit-learn and the NumPy row backend (PyTorch and the BLAS floor only)")
     parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
     parser.add_argument("--memory", action="store_true", help="RSS of each case's epoch in a fresh process")
     parser.add_argument("--compile", action="store_true", help="cold and warm start-up times")
@@ -57,7 +57,10 @@ def main(argv=None):
     known = {**benchmark.CASES, **benchmark.GPU_CASES}
     names = args.cases or list(benchmark.GPU_CASES if args.device == "cuda" else benchmark.CASES)
     cases = [known[name] for name in names] + (benchmark.sweep_cases() if args.sweep else [])
-    competitors = ("torch",) if args.only_torch or args.device == "cuda" else ("torch", "sklearn", "row")
+    if args.device == "cuda":
+        competitors = ("torch",)
+    else:
+        competitors = ("torch", "products") if args.only_torch else ("torch", "sklearn", "row", "products")
     if args.device == "cuda":
         report["gpu"] = benchmark.gpu_name()
         print(f"GPU: {report['gpu']}")
@@ -69,6 +72,8 @@ def main(argv=None):
                  "gflops": case.flops() / times["scalarbp"] / 1e9}
         if "pytorch" in times:
             entry["ratio_to_pytorch"] = times["scalarbp"] / times["pytorch"]
+            if "blas products" in times:
+                entry["floor_ratio_to_pytorch"] = times["blas products"] / times["pytorch"]
         if args.phases:
             entry["phases"] = benchmark.phases(case)
         if args.memory:
@@ -122,7 +127,10 @@ def chart(report, path):
         target = benchmark.TARGETS.get(e["case"]["name"])
         if target:
             ax.plot([i - 0.4, i + 0.4], [target, target], color="C3")
-    ax.set(ylabel="scalarbp time / PyTorch time", title="one epoch, float32 (lower is faster; red: target)")
+        if "floor_ratio_to_pytorch" in e:
+            ax.plot([i - 0.4, i + 0.4], [e["floor_ratio_to_pytorch"]] * 2, color="k", linestyle=":")
+    ax.set(ylabel="scalarbp time / PyTorch time",
+           title="one epoch, float32 (lower is faster; red: target; dotted: BLAS floor)")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

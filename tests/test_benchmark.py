@@ -15,11 +15,29 @@ def test_flops_count_forward_weight_gradient_and_delta_sums():
 
 def test_run_case_times_every_requested_implementation(monkeypatch):
     monkeypatch.setattr(benchmark, "PAUSE", 0.0)
-    times = benchmark.run_case(tiny, repeats=2, threads=1, competitors=("row",))
-    assert set(times) == {"scalarbp", "numpy row"}
+    times = benchmark.run_case(tiny, repeats=2, threads=1, competitors=("row", "products"))
+    assert set(times) == {"scalarbp", "numpy row", "blas products"}
     assert all(t > 0 for t in times.values())
-    lines = benchmark.table([(tiny, {**times, "pytorch": 2 * times["scalarbp"]})], peak=100.0).splitlines()
-    assert lines[2].startswith("| tiny | 8-6-3 | 40 | 16 |") and "| 0.50 |" in lines[2]
+    times = {**times, "pytorch": 2 * times["scalarbp"], "blas products": times["scalarbp"] / 2}
+    lines = benchmark.table([(tiny, times)], peak=100.0).splitlines()
+    assert lines[2].startswith("| tiny | 8-6-3 | 40 | 16 |")
+    header = [cell.strip() for cell in lines[0].split("|")]
+    row = [cell.strip() for cell in lines[2].split("|")]
+    assert row[header.index("scalarbp / PyTorch")] == "0.50"
+    assert row[header.index("floor / PyTorch")] == "0.25"
+
+
+def test_blas_floor_runs_every_product_of_an_epoch(monkeypatch):
+    calls = []
+    real_dot = np.dot
+    monkeypatch.setattr(benchmark.np, "dot",
+                        lambda a, b, out: calls.append((a.shape, b.shape)) or real_dot(a, b, out=out))
+    X, _ = benchmark.data(tiny)
+    benchmark.products_epoch(tiny, X)()
+    # 3 steps (batches 16, 16, 8) x (2 forward + 2 weight-gradient + 1 delta sums)
+    assert len(calls) == 3 * 5
+    assert calls[:5] == [((16, 8), (8, 6)), ((16, 6), (6, 3)), ((3, 16), (16, 6)), ((16, 3), (3, 6)), ((6, 16), (16, 8))]
+    assert calls[-5][0] == (8, 8)
 
 
 def test_phases_split_an_epoch():
