@@ -22,6 +22,28 @@ def test_scalar_matches_row_and_column_for_every_activation_and_loss(hidden, out
         assert_close(net.forward(X, backend=backend), net.forward(X, backend="row"), 1e-12)
 
 
+@pytest.mark.parametrize("sizes,N", [
+    # forward: outer form from the 40-wide input (W^T), tiles into 256 and into 10 outputs;
+    # weight gradient: into dW^T then transposed (layer 1), outer form (layers 2, 3);
+    # delta: tiles from 256 units (W^T), outer form from 10
+    ([40, 256, 256, 10], 100),
+    # tiles with a last partial panel (300 = 2 x 128 + 44) and rows in no block of four;
+    # weight gradient over a batch of 141 in tiles over transposed operands
+    ([150, 300, 70, 10], 141),
+    # outer form with sums whose length is no multiple of four, into rows of 64
+    ([64, 64, 9], 33),
+])
+def test_scalar_matches_row_on_shapes_that_take_every_product_form(sizes, N):
+    net, X, Y = problem(sizes, N=N, l2=0.01)
+    J_row, dW_row, db_row = net.loss_and_grad(X, Y, backend="row")
+    J, dW, db = net.loss_and_grad(X, Y, backend="scalar")
+    assert J == pytest.approx(J_row, rel=1e-12)
+    for k in range(len(sizes) - 1):
+        assert_close(dW[k], dW_row[k], 1e-12)
+        assert_close(db[k], db_row[k], 1e-12)
+    assert_close(net.forward(X, backend="scalar"), net.forward(X, backend="row"), 1e-12)
+
+
 @pytest.mark.parametrize("output,loss", OUTPUT_LOSS)
 @pytest.mark.parametrize("hidden", HIDDEN)
 def test_every_backend_matches_finite_differences(hidden, output, loss):

@@ -26,6 +26,7 @@ def test_float32_gradients_are_close_to_float64(backend, output, loss):
 @pytest.mark.parametrize("sizes,N", [
     ([37, 29, 23, 10], 203),      # long sums: tiled products over transposed operands
     ([300, 160, 140, 10], 97),    # short sums: outer-product form, long ones for 160 units
+    ([40, 256, 256, 10], 100),    # outer-form forward sum and weight gradient into dW^T
 ])
 def test_scalar_gradients_are_identical_for_1_and_2_threads(dtype, sizes, N):
     net, X, Y = problem(sizes, "relu", N=N, dtype=dtype)

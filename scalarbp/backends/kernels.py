@@ -13,23 +13,27 @@ The three sums are matrix products, computed by two routines written as index lo
 
 * :func:`sum_products`, ``C[p, q] = sum_r A[p, r] B[q, r]``: both operands unit-stride
   along the summed index ``r``, 4 x 4 register tiles (each value loaded is used four
-  times), a horizontal sum of a vector at the end of each element.  Fed ``(h, W)`` for the
+  times), a horizontal sum of a vector at the end of each element, columns of C in
+  panels of ``PANEL`` so that the panel of B stays in cache.  Fed ``(h, W)`` for the
   forward sums; for long delta sums ``(delta, W^T)`` and long weight-gradient sums
   ``(delta^T, h^T)``, with the transposes written beforehand.
 * :func:`sum_outer_products`, ``C[p, q] = sum_r A[r, p] B[r, q]``: the innermost loop runs
   along rows of C and B, four terms of the sum per pass; no transposes and no horizontal
-  sums, which makes it the faster form for short sums (up to ``SHORT_SUM`` terms): the
-  weight gradient ``(delta, h)`` over a batch of up to 128, and the delta sum
-  ``(delta^T, W)`` from a layer of up to 128 units.
+  sums, which makes it the faster form for short sums (up to ``SHORT_SUM`` terms) into
+  long enough rows (at least ``LONG_ROW``, :func:`outer_form`): the weight gradient
+  ``(delta, h)`` over a batch of up to 128 (or ``(h, delta)`` into ``dW^T`` when the
+  layer below is the narrow one), the delta sum ``(delta^T, W)`` from a layer of up to
+  128 units, and the forward sum ``(h^T, W^T)`` from a layer of up to 128 units.
 
 Parallelism and determinism: both routines run ``prange`` over blocks of four rows of
 ``C``.  For the forward and delta sums those rows are samples (parallel over the batch);
-for the weight gradient they are the units ``i``, so each ``dPhi/dw_ij`` is summed over
-``n`` by one thread, in a fixed order.  No two threads ever add into the same element and
-no result depends on the number of threads: gradients are bit-for-bit identical for 1
-and 2 threads.  A product smaller than ``PARALLEL_MACS`` multiply-adds (or a pass over
-fewer than ``PARALLEL_ELEMENTS`` entries) runs the same loop on one thread, since waking
-the others costs more than it saves; the arithmetic, and so the result, is the same.
+for the weight gradient they are units (of either layer), so each ``dPhi/dw_ij`` is
+summed over ``n`` by one thread, in a fixed order.  No two threads ever add into the
+same element and no result depends on the number of threads: gradients are bit-for-bit
+identical for 1 and 2 threads.  A product smaller than ``PARALLEL_MACS`` multiply-adds
+(or a pass over fewer than ``PARALLEL_ELEMENTS`` entries) runs the same loop on one
+thread, since waking the others costs more than it saves; the arithmetic, and so the
+result, is the same.
 
 :func:`train_epoch` runs a whole epoch of minibatch steps (gather, forward, backward,
 update) in compiled code, so that small networks do not pay Python's per-step cost.
