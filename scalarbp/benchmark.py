@@ -260,6 +260,7 @@ def phases(case, repeats=5):
     Y = np.eye(case.sizes[-1], dtype=case.dtype)[y]
     codes, sizes = scalar._codes(net)
     work = scalar.Workspace.for_batch(net, case.batch)
+    scalar.start_threads()
     grad = np.empty_like(net.theta)
     batches = [(np.ascontiguousarray(X[s:s + case.batch]), np.ascontiguousarray(Y[s:s + case.batch]))
                for s in range(0, case.N, case.batch)]

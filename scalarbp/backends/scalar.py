@@ -4,9 +4,24 @@ It owns the work buffers (allocated once per batch size and reused, so a trainin
 allocates nothing in the kernels) and turns the network's description into the integer
 codes the kernels dispatch on.
 """
+import numba
 import numpy as np
 
 from . import kernels
+
+
+def start_threads():
+    """Start Numba's thread pool; call before any kernel of :mod:`.kernels`.
+
+    Those kernels are not ``parallel=True`` themselves: their parallel loops are in their
+    callees.  Numba starts its threads when it loads a cached parallel function, but a
+    cached caller that was compiled in a process which had itself loaded those callees
+    from the cache does not carry that start-up, and loading it in a new process then
+    crashes that process (numba issues 8578 and 4807; seen here after editing
+    ``kernels.py``, and reproduced by ``tests/test_kernel_cache.py``).
+    ``numba.get_num_threads()`` starts the pool, and does nothing once it runs.
+    """
+    numba.get_num_threads()
 
 
 class Workspace:
@@ -61,6 +76,7 @@ def forward(net, X):
     """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
     codes, sizes = _codes(net)
     work = Workspace.for_batch(net, X.shape[0])
+    start_threads()
     kernels.predict(net.theta, sizes, codes, X, work.a, work.h, work.WT)
     return work.output(net.sizes, X.shape[0])
 
@@ -71,6 +87,7 @@ def loss_and_grad(net, X, T, grad=None):
     codes, sizes = _codes(net)
     work = Workspace.for_batch(net, X.shape[0])
     grad = np.empty_like(net.theta) if grad is None else grad
+    start_threads()
     J, _ = kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, net.l2, X, T,
                                  work.buffers)
     return float(J), grad
@@ -86,6 +103,7 @@ def train_epoch(net, X, labels, Y, order, batch_size, grad):
     codes, sizes = _codes(net)
     work = Workspace.for_batch(net, min(batch_size, order.shape[0]))
     losses = np.empty(-(-order.shape[0] // batch_size))
+    start_threads()
     steps = kernels.train_epoch(net.theta, grad, sizes, codes, net.loss_code, net.l2, X, labels, Y, order,
                                 batch_size, net.optimizer.arguments(net.theta), work.buffers, work.xb,
                                 work.yb, losses)
