@@ -25,11 +25,13 @@ def test_scalar_matches_row_and_column_for_every_activation_and_loss(hidden, out
 @pytest.mark.parametrize("sizes,N", [
     # forward: outer form from the 40-wide input (W^T), tiles into 256 and into 10 outputs;
     # weight gradient: into dW^T then transposed (layer 1), outer form (layers 2, 3);
-    # delta: tiles from 256 units (W^T), outer form from 10
+    # delta: outer form over a W small enough for the cache (256 x 256), and from 10 units
     ([40, 256, 256, 10], 100),
-    # tiles with a last partial panel (300 = 2 x 128 + 44) and rows in no block of four;
-    # weight gradient over a batch of 141 in tiles over transposed operands
-    ([150, 300, 70, 10], 141),
+    # forward: tiles with a last partial panel (600 = 4 x 128 + 88, 280) and rows in no
+    # block of four; weight gradient over a batch of 141: tiles over transposed operands
+    # (layer 1), into dW^T (layer 2), outer form over an h small enough for the cache
+    # (layer 3); delta: tiles over W^T (280 x 600)
+    ([600, 600, 280, 10], 141),
     # outer form with sums whose length is no multiple of four, into rows of 64
     ([64, 64, 9], 33),
 ])
