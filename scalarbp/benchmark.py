@@ -279,8 +279,12 @@ def phases(case, repeats=5):
         for _ in batches:
             net.optimizer.step(net.theta, zero)
 
-    result = {name: float(np.median([_timed(f) for f in [run] * repeats]))
-              for name, run in (("forward", forward), ("forward+backward", forward_backward), ("update", update))}
+    runs = {"forward": forward, "forward+backward": forward_backward, "update": update}
+    times = {name: [] for name in runs}
+    for _ in range(repeats):  # in turn, so that a change of the machine's load falls on all three
+        for name, run in runs.items():
+            times[name].append(_timed(run))
+    result = {name: float(np.median(t)) for name, t in times.items()}
     result["backward"] = result["forward+backward"] - result["forward"]
     return result
 
