@@ -4,8 +4,10 @@
 
 runs the performance issue's four cases (digits, mnist1d, mnist, wide) and prints a
 Markdown table of seconds per epoch, the ratio to PyTorch, GFLOP/s and the share of
-NumPy's float32 GEMM peak.  ``--sweep`` adds batch sizes 1..1024, depth, width and a
-float64 case; ``--threads 1`` runs everything on one thread (default: all of Numba's);
+NumPy's float32 GEMM peak, with the BLAS floor (the epoch's matrix products alone
+through NumPy's BLAS).  ``--sweep`` adds batch sizes 1..1024, depth, width and a
+float64 case; ``--threads 1`` runs everything on one thread (default: all of Numba's;
+NumPy's BLAS too when threadpoolctl is installed);
 ``--phases`` breaks scalarbp's epoch into forward, backward and update; ``--memory``
 measures each case's peak RSS in a fresh process; ``--compile`` times the first training
 step of a new process with an empty and a warm Numba cache.
@@ -34,7 +36,8 @@ def main(argv=None):
     parser.add_argument("--sweep", action="store_true", help="also batch sizes, depth, width, float64")
     parser.add_argument("--repeats", type=int, default=7, help="epochs timed per implementation (median)")
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
-    parser.add_argument("--only-torch", action="store_true", help="skip scikit-learn and the NumPy row backend (PyTorch and the BLAS floor only)")
+    parser.add_argument("--only-torch", action="store_true",
+                        help="skip scikit-learn and the NumPy row backend (PyTorch and the BLAS floor only)")
     parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
     parser.add_argument("--memory", action="store_true", help="RSS of each case's epoch in a fresh process")
     parser.add_argument("--compile", action="store_true", help="cold and warm start-up times")
@@ -44,6 +47,12 @@ def main(argv=None):
 
     benchmark.start_torch(args.threads)  # before any Numba parallel region: see its docstring
     numba.set_num_threads(args.threads)
+    try:  # NumPy's BLAS (the peak, the floor, the row backend) on as many threads as the rest
+        from threadpoolctl import threadpool_limits
+        blas_limit = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841  held for the run
+    except ImportError:
+        print("warning: threadpoolctl is not installed; NumPy's BLAS uses its own thread count",
+              file=sys.stderr)
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if name in os.environ:
             print(f"warning: {name} is set; NumPy's BLAS may run a slow kernel (unset it for benchmarks)",
