@@ -139,7 +139,7 @@ def chart(report, path):
         if "floor_ratio_to_pytorch" in e:
             ax.plot([i - 0.4, i + 0.4], [e["floor_ratio_to_pytorch"]] * 2, color="k", linestyle=":")
     ax.set(ylabel="scalarbp time / PyTorch time",
-           title="one epoch, float32 (lower is faster; red: target; dotted: BLAS floor)")
+           title="one epoch, float32 (lower is faster)\nred: target; dotted: the BLAS floor")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
