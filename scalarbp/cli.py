@@ -246,7 +246,7 @@ def cmd_bench(args):
     results = []
     for name in args.cases:
         case = benchmark.CASES[name]
-        results.append((case, benchmark.run_case(case, args.repeats, threads, ("torch", "sklearn"))))
+        results.append((case, benchmark.run_case(case, args.repeats, threads, ("torch", "sklearn", "products"))))
     print(benchmark.table(results, peak))
 
 
