@@ -32,8 +32,12 @@ def relu(a):
 
 @register_jitable
 def step(a):
-    """1 where a > 0, else 0, in a's dtype: the derivative of max(a, 0)."""
-    return (a > 0) + 0 * a
+    """1 where a > 0, else 0, in a's dtype: the derivative of max(a, 0).
+
+    ``a ** 0`` is 1 in a's dtype for every a, inf included (for a float32 scalar, Numba
+    would make ``0 * a`` a float64, and the kernels would convert every element).
+    """
+    return (a > 0) * a ** 0
 
 
 @register_jitable

@@ -79,3 +79,14 @@ def test_forward_applies_the_named_activation(hidden):
                 "sigmoid": 1 / (1 + np.exp(-x)), "tanh": np.tanh(x), "identity": x}[hidden]
     for backend in BACKENDS:
         np.testing.assert_allclose(net.forward(x, backend=backend), expected, rtol=1e-15, atol=1e-16)
+
+
+def test_relu_derivative_is_a_0_or_1_of_the_input_dtype_even_at_infinity():
+    from scalarbp.activations import step
+
+    x = np.array([-np.inf, -1, 0, 2, np.inf], np.float32)
+    assert step(x).dtype == np.float32 and step(x).tolist() == [0, 0, 0, 1, 1]
+    compiled = numba.njit(step)
+    assert [compiled(v) for v in x] == [0, 0, 0, 1, 1]
+    # compiled for a float32 scalar, it stays float32 (no conversion per element)
+    assert str(compiled.nopython_signatures[0].return_type) == "float32"
