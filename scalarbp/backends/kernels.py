@@ -366,8 +366,17 @@ def _penalty_row(W, l2, dW, i):
     return total
 
 
-#: Columns of delta per parallel share of the bias-gradient sum.
-BIAS_COLUMNS = 256
+#: Units per share of :func:`bias_grad_and_penalty` (columns of delta, rows of dW).
+BIAS_COLUMNS = 64
+
+
+@kernel
+def _bias_and_penalty(delta, W, l2, dW, db, sums, share):
+    i0 = share * BIAS_COLUMNS
+    i1 = min(i0 + BIAS_COLUMNS, W.shape[0])
+    _bias_columns(delta, db, i0, i1)
+    for i in range(i0, i1):
+        sums[i] = db[i] + _penalty_row(W, l2, dW, i)
 
 
 @parallel_kernel
@@ -377,17 +386,13 @@ def bias_grad_and_penalty(delta, W, l2, dW, db, sums, parallel):
     ``sums[i]`` receives the sum of row i of the layer's gradient (dW's row and db_i): a
     NaN or inf anywhere in the gradient shows in their total.
     """
-    d_out = W.shape[0]
+    shares = (W.shape[0] + BIAS_COLUMNS - 1) // BIAS_COLUMNS
     if parallel:
-        for share in prange((d_out + BIAS_COLUMNS - 1) // BIAS_COLUMNS):
-            i0 = share * BIAS_COLUMNS
-            _bias_columns(delta, db, i0, min(i0 + BIAS_COLUMNS, d_out))
-        for i in prange(d_out):
-            sums[i] = db[i] + _penalty_row(W, l2, dW, i)
+        for share in prange(shares):
+            _bias_and_penalty(delta, W, l2, dW, db, sums, share)
     else:
-        _bias_columns(delta, db, 0, d_out)
-        for i in range(d_out):
-            sums[i] = db[i] + _penalty_row(W, l2, dW, i)
+        for share in range(shares):
+            _bias_and_penalty(delta, W, l2, dW, db, sums, share)
 
 
 @kernel
