@@ -29,7 +29,8 @@ class Workspace:
 
     ``a``/``h``: pre-activations and activations of layers 1..T, one ``(N, d_k)`` block
     per layer; ``delta``/``below``: the deltas of two adjacent layers; ``deltaT``/``hT``:
-    transposed copies feeding the weight-gradient sum; ``WT``: a transposed weight matrix;
+    transposed copies feeding the weight-gradient sum; ``WT``: a transposed weight matrix
+    (or a transposed weight gradient, summed there before it is written into ``dW``);
     ``sums``: per-unit sums of the gradient (the finiteness check); ``xb``/``yb``: the
     minibatch gathered by :func:`train_epoch`.
     """
