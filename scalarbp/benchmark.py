@@ -126,6 +126,70 @@ def torch_epoch(case, X, y, threads, device="cpu"):
     return epoch
 
 
+def jax_epoch(case, X, y, device="cpu"):
+    """One epoch in JAX with the whole epoch jitted: ``jax.lax.scan`` of the SGD (or Adam)
+    step over the full minibatches, plus one jitted step for a last partial batch.
+
+    This is JAX's best case: one compiled program per epoch, no Python between steps.
+    Returns ``None`` where JAX (or, with ``device="cuda"``, a GPU for it) is missing.
+    """
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if case.dtype == "float64" and not jax.config.jax_enable_x64:
+        return None
+    try:
+        target = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+    except RuntimeError:
+        return None
+    rng = np.random.default_rng(0)
+    params = [((rng.normal(size=(d_out, d_in)) * np.sqrt(2.0 / d_in)).astype(case.dtype),
+               np.zeros(d_out, case.dtype)) for d_in, d_out in zip(case.sizes[:-1], case.sizes[1:])]
+    params = jax.device_put(params, target)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def loss(params, xb, yb):
+        h = xb
+        for k, (W, b) in enumerate(params):
+            a = h @ W.T + b
+            h = jax.nn.relu(a) if k < len(params) - 1 else a
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), yb[:, None], axis=1))
+
+    def step(carry, batch):
+        params, m, v, t = carry
+        g = jax.grad(loss)(params, *batch)
+        if case.optimizer == "adam":
+            t = t + 1
+            m = jax.tree_util.tree_map(lambda m, g: beta1 * m + (1 - beta1) * g, m, g)
+            v = jax.tree_util.tree_map(lambda v, g: beta2 * v + (1 - beta2) * g * g, v, g)
+            c1, c2 = 1 - beta1 ** t, 1 - beta2 ** t
+            params = jax.tree_util.tree_map(
+                lambda p, m, v: p - case.lr * (m / c1) / (jnp.sqrt(v / c2) + eps), params, m, v)
+        else:
+            params = jax.tree_util.tree_map(lambda p, g: p - case.lr * g, params, g)
+        return (params, m, v, t), None
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    carry = (params, zeros, zeros, jnp.asarray(0, case.dtype))
+    full = case.N // case.batch * case.batch
+    Xs = jax.device_put(X[:full].reshape(-1, case.batch, X.shape[1]), target)
+    ys = jax.device_put(y[:full].reshape(-1, case.batch).astype(np.int32), target)
+    tail = jax.device_put((X[full:], y[full:].astype(np.int32)), target)
+    scan = jax.jit(lambda carry, Xs, ys: jax.lax.scan(step, carry, (Xs, ys))[0])
+    last = jax.jit(lambda carry, batch: step(carry, batch)[0])
+
+    def epoch():
+        nonlocal carry
+        carry = scan(carry, Xs, ys)
+        if full < case.N:
+            carry = last(carry, tail)
+        jax.block_until_ready(carry)
+    epoch()
+    return epoch
+
+
 def start_torch(threads):
     """Start PyTorch's OpenMP threads before Numba's, if PyTorch is installed.
 
@@ -196,10 +260,16 @@ def gemm_peak(dtype="float32", n=2048, repeats=5):
     return 2 * n ** 3 / np.median([_timed(lambda: A @ A) for _ in range(repeats)]) / 1e9
 
 
+def _name(device):
+    """The device's name (bytes in older numba-cuda releases, str in newer ones)."""
+    name = device.name
+    return name.decode() if isinstance(name, bytes) else name
+
+
 def gpu_name():
     from numba import cuda
 
-    return cuda.get_current_device().name.decode() if cuda.is_available() else "none"
+    return _name(cuda.get_current_device()) if cuda.is_available() else "none"
 
 
 def blas_info():
@@ -220,7 +290,7 @@ PAUSE = 0.3
 def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row", "products"), device="cpu"):
     """Median seconds per epoch of each implementation, timed in turn in each repetition.
 
-    ``competitors``: any of ``torch``, ``sklearn``, ``row`` (the NumPy row backend) and
+    ``competitors``: any of ``torch``, ``jax``, ``sklearn``, ``row`` (the NumPy row backend) and
     ``products`` (:func:`products_epoch`, the BLAS floor).
 
     ``device="cuda"``: scalarbp's cuda backend against PyTorch on the GPU.
@@ -230,6 +300,8 @@ def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row", "pr
     if "torch" in competitors:  # first: see start_torch
         runs["pytorch"] = torch_epoch(case, X, y, threads, device)
     runs["scalarbp"] = scalarbp_epoch(case, X, y, backend="cuda" if device == "cuda" else "scalar")
+    if "jax" in competitors:
+        runs["jax"] = jax_epoch(case, X, y, device)
     if "sklearn" in competitors and case.dtype == "float32":
         runs["sklearn"] = sklearn_epoch(case, X, y)
     if "row" in competitors:
@@ -352,21 +424,23 @@ def table(results, peak):
     "BLAS floor" is :func:`products_epoch`'s time, and its ratio to PyTorch the lowest
     ratio an implementation reaches with products at BLAS speed and nothing else.
     """
-    lines = ["| case | sizes | N | batch | scalarbp s | PyTorch s | scikit-learn s | NumPy row s | BLAS floor s | "
-             "scalarbp / PyTorch | target | floor / PyTorch | GFLOP/s | % of GEMM peak |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | sizes | N | batch | scalarbp s | PyTorch s | JAX s | scikit-learn s | NumPy row s | "
+             "BLAS floor s | scalarbp / PyTorch | scalarbp / JAX | target | floor / PyTorch | GFLOP/s | "
+             "% of GEMM peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for case, times in results:
         def cell(name):
             return f"{times[name]:.4f}" if name in times else "—"
 
-        def ratio(name):
-            return f"{times[name] / times['pytorch']:.2f}" if name in times and "pytorch" in times else "—"
+        def ratio(name, to="pytorch"):
+            return f"{times[name] / times[to]:.2f}" if name in times and to in times else "—"
         gflops = case.flops() / times["scalarbp"] / 1e9
         target = TARGETS.get(case.name)
         lines.append(
             f"| {case.name} | {'-'.join(map(str, case.sizes))} | {case.N} | {case.batch} | {cell('scalarbp')} | "
-            f"{cell('pytorch')} | {cell('sklearn')} | {cell('numpy row')} | {cell('blas products')} | "
-            f"{ratio('scalarbp')} | {'—' if target is None else f'≤ {target}'} | {ratio('blas products')} | "
+            f"{cell('pytorch')} | {cell('jax')} | {cell('sklearn')} | {cell('numpy row')} | "
+            f"{cell('blas products')} | {ratio('scalarbp')} | {ratio('scalarbp', 'jax')} | "
+            f"{'—' if target is None else f'≤ {target}'} | {ratio('blas products')} | "
             f"{gflops:.0f} | {100 * gflops / peak:.0f}% |")
     return "\n".join(lines)
 

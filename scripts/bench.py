@@ -67,9 +67,10 @@ def main(argv=None):
     names = args.cases or list(benchmark.GPU_CASES if args.device == "cuda" else benchmark.CASES)
     cases = [known[name] for name in names] + (benchmark.sweep_cases() if args.sweep else [])
     if args.device == "cuda":
-        competitors = ("torch",)
+        competitors = ("torch", "jax")
     else:
-        competitors = ("torch", "products") if args.only_torch else ("torch", "sklearn", "row", "products")
+        competitors = ("torch", "jax", "products") if args.only_torch else ("torch", "jax", "sklearn", "row",
+                                                                          "products")
     if args.device == "cuda":
         report["gpu"] = benchmark.gpu_name()
         print(f"GPU: {report['gpu']}")
