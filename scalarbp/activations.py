@@ -92,7 +92,8 @@ def identity_grad(a, h):
 class Activation:
     """An element-wise activation: ``h = g(a)`` and ``g'(a)`` as ``dg(a, h)``.
 
-    ``code`` is the integer the compiled kernels dispatch on.
+    ``code`` is the integer the compiled kernels dispatch on: its position in
+    :data:`ACTIVATIONS`.
     """
 
     name: str
@@ -101,15 +102,17 @@ class Activation:
     dg: Callable
 
 
+#: Every element-wise activation, by name; codes are assigned in this order, and the
+#: output codes of :mod:`scalarbp.losses` continue after the last.
 ACTIVATIONS = {
-    act.name: act
-    for act in (
-        Activation("identity", 0, identity, identity_grad),
-        Activation("relu", 1, relu, relu_grad),
-        Activation("leaky_relu", 2, leaky_relu, leaky_relu_grad),
-        Activation("sigmoid", 3, sigmoid, sigmoid_grad),
-        Activation("tanh", 4, tanh, tanh_grad),
-    )
+    name: Activation(name, code, g, dg)
+    for code, (name, g, dg) in enumerate((
+        ("identity", identity, identity_grad),
+        ("relu", relu, relu_grad),
+        ("leaky_relu", leaky_relu, leaky_relu_grad),
+        ("sigmoid", sigmoid, sigmoid_grad),
+        ("tanh", tanh, tanh_grad),
+    ))
 }
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = (

@@ -9,18 +9,34 @@ Conventions, fixed once for the whole package (seed 001):
 
 ``theta`` stores ``W[0], b[0], W[1], b[1], ...`` back to back in C order, so that the
 optimisers, the gradient checker and model files handle one vector, while the kernels
-and the user see per-layer views of it.
+and the user see per-layer views of it.  Per-sample work buffers (pre-activations,
+activations) hold layers ``1..T`` back to back the same way: a batch of ``N`` samples
+puts layer ``k+1``'s ``(N, d_{k+1})`` block at ``N * table[k, UNIT_AT]``.
 """
+import numpy as np
+
+#: Columns of :attr:`Layout.table`, one row per weight layer ``k``: its input and output
+#: widths, the offsets of ``W[k]`` and ``b[k]`` in theta, and the number of units in the
+#: layers ``1..k`` before it (where its block starts in a per-sample buffer, per sample).
+D_IN, D_OUT, W_AT, B_AT, UNIT_AT = range(5)
+
+
 class Layout:
-    """Offsets of every ``W[k]`` and ``b[k]`` in a flat vector, for layer widths ``sizes``."""
+    """Offsets of every ``W[k]`` and ``b[k]`` in a flat vector, for layer widths ``sizes``.
+
+    ``table`` holds them as an int64 array ``(T, 5)`` (columns :data:`D_IN` ...
+    :data:`UNIT_AT`): computed once, read by the compiled kernels and by :meth:`views`.
+    """
 
     def __init__(self, sizes):
         self.sizes = tuple(int(d) for d in sizes)
-        self.offsets = []  # (weight offset, bias offset) per layer
-        at = 0
+        rows, at, units = [], 0, 0
         for d_in, d_out in zip(self.sizes[:-1], self.sizes[1:]):
-            self.offsets.append((at, at + d_out * d_in))
+            rows.append((d_in, d_out, at, at + d_out * d_in, units))
             at += d_out * d_in + d_out
+            units += d_out
+        self.table = np.array(rows, dtype=np.int64).reshape(-1, 5)
+        self.table.flags.writeable = False
         self.size = at
 
     @property
@@ -31,11 +47,11 @@ class Layout:
     def weight_shape(self, k):
         return (self.sizes[k + 1], self.sizes[k])
 
-    def views(self, theta):
-        """Per-layer views ``(W, b)`` of a flat vector laid out like ``theta``."""
+    def views(self, flat):
+        """Per-layer views ``(W, b)`` of a flat vector laid out like ``theta`` (a NumPy or a
+        device array)."""
         W, b = [], []
-        for k, (w_at, b_at) in enumerate(self.offsets):
-            d_out, d_in = self.weight_shape(k)
-            W.append(theta[w_at:b_at].reshape(d_out, d_in))
-            b.append(theta[b_at:b_at + d_out])
+        for d_in, d_out, w_at, b_at, _ in self.table.tolist():
+            W.append(flat[w_at:b_at].reshape(d_out, d_in))
+            b.append(flat[b_at:b_at + d_out])
         return W, b

@@ -34,8 +34,9 @@ from numba.extending import register_jitable
 
 from .activations import ACTIVATIONS, activation, derivative
 
-#: Kernel code of the softmax output (the element-wise outputs use their activation code).
-SOFTMAX = 5
+#: Kernel code of the softmax output: the next code after every element-wise activation's
+#: (the element-wise outputs use their activation's code).
+SOFTMAX = len(ACTIVATIONS)
 
 OUTPUTS = ("softmax", "sigmoid", "identity", "tanh")
 
@@ -49,13 +50,14 @@ class Loss:
     outputs: tuple | None
 
 
+#: Every loss, by name; its code is its position here.
 LOSSES = {
-    loss.name: loss
-    for loss in (
-        Loss("cross_entropy", 0, ("softmax",)),
-        Loss("binary_cross_entropy", 1, ("sigmoid",)),
-        Loss("mse", 2, None),
-    )
+    name: Loss(name, code, outputs)
+    for code, (name, outputs) in enumerate((
+        ("cross_entropy", ("softmax",)),
+        ("binary_cross_entropy", ("sigmoid",)),
+        ("mse", None),
+    ))
 }
 
 DEFAULT_LOSS = {
