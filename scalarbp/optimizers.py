@@ -2,13 +2,27 @@
 
 Each works on the flat parameter vector ``theta`` and gradient ``g`` (scalarbp.layout),
 element by element, in a compiled loop; the state (velocity, moments, step count) lives
-in arrays that :mod:`scalarbp.persistence` saves, so resumed training equals
-uninterrupted training.  The formulas are PyTorch's:
+in arrays that model files save, so resumed training equals uninterrupted training.
+The formulas and defaults are PyTorch's (``torch.optim``), per parameter:
 
 * ``sgd``:      ``theta -= lr g``
-* ``momentum``: ``v = mu v + g``; ``theta -= lr v`` (or ``lr (g + mu v)`` with Nesterov)
+* ``momentum``: ``v = mu v + g``; ``theta -= lr v`` (``lr (g + mu v)`` with Nesterov)
 * ``adam``:     ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
   ``theta -= lr / (1 - b1^t) m / (sqrt(v / (1 - b2^t)) + eps)``
+* ``adamw``:    ``theta *= 1 - lr wd`` (decoupled weight decay), then Adam's step
+* ``rmsprop``:  ``s = alpha s + (1 - alpha) g^2``; centered: ``m = m + (1 - alpha)(g - m)``
+  (the running mean of g, PyTorch's ``lerp``) and ``avg = sqrt(s - m^2) + eps``, else
+  ``avg = sqrt(s) + eps``; with momentum ``buf = mu buf + g / avg``, ``theta -= lr buf``,
+  else ``theta -= lr g / avg``
+
+The compiled interface is the same for every optimiser: its rule's ``code``; ``hyper``,
+a float64 array of :data:`HYPER` hyper-parameters (``lr`` first, then the class's
+``hyper_names`` in order); ``states``, three 1-D arrays shaped like theta (the class's
+``slots``; an unused one is empty); and the step number ``t`` (from 1).  Per step,
+:func:`coefficients` turns ``(hyper, t)`` into numbers in the parameters' precision and
+:func:`rule` applies them to one parameter.  The CPU loop (:func:`update`) and the CUDA
+kernel both call those two functions.  Adding an optimiser is a class, a branch of
+:func:`coefficients` and a branch of :func:`rule`, here.
 """
 import math
 
@@ -17,54 +31,78 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from . import checks
+from .backends.jit import PARALLEL_ELEMENTS, serial_and_parallel
 
-#: Codes of the update rules, as :func:`update` dispatches on them.
-SGD_RULE, MOMENTUM_RULE, NESTEROV_RULE, ADAM_RULE = 0, 1, 2, 3
+#: The updates' compile options: fused multiply-adds but no reassociation or reciprocal
+#: approximations, so each formula rounds as written (and as PyTorch's does).  Without
+#: ``error_model="numpy"`` the division's zero check would stop LLVM from vectorising.
+UPDATE = dict(cache=True, fastmath={"contract"}, error_model="numpy")
+
+#: The update rules, in the order of their codes.
+RULES = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+SGD_RULE, MOMENTUM_RULE, NESTEROV_RULE, ADAM_RULE, ADAMW_RULE, RMSPROP_RULE = range(len(RULES))
+
+#: Length of the hyper-parameter array: lr and up to seven more.
+HYPER = 8
+
+
+@register_jitable
+def coefficients(code, hyper, t, theta):
+    """The numbers rule ``code`` needs at step ``t``, in theta's dtype (an 8-tuple).
+
+    Computed in float64 from ``hyper`` (``lr`` first, then the class's ``hyper_names``),
+    then rounded once: every operation of the rule itself runs in the parameters'
+    precision, as PyTorch's does (``1 - beta1`` of a float32 would be a float64 in Numba).
+    """
+    real = theta.dtype.type
+    lr = hyper[0]
+    if code == ADAM_RULE or code == ADAMW_RULE:  # hyper: lr, beta1, beta2, eps, weight_decay
+        b1, b2 = hyper[1], hyper[2]
+        decay = 1 - lr * hyper[4] if code == ADAMW_RULE else 1.0
+        return (real(lr / (1 - b1 ** t)), real(1 - b2 ** t), real(1 - b1), real(1 - b2),
+                real(b1), real(b2), real(hyper[3]), real(decay))
+    if code == RMSPROP_RULE:  # hyper: lr, alpha, eps, momentum, centered
+        alpha = hyper[1]
+        return (real(lr), real(alpha), real(1 - alpha), real(hyper[2]), real(hyper[3]), real(hyper[4]),
+                real(0), real(0))
+    return (real(lr), real(hyper[1]), real(0), real(0), real(0), real(0), real(0), real(0))  # lr, mu
+
+
+@register_jitable
+def rule(code, theta, g, s0, s1, s2, m, c):
+    """Update parameter ``theta[m]`` (and its state in ``s0..s2``) by rule ``code``, with
+    ``c = coefficients(code, hyper, t, theta)``.  The formulas of the module docstring."""
+    if code == SGD_RULE:
+        theta[m] = theta[m] - c[0] * g[m]
+    elif code == MOMENTUM_RULE or code == NESTEROV_RULE:  # s0: velocity
+        v = c[1] * s0[m] + g[m]
+        s0[m] = v
+        theta[m] = theta[m] - c[0] * (g[m] + c[1] * v if code == NESTEROV_RULE else v)
+    elif code == ADAM_RULE or code == ADAMW_RULE:  # s0, s1: first and second moments
+        first = c[4] * s0[m] + c[2] * g[m]
+        second = c[5] * s1[m] + c[3] * g[m] * g[m]
+        s0[m], s1[m] = first, second
+        decayed = theta[m] * c[7] if code == ADAMW_RULE else theta[m]
+        theta[m] = decayed - c[0] * first / (math.sqrt(second / c[1]) + c[6])
+    else:  # rmsprop; s0: square average, s1: momentum buffer, s2: mean gradient (centered)
+        square = c[1] * s0[m] + c[2] * (g[m] * g[m])
+        s0[m] = square
+        if c[5] != 0:
+            mean = s2[m] + c[2] * (g[m] - s2[m])
+            s2[m] = mean
+            avg = math.sqrt(square - mean * mean) + c[3]
+        else:
+            avg = math.sqrt(square) + c[3]
+        if c[4] != 0:
+            buf = c[4] * s1[m] + g[m] / avg
+            s1[m] = buf
+            theta[m] = theta[m] - c[0] * buf
+        else:
+            theta[m] = theta[m] - c[0] * g[m] / avg
 
 
 #: Parameters per block of :func:`update`: one block per ``prange`` iteration.
 BLOCK = 4096
-
-
-@register_jitable
-def rule(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2):
-    """One parameter's update: ``(theta, s1, s2)`` after the step (see the module docstring).
-
-    ``h1`` is momentum's mu or Adam's beta1, ``h2`` and ``h3`` Adam's beta2 and eps;
-    ``step1 = lr / (1 - beta1^t)``, ``bias2 = 1 - beta2^t``, ``c1 = 1 - beta1`` and
-    ``c2 = 1 - beta2`` (:func:`adam_factors`), passed in so that every operation runs in
-    the parameters' precision (``1 - h1`` would be a float64 even for float32 ``h1``).
-    The CPU loop and the CUDA kernel both apply this function.
-    """
-    if code == SGD_RULE:
-        return theta - lr * g, s1, s2
-    if code == MOMENTUM_RULE or code == NESTEROV_RULE:
-        v = h1 * s1 + g
-        return theta - lr * (g + h1 * v if code == NESTEROV_RULE else v), v, s2
-    m = h1 * s1 + c1 * g
-    v = h2 * s2 + c2 * g * g
-    return theta - step1 * m / (math.sqrt(v / bias2) + h3), m, v
-
-
-@register_jitable
-def adam_factors(lr, beta1, beta2, t):
-    """``(lr / (1 - beta1^t), 1 - beta2^t, 1 - beta1, 1 - beta2)`` for step t."""
-    return lr / (1 - beta1 ** t), 1 - beta2 ** t, 1 - beta1, 1 - beta2
-
-
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")  # no ZeroDivisionError check: vectorises
-def _update_block(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2):
-    """:func:`rule` on one block of parameters; one loop per rule, so each vectorises."""
-    if code == SGD_RULE:
-        for m in range(theta.shape[0]):
-            theta[m], _, _ = rule(SGD_RULE, theta[m], g[m], 0, 0, lr, h1, h2, h3, step1, bias2, c1, c2)
-    elif code == ADAM_RULE:
-        for m in range(theta.shape[0]):
-            theta[m], s1[m], s2[m] = rule(ADAM_RULE, theta[m], g[m], s1[m], s2[m], lr, h1, h2, h3,
-                                          step1, bias2, c1, c2)
-    else:
-        for m in range(theta.shape[0]):
-            theta[m], s1[m], _ = rule(code, theta[m], g[m], s1[m], 0, lr, h1, h2, h3, step1, bias2, c1, c2)
 
 
 @njit(cache=True)
@@ -77,36 +115,60 @@ def _block(array, block):
     return array[block * BLOCK:(block + 1) * BLOCK]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def update(code, theta, g, s1, s2, lr, h1, h2, h3, t, parallel):
-    """One step of optimiser ``code`` on every parameter, in place.
-
-    ``s1``/``s2`` are its state arrays (velocity; first and second moments), ``h1..h3``
-    its hyper-parameters and ``t`` the step number (counted from 1).  Blocks of
-    :data:`BLOCK` parameters run in parallel when ``parallel``.
-    """
-    step1, bias2, c1, c2 = adam_factors(lr, h1, h2, t)
-    # In the parameters' precision, as PyTorch computes: float32 nets update in float32.
-    real = theta.dtype.type
-    lr, h1, h2, h3 = real(lr), real(h1), real(h2), real(h3)
-    step1, bias2, c1, c2 = real(step1), real(bias2), real(c1), real(c2)
-    blocks = (theta.shape[0] + BLOCK - 1) // BLOCK
-    if parallel:
-        for block in prange(blocks):
-            _update_block(code, _block(theta, block), _block(g, block), _block(s1, block),
-                          _block(s2, block), lr, h1, h2, h3, step1, bias2, c1, c2)
+@njit(**UPDATE)
+def _update_block(code, theta, g, s0, s1, s2, c):
+    """:func:`rule` on one block of parameters, one loop per rule so that each vectorises."""
+    n = theta.shape[0]
+    if code == SGD_RULE:
+        for m in range(n):
+            rule(SGD_RULE, theta, g, s0, s1, s2, m, c)
+    elif code == MOMENTUM_RULE:
+        for m in range(n):
+            rule(MOMENTUM_RULE, theta, g, s0, s1, s2, m, c)
+    elif code == NESTEROV_RULE:
+        for m in range(n):
+            rule(NESTEROV_RULE, theta, g, s0, s1, s2, m, c)
+    elif code == ADAM_RULE:
+        for m in range(n):
+            rule(ADAM_RULE, theta, g, s0, s1, s2, m, c)
     else:
-        for block in range(blocks):
-            _update_block(code, _block(theta, block), _block(g, block), _block(s1, block),
-                          _block(s2, block), lr, h1, h2, h3, step1, bias2, c1, c2)
+        for m in range(n):
+            rule(code, theta, g, s0, s1, s2, m, c)
+
+
+def _update_blocks(code, theta, g, states, c):
+    for block in prange((theta.shape[0] + BLOCK - 1) // BLOCK):
+        _update_block(code, _block(theta, block), _block(g, block), _block(states[0], block),
+                      _block(states[1], block), _block(states[2], block), c)
+
+
+_update_serial, _update_parallel = serial_and_parallel(_update_blocks, fastmath=False)
+
+
+@njit(cache=True, error_model="numpy")  # no fastmath: the coefficients round as written
+def update(code, theta, g, states, hyper, t):
+    """One step of rule ``code`` on every parameter, in place; ``t`` counts from 1."""
+    c = coefficients(code, hyper, t, theta)
+    if theta.shape[0] >= PARALLEL_ELEMENTS:
+        _update_parallel(code, theta, g, states, c)
+    else:
+        _update_serial(code, theta, g, states, c)
 
 
 class Optimizer:
-    """Hyper-parameters, state arrays and a step count; ``step`` updates theta in place."""
+    """Hyper-parameters, state arrays and a step count; ``step`` updates theta in place.
+
+    A subclass names its rule (``code``), its hyper-parameters after ``lr`` in the order
+    :func:`coefficients` reads them (``hyper_names``, with ``defaults``), and its state
+    arrays in the order :func:`rule` reads them (``slots``; ``None`` for a position it
+    does not use).
+    """
 
     name = None
+    code = None
     defaults = {}
-    state_names = ()
+    hyper_names = ()
+    slots = ()
 
     def __init__(self, lr=0.01, **hyper):
         unknown = set(hyper) - set(self.defaults)
@@ -122,6 +184,11 @@ class Optimizer:
         options = "".join(f", {k}={v!r}" for k, v in self.hyper.items())
         return f"{type(self).__name__}(lr={self.lr!r}{options})"
 
+    @property
+    def state_names(self):
+        """The state arrays this optimiser keeps, with its current options."""
+        return tuple(name for name in self.slots if name is not None)
+
     def init_state(self, theta):
         """Zero state for parameters shaped like ``theta`` (kept if already the right shape)."""
         for name in self.state_names:
@@ -130,22 +197,24 @@ class Optimizer:
                 self.state[name] = np.zeros_like(theta)
                 self.t = 0
 
+    def hyper_array(self):
+        """``lr`` and the hyper-parameters as :func:`coefficients` reads them (float64)."""
+        values = [self.lr] + [float(self.hyper[name]) for name in self.hyper_names]
+        return np.array(values + [0.0] * (HYPER - len(values)))
+
     def arguments(self, theta):
-        """``(code, state1, state2, lr, h1, h2, h3, t)``: what :func:`update` takes, with the
+        """``(code, states, hyper, t)``: what :func:`update` and the kernels take, with the
         step count before the update (state arrays are created for ``theta`` if needed)."""
         self.init_state(theta)
         empty = np.empty(0, theta.dtype)  # its own buffer: aliasing theta would stop vectorization
-        states = [self.state[name] for name in self.state_names] + [empty, empty]
-        h = self.packed()
-        return (self.code, states[0], states[1], float(self.lr), h[0], h[1], h[2], float(self.t))
-
-    def packed(self):
-        return (0.0, 0.0, 0.0)
+        states = tuple(empty if name is None else self.state[name] for name in self.slots)
+        states += (empty,) * (3 - len(states))
+        return self.code, states, self.hyper_array(), float(self.t)
 
     def step(self, theta, g):
         """One update of ``theta`` in place from the gradient ``g``."""
-        code, s1, s2, lr, h1, h2, h3, t = self.arguments(theta)
-        update(code, theta, g, s1, s2, lr, h1, h2, h3, t + 1, theta.shape[0] >= 1 << 15)
+        code, states, hyper, t = self.arguments(theta)
+        update(code, theta, g, states, hyper, t + 1)
         self.t += 1
 
 
@@ -157,7 +226,8 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     name = "momentum"
     defaults = {"momentum": 0.9, "nesterov": False}
-    state_names = ("velocity",)
+    hyper_names = ("momentum",)
+    slots = ("velocity",)
 
     def __init__(self, lr=0.01, **hyper):
         super().__init__(lr, **hyper)
@@ -167,15 +237,13 @@ class Momentum(Optimizer):
     def code(self):
         return NESTEROV_RULE if self.hyper["nesterov"] else MOMENTUM_RULE
 
-    def packed(self):
-        return (float(self.hyper["momentum"]), 0.0, 0.0)
-
 
 class Adam(Optimizer):
     name = "adam"
     code = ADAM_RULE
     defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-    state_names = ("m", "v")
+    hyper_names = ("beta1", "beta2", "eps")
+    slots = ("m", "v")
 
     def __init__(self, lr=0.001, **hyper):
         super().__init__(lr, **hyper)
@@ -183,16 +251,46 @@ class Adam(Optimizer):
         _fraction("beta2", self.hyper["beta2"])
         _positive("eps", self.hyper["eps"])
 
-    def packed(self):
-        h = self.hyper
-        return (float(h["beta1"]), float(h["beta2"]), float(h["eps"]))
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter; ``torch.optim.AdamW``)."""
+
+    name = "adamw"
+    code = ADAMW_RULE
+    defaults = {**Adam.defaults, "weight_decay": 0.01}
+    hyper_names = Adam.hyper_names + ("weight_decay",)
+
+    def __init__(self, lr=0.001, **hyper):
+        super().__init__(lr, **hyper)
+        _non_negative("weight_decay", self.hyper["weight_decay"])
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Adam)}
+class RMSprop(Optimizer):
+    """RMSprop as ``torch.optim.RMSprop`` (Hinton's lecture 6e; Graves 2013 when centered)."""
+
+    name = "rmsprop"
+    code = RMSPROP_RULE
+    defaults = {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False}
+    hyper_names = ("alpha", "eps", "momentum", "centered")
+
+    def __init__(self, lr=0.01, **hyper):
+        super().__init__(lr, **hyper)
+        _fraction("alpha", self.hyper["alpha"])
+        _positive("eps", self.hyper["eps"])
+        _fraction("momentum", self.hyper["momentum"])
+
+    @property
+    def slots(self):
+        return ("square_avg", "momentum_buffer" if self.hyper["momentum"] else None,
+                "grad_avg" if self.hyper["centered"] else None)
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Adam, AdamW, RMSprop)}
 
 
 def make(name, lr, **hyper):
-    """An optimiser by name: ``sgd``, ``momentum`` (``nesterov=True`` for Nesterov), ``adam``."""
+    """An optimiser by name: ``sgd``, ``momentum`` (``nesterov=True`` for Nesterov),
+    ``adam``, ``adamw``, ``rmsprop``."""
     return OPTIMIZERS[checks.choice("optimizer", name, tuple(OPTIMIZERS))](lr, **hyper)
 
 
@@ -201,6 +299,12 @@ def _positive(name, value):
             or not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 
 
 def _fraction(name, value):

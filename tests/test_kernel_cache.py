@@ -16,7 +16,9 @@ net = MLP((8, 6, 3), dtype="float32", seed=0)
 X = np.ones((4, 8), np.float32)
 net.loss_and_grad(X, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
 empty = np.empty(0, np.float32)
-update(SGD_RULE, net.theta.copy(), net.theta.copy(), empty, empty, 0.1, 0.0, 0.0, 0.0, 1.0, False)
+hyper = np.zeros(8)
+hyper[0] = 0.1
+update(SGD_RULE, net.theta.copy(), net.theta.copy(), (empty, empty, empty), hyper, 1.0)
 """
 
 # Processes 2 and 3 train: the first compiles the epoch loop from those cached kernels and

@@ -234,7 +234,7 @@ def test_predictions_agree_across_backends(backend):
     (dict(epochs=-1), "epochs must be an integer >= 0"),
     (dict(batch_size=0), "batch_size must be an integer >= 1"),
     (dict(lr=0), "lr must be a positive number"),
-    (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
+    (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'"),
     (dict(backend="gpu"), "unknown backend 'gpu'"),
     (dict(validation_fraction=1.5), r"validation_fraction must lie in \[0, 1\)"),
     (dict(validation_fraction=0.2, validation_data=([[0, 0]], [0])), "not both"),
