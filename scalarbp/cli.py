@@ -17,12 +17,6 @@ from .losses import LOSSES, OUTPUTS
 from .optimizers import OPTIMIZERS
 
 
-def benchmark_cases():
-    from .benchmark import CASES
-
-    return CASES
-
-
 class UsageError(ValueError):
     """A combination of arguments that cannot work."""
 
@@ -46,29 +40,49 @@ def _load(args, path=None, labels=None):
                          label_column=column, delimiter=args.delimiter, header=header)
 
 
-def _net_options(parser, sizes_default):
-    parser.add_argument("--sizes", type=int, nargs="+", default=sizes_default, metavar="D",
-                        help=f"layer widths, input first (default {' '.join(map(str, sizes_default))})")
-    parser.add_argument("--hidden", nargs="+", default=["tanh"], choices=HIDDEN, metavar="ACT",
-                        help=f"hidden activation(s): {', '.join(HIDDEN)}")
-    parser.add_argument("--output", default="softmax", choices=OUTPUTS)
-    parser.add_argument("--loss", choices=tuple(LOSSES))
+def _architecture(parser, hidden_sizes, activation):
+    """The net's options, spelt the same in every command: ``--hidden-sizes``,
+    ``--activation`` (alias ``--hidden``), ``--output``, ``--loss``, ``--l2``, ``--dtype``."""
+    parser.add_argument("--hidden-sizes", type=int, nargs="*", default=hidden_sizes, metavar="D",
+                        help="hidden layer widths" + (f" (default {' '.join(map(str, hidden_sizes))})"
+                                                      if hidden_sizes else ""))
+    parser.add_argument("--activation", "--hidden", nargs="+", default=[activation], choices=HIDDEN, metavar="ACT",
+                        help=f"hidden activation(s), one or one per hidden layer: {', '.join(HIDDEN)} "
+                             f"(default {activation})")
+    parser.add_argument("--output", default="softmax", choices=OUTPUTS, help="output activation (default softmax)")
+    parser.add_argument("--loss", choices=tuple(LOSSES), help="default: the output's natural loss")
+
+
+def _activation(args):
+    return args.activation[0] if len(args.activation) == 1 else args.activation
+
+
+def _random_net_options(parser, hidden_sizes, batch_size, activation="tanh"):
+    """A random net and batch: the architecture, and widths of the input and output."""
+    _architecture(parser, hidden_sizes, activation)
+    parser.add_argument("--input-size", type=int, default=6, metavar="D", help="input width (default 6)")
+    parser.add_argument("--output-size", type=int, default=4, metavar="K", help="output width (default 4)")
+    parser.add_argument("--sizes", type=int, nargs="+", metavar="D",
+                        help="every layer width, input first: instead of --input-size, --hidden-sizes, "
+                             "--output-size")
     parser.add_argument("--l2", type=float, default=0.01)
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    parser.add_argument("--batch", type=int, default=16, help="samples in the random batch")
+    parser.add_argument("--batch-size", "--batch", type=int, default=batch_size,
+                        help=f"samples in the random batch (default {batch_size})")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def _random_problem(args):
     from .model import MLP
 
-    hidden = args.hidden[0] if len(args.hidden) == 1 else args.hidden
-    net = MLP(args.sizes, hidden=hidden, output=args.output, loss=args.loss, l2=args.l2,
-              dtype=args.dtype, seed=args.seed)
+    sizes = args.sizes or [args.input_size, *args.hidden_sizes, args.output_size]
+    net = MLP(sizes, hidden=_activation(args), output=args.output, loss=args.loss, l2=args.l2, dtype=args.dtype,
+              seed=args.seed)
     rng = np.random.default_rng(args.seed + 1)
-    X = rng.normal(size=(args.batch, net.sizes[0]))
+    X = rng.normal(size=(args.batch_size, net.sizes[0]))
     K = net.sizes[-1]
-    Y = rng.integers(0, K, args.batch) if net.loss == "cross_entropy" else rng.uniform(0, 1, (args.batch, K))
+    Y = rng.integers(0, K, args.batch_size) if net.loss == "cross_entropy" else \
+        rng.uniform(0, 1, (args.batch_size, K))
     return net, X, Y
 
 
@@ -105,16 +119,12 @@ def cmd_train(args):
         raise UsageError("softmax output needs integer class labels; use --output identity for regression")
     K = classes if args.output == "softmax" else (1 if y_arr.ndim == 1 else y_arr.shape[1])
     sizes = [X.shape[1], *args.hidden_sizes, K]
-    activation = args.activation[0] if len(args.activation) == 1 else args.activation
-    net = MLP(sizes, hidden=activation, output=args.output, loss=args.loss, l2=args.l2, dtype=args.dtype,
+    net = MLP(sizes, hidden=_activation(args), output=args.output, loss=args.loss, l2=args.l2, dtype=args.dtype,
               seed=args.seed)
     if not args.no_standardize:
         net.standardizer = datasets.Standardizer().fit(X)
-    optimizer = args.optimizer
-    if args.optimizer == "momentum":
-        from .optimizers import Momentum
-        optimizer = Momentum(args.lr, momentum=args.momentum, nesterov=args.nesterov)
-    print(f"{net}\ndata: {source}\noptimizer: {optimizer}, lr {args.lr}, {args.epochs} epochs, "
+    optimizer = _optimizer(args)
+    print(f"{net}\ndata: {source}\noptimizer: {optimizer}, {args.epochs} epochs, "
           f"batch {args.batch_size}, backend {args.backend}", flush=True)
     start = time.perf_counter()
     history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=optimizer,
@@ -154,6 +164,21 @@ def plot_history(history, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _optimizer(args):
+    """The optimiser the options describe; options it does not take are refused."""
+    from .optimizers import make
+
+    given = {"momentum": args.momentum, "nesterov": args.nesterov or None, "centered": args.centered or None,
+             "weight_decay": args.weight_decay}
+    given = {name: value for name, value in given.items() if value is not None}
+    takes = OPTIMIZERS[args.optimizer].defaults
+    stray = sorted(set(given) - set(takes))
+    if stray:
+        raise UsageError(f"--optimizer {args.optimizer} takes no "
+                         f"{', '.join('--' + name.replace('_', '-') for name in stray)}")
+    return make(args.optimizer, args.lr, **given)
 
 
 def cmd_evaluate(args):
@@ -220,34 +245,32 @@ def cmd_explain(args):
     from .explain import explain, explain_seed_002
     from .model import MLP
 
-    if args.sizes is None:
+    if args.sizes is None and args.hidden_sizes is None:
         lines = explain_seed_002()
     else:
-        net = MLP(args.sizes, hidden=args.hidden, output=args.output, seed=args.seed)
-        rng = np.random.default_rng(args.seed + 1)
-        x = rng.normal(size=(1, net.sizes[0]))
-        K = net.sizes[-1]
-        y = rng.integers(0, K, 1) if net.loss == "cross_entropy" else rng.uniform(0, 1, (1, K))
-        lines = explain(net, x, y)
+        args.hidden_sizes = [4] if args.hidden_sizes is None else args.hidden_sizes
+        net, x, y = _random_problem(args)
+        lines = explain(net, x[:1], y[:1])
     print("\n".join(lines))
 
 
 def cmd_bench(args):
     import numba
 
-    from . import benchmark
+    from . import timing
 
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
-    benchmark.start_torch(threads)  # before Numba starts its threads: see its docstring
+    timing.start_torch(threads)  # before Numba starts its threads: see its docstring
     _threads(threads)
-    peak = benchmark.gemm_peak(n=1024)
-    print(f"machine: {benchmark.machine()}\nNumPy float32 GEMM peak: {peak:.0f} GFLOP/s; "
+    peak = timing.gemm_peak(n=1024)
+    print(f"machine: {timing.machine()}\nNumPy float32 GEMM peak: {peak:.0f} GFLOP/s; "
           f"for the full profiling runs see scripts/bench.py", flush=True)
     results = []
     for name in args.cases:
-        case = benchmark.CASES[name]
-        results.append((case, benchmark.run_case(case, args.repeats, threads, ("torch", "sklearn", "products"))))
-    print(benchmark.table(results, peak))
+        case = timing.QUICK_CASES[name]
+        results.append((case, timing.run_case(case, args.repeats, threads,
+                                              ("torch", "jax", "sklearn", "products"))))
+    print(timing.table(results, peak))
 
 
 def parser():
@@ -262,17 +285,15 @@ def parser():
     train.add_argument("--test-data", metavar="PATH", help="held-out data (default: split off --test-fraction)")
     train.add_argument("--test-labels", metavar="PATH")
     train.add_argument("--test-fraction", type=float, default=0.2)
-    train.add_argument("--hidden-sizes", type=int, nargs="*", default=[128], metavar="D",
-                       help="hidden layer widths (default 128)")
-    train.add_argument("--activation", nargs="+", default=["relu"], choices=HIDDEN, metavar="ACT",
-                       help=f"hidden activation(s): {', '.join(HIDDEN)}")
-    train.add_argument("--output", default="softmax", choices=OUTPUTS)
-    train.add_argument("--loss", choices=tuple(LOSSES))
+    _architecture(train, [128], "relu")
     train.add_argument("--l2", type=float, default=0.0)
     train.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS))
     train.add_argument("--lr", type=float, default=0.002)
-    train.add_argument("--momentum", type=float, default=0.9, help="for --optimizer momentum")
-    train.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    train.add_argument("--momentum", type=float,
+                       help="for --optimizer momentum (default 0.9) and rmsprop (default 0)")
+    train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)")
+    train.add_argument("--centered", action="store_true", help="centered RMSprop (--optimizer rmsprop)")
+    train.add_argument("--weight-decay", type=float, help="for --optimizer adamw (default 0.01)")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--early-stopping", action="store_true")
@@ -301,27 +322,24 @@ def parser():
     for name, run, text in (("gradcheck", cmd_gradcheck, "every backend against finite differences"),
                             ("compare", cmd_compare, "scalar vs row vs column vs finite differences, per layer")):
         command = sub.add_parser(name, help=text, description=f"{text}, on a random net and batch")
-        _net_options(command, [6, 8, 8, 4])
+        _random_net_options(command, [8, 8], 16)
         command.set_defaults(run=run)
 
     bench = sub.add_parser("bench", help="a quick side-by-side timing against PyTorch and scikit-learn",
                            description="One epoch of small cases, scalarbp next to PyTorch and scikit-learn "
                                        "when they are installed (pip install 'scalarbp[bench]'). The full "
                                        "profiling runs are scripts/bench.py.")
-    bench.add_argument("--cases", nargs="+", default=["digits", "mnist1d"], choices=list(benchmark_cases()))
+    bench.add_argument("--cases", nargs="+", default=["digits", "mnist1d"], choices=["digits", "mnist1d"])
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--threads", type=int)
     bench.set_defaults(run=cmd_bench)
 
     explain = sub.add_parser("explain", help="every quantity of seed 002's worked example, or of a small net",
                              description="Recompute seed 002's worked example (or a small net of your own "
-                                         "with --sizes) and print every forward and backward quantity "
+                                         "with --sizes or --hidden-sizes) and print every forward and backward quantity "
                                          "next to its formula.")
-    explain.add_argument("--sizes", type=int, nargs="+", metavar="D", help="layer widths of your own net")
-    explain.add_argument("--hidden", default="relu", choices=HIDDEN)
-    explain.add_argument("--output", default="softmax", choices=OUTPUTS)
-    explain.add_argument("--seed", type=int, default=0)
-    explain.set_defaults(run=cmd_explain)
+    _random_net_options(explain, None, 1, "relu")
+    explain.set_defaults(run=cmd_explain, l2=0.0)
     return top
 
 

@@ -7,7 +7,8 @@ The scalar and row backends and finite differences are checked against the same 
 """
 import numpy as np
 
-from . import backends, checks
+from . import checks
+from .backends import column
 from .gradcheck import gradcheck
 from .model import MLP
 
@@ -46,7 +47,7 @@ def explain(net, x, y, names=None):
         raise ValueError(f"explain takes one sample, got {x.shape[0]}")
     net = net.astype("float64")
     T = checks.targets(y, 1, net.sizes[-1], net.loss, np.float64)
-    t = backends.get("column").trace(net, x, T)
+    t = column.trace(net, x, T)
     depth = len(t["a"])
     a_name = (names or {}).get("a") or [f"a{k + 1}" for k in range(depth)]
     h_name = (names or {}).get("h") or [f"h{k + 1}" for k in range(depth)]

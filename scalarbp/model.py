@@ -1,7 +1,10 @@
 """The multilayer perceptron: its architecture, its parameters, and the public passes."""
+import os
+
 import numpy as np
 
-from . import backends, checks, metrics, persistence, training
+from . import backends, checks, metrics, optimizers, persistence, training
+from .datasets import Standardizer
 from .activations import ACTIVATIONS, RELU_LIKE
 from .layout import Layout
 from .losses import LOSSES, output_code
@@ -59,6 +62,9 @@ class MLP:
 
     Attributes
     ----------
+    backend_state : dict
+        What each backend keeps for this net between calls (work buffers, a device
+        copy), by backend name; never saved or copied.
     weights : list of ndarray
         ``weights[k]`` has shape ``(sizes[k+1], sizes[k])``: entry ``[i, j]`` is seed
         001's ``w_ij``, from unit j below to unit i above.  Modify in place or replace
@@ -92,6 +98,7 @@ class MLP:
         self.optimizer = None
         self.standardizer = None
         self.epochs_trained = 0
+        self.backend_state = {}
         rng = np.random.default_rng(seed)
         for k, W in enumerate(self.weights):
             d_out, d_in = W.shape
@@ -107,15 +114,15 @@ class MLP:
                 f"loss={self.loss!r}, l2={self.l2}, dtype={self.dtype.name!r})")
 
     def __getstate__(self):
-        """Pickle/copy support: the configuration and arrays, not views or work buffers."""
-        state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("_weights", "_biases", "_workspace", "_device")}
+        """Pickle/copy support: the configuration and arrays, not views or backend state."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_weights", "_biases", "backend_state")}
         state["_theta"] = np.array(self._theta)
         return state
 
     def __setstate__(self, state):
         theta = np.array(state.pop("_theta"))  # a writable copy, even from a read-only memmap
         self.__dict__.update(state)
+        self.backend_state = {}
         self.theta = theta
 
     def astype(self, dtype):
@@ -168,8 +175,7 @@ class MLP:
 
     def forward(self, X, backend="scalar"):
         """Output activations ``(N, sizes[-1])`` for inputs ``X`` of shape ``(N, sizes[0])``."""
-        module = self._backend(backend)
-        return module.forward(self, checks.inputs(X, self.sizes[0], self.dtype))
+        return self._backend(backend).forward(self, checks.inputs(X, self.sizes[0], self.dtype))
 
     def loss_and_grad(self, X, Y, backend="scalar"):
         """The objective and its gradient on one batch.
@@ -187,10 +193,10 @@ class MLP:
         dW : list of arrays shaped like ``weights``
         db : list of arrays shaped like ``biases``
         """
-        module = self._backend(backend)
+        engine = self._backend(backend)
         X = checks.inputs(X, self.sizes[0], self.dtype)
         T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
-        J, grad = module.loss_and_grad(self, X, T)
+        J, grad = engine.loss_and_grad(self, X, T)
         dW, db = self.layout.views(grad)
         return J, dW, db
 
@@ -270,11 +276,52 @@ class MLP:
         """Write the model (configuration, parameters, optimiser state) to one ``.npz`` file.
 
         The file is written beside ``path`` and renamed into place: a failed save leaves
-        any previous file intact.
+        any previous file intact.  Its layout: :mod:`scalarbp.persistence`.
         """
-        persistence.save(self, path)
+        opt = self.optimizer
+        config = {
+            "sizes": list(self.sizes), "hidden": list(self.hidden), "output": self.output,
+            "loss": self.loss, "l2": self.l2, "dtype": self.dtype.name, "epochs_trained": self.epochs_trained,
+            "optimizer": None if opt is None else {"name": opt.name, "lr": opt.lr, "hyper": opt.hyper, "t": opt.t},
+        }
+        arrays = {"theta": self.theta}
+        if opt is not None:
+            arrays.update({f"optimizer.{k}": v for k, v in opt.state.items()})
+        if self.standardizer is not None:
+            arrays["standardizer.mean"] = self.standardizer.mean
+            arrays["standardizer.scale"] = self.standardizer.scale
+        persistence.save(path, config, arrays)
 
     @classmethod
     def load(cls, path):
-        """A model saved by :meth:`save`; loading never runs code (no pickle)."""
-        return persistence.load(path)
+        """A model saved by :meth:`save`; loading never runs code (no pickle), and a file
+        that is not a consistent model raises :class:`scalarbp.persistence.ModelFileError`."""
+        name = os.fspath(path)
+        config, arrays = persistence.read(name)
+        try:
+            size = Layout(checks.sizes(config["sizes"])).size
+            if arrays["theta"].shape != (size,):  # before allocating what the config asks for
+                raise persistence.ModelFileError(f"{name}: array 'theta' has shape {arrays['theta'].shape}, "
+                                                 f"sizes {config['sizes']} need ({size},)")
+            net = cls(config["sizes"], config["hidden"], config["output"], config["loss"], config["l2"],
+                      config["dtype"])
+            net.epochs_trained = persistence.count(config["epochs_trained"], "epochs_trained")
+            net.theta[...] = persistence.array(name, arrays, "theta", net.theta.shape, net.dtype)
+            if config["optimizer"] is not None:
+                opt = config["optimizer"]
+                net.optimizer = optimizers.make(opt["name"], opt["lr"], **opt["hyper"])
+                net.optimizer.t = persistence.count(opt["t"], "optimizer step count")
+                for key in net.optimizer.state_names:
+                    net.optimizer.state[key] = persistence.array(name, arrays, f"optimizer.{key}", net.theta.shape,
+                                                                 net.dtype)
+            if "standardizer.mean" in arrays:
+                width = (net.sizes[0],)
+                net.standardizer = Standardizer.from_arrays(
+                    persistence.array(name, arrays, "standardizer.mean", width, np.float64),
+                    persistence.array(name, arrays, "standardizer.scale", width, np.float64))
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, persistence.ModelFileError):
+                raise
+            raise persistence.ModelFileError(f"{name}: inconsistent model file ({str(err) or type(err).__name__})") \
+                from None
+        return net

@@ -22,9 +22,6 @@ import zlib
 
 import numpy as np
 
-from . import checks
-from .layout import Layout
-
 FORMAT = "scalarbp-model"
 VERSION = 1
 
@@ -33,22 +30,11 @@ class ModelFileError(ValueError):
     """A file that is not a readable scalarbp model."""
 
 
-def save(net, path):
-    optimizer = net.optimizer
-    config = {
-        "format": FORMAT, "version": VERSION,
-        "sizes": list(net.sizes), "hidden": list(net.hidden), "output": net.output,
-        "loss": net.loss, "l2": net.l2, "dtype": net.dtype.name,
-        "epochs_trained": net.epochs_trained,
-        "optimizer": None if optimizer is None else {
-            "name": optimizer.name, "lr": optimizer.lr, "hyper": optimizer.hyper, "t": optimizer.t},
-    }
-    arrays = {"config": np.array(json.dumps(config)), "theta": net.theta}
-    if optimizer is not None:
-        arrays.update({f"optimizer.{k}": v for k, v in optimizer.state.items()})
-    if net.standardizer is not None:
-        arrays["standardizer.mean"] = net.standardizer.mean
-        arrays["standardizer.scale"] = net.standardizer.scale
+def save(path, config, arrays):
+    """Write ``config`` (a JSON-able dict, given the format's name and version here) and the
+    named ``arrays`` to one ``.npz`` file at ``path``, atomically."""
+    config = {"format": FORMAT, "version": VERSION, **config}
+    arrays = {"config": np.array(json.dumps(config)), **arrays}
     write_atomically(os.fspath(path), lambda file: np.savez(file, **arrays))
 
 
@@ -68,11 +54,10 @@ def write_atomically(path, write):
         raise
 
 
-def load(path):
-    from .datasets import Standardizer
-    from .model import MLP
-    from .optimizers import make
-
+def read(path):
+    """``(config, arrays)`` of a model file: the configuration checked for the format, the
+    version and every key the model needs (:data:`KEYS`), the arrays read with
+    ``allow_pickle=False``.  Anything else raises :class:`ModelFileError`."""
     name = os.fspath(path)
     with open(name, "rb") as file:
         magic = file.read(6)
@@ -89,32 +74,11 @@ def load(path):
             arrays = {key: archive[key] for key in archive.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise ModelFileError(f"{name}: damaged model file ({_reason(err)})") from None
-    config = _config(name, arrays)
-    try:
-        size = Layout(checks.sizes(config["sizes"])).size
-        if arrays["theta"].shape != (size,):  # before allocating what the config asks for
-            raise ModelFileError(f"{name}: array 'theta' has shape {arrays['theta'].shape}, "
-                                 f"sizes {config['sizes']} need ({size},)")
-        net = MLP(config["sizes"], config["hidden"], config["output"], config["loss"], config["l2"],
-                  config["dtype"])
-        net.epochs_trained = _count(config["epochs_trained"], "epochs_trained")
-        net.theta[...] = _array(name, arrays, "theta", net.theta.shape, net.dtype)
-        if config["optimizer"] is not None:
-            opt = config["optimizer"]
-            net.optimizer = make(opt["name"], opt["lr"], **opt["hyper"])
-            net.optimizer.t = _count(opt["t"], "optimizer step count")
-            for key in net.optimizer.state_names:
-                net.optimizer.state[key] = _array(name, arrays, f"optimizer.{key}", net.theta.shape, net.dtype)
-        if "standardizer.mean" in arrays:
-            width = (net.sizes[0],)
-            net.standardizer = Standardizer.from_arrays(
-                _array(name, arrays, "standardizer.mean", width, np.float64),
-                _array(name, arrays, "standardizer.scale", width, np.float64))
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, ModelFileError):
-            raise
-        raise ModelFileError(f"{name}: inconsistent model file ({_reason(err)})") from None
-    return net
+    return _config(name, arrays), arrays
+
+
+#: What a configuration holds besides the format's name and version.
+KEYS = {"sizes", "hidden", "output", "loss", "l2", "dtype", "epochs_trained", "optimizer"}
 
 
 def _config(name, arrays):
@@ -132,13 +96,14 @@ def _config(name, arrays):
         raise ModelFileError(f"{name}: not a scalarbp model file (format {config.get('format') if isinstance(config, dict) else None!r})")
     if config.get("version") != VERSION:
         raise ModelFileError(f"{name}: model format version {config.get('version')!r}; this scalarbp reads version {VERSION}")
-    missing = {"sizes", "hidden", "output", "loss", "l2", "dtype", "epochs_trained", "optimizer"} - set(config)
+    missing = KEYS - set(config)
     if missing:
         raise ModelFileError(f"{name}: 'config' lacks {', '.join(sorted(missing))}")
     return config
 
 
-def _array(name, arrays, key, shape, dtype):
+def array(name, arrays, key, shape, dtype):
+    """``arrays[key]``, checked to have this shape and dtype and to be finite."""
     if key not in arrays:
         raise ModelFileError(f"{name}: array '{key}' is missing")
     array = arrays[key]
@@ -150,7 +115,8 @@ def _array(name, arrays, key, shape, dtype):
     return array
 
 
-def _count(value, what):
+def count(value, what):
+    """``value``, checked to be a non-negative integer."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
     return value

@@ -1,5 +1,7 @@
-"""Profiling runs: one epoch of training, scalarbp side by side with PyTorch, scikit-learn
-and the NumPy row backend, in one process.
+"""Timing one epoch of training, scalarbp side by side with PyTorch, JAX, scikit-learn and
+the NumPy row backend, in one process: the machinery behind ``scalarbp bench`` (a quick
+run of :data:`QUICK_CASES`) and ``scripts/bench.py`` (the profiling runs, their cases and
+targets).
 
 Protocol (the performance issue's): float32, synthetic data from ``default_rng(0)``, one
 epoch through the public ``fit()`` with no shuffling, SGD at lr 0.01 (Adam where a case
@@ -45,33 +47,11 @@ class Case:
         return 2 * macs * self.N
 
 
-#: The cases of the performance issue, with its target time ratios to PyTorch.
-CASES = {
+#: The quick run of ``scalarbp bench``: the two small nets of the profiling runs.
+QUICK_CASES = {
     "digits": Case("digits", (64, 64, 10), 1797, 32),
     "mnist1d": Case("mnist1d", (40, 256, 256, 10), 4000, 100, "adam"),
-    "mnist": Case("mnist", (784, 256, 128, 10), 60000, 64),
-    "wide": Case("wide", (1024, 1024, 1024, 10), 16384, 256),
 }
-TARGETS = {"digits": 0.2, "mnist1d": 0.3, "mnist": 0.7, "wide": 0.75}
-
-#: The GPU cases (``--device cuda``: scalarbp's cuda backend against PyTorch CUDA) and their
-#: targets; "big" is about 25 TFLOP/s for PyTorch on an H100.
-GPU_CASES = {
-    "mnist-gpu": Case("mnist-gpu", (784, 256, 128, 10), 60000, 64),
-    "wide-gpu": Case("wide-gpu", (1024, 1024, 1024, 10), 16384, 256),
-    "big-gpu": Case("big-gpu", (784, 2048, 2048, 10), 262144, 1024),
-}
-TARGETS.update({"mnist-gpu": 0.3, "wide-gpu": 1.0, "big-gpu": 3.0})
-
-
-def sweep_cases():
-    """More shapes: batch sizes, depth, width, float64."""
-    cases = [Case(f"batch {b}", (784, 256, 128, 10), 8192 if b >= 16 else 1024, b)
-             for b in (1, 4, 16, 64, 256, 1024)]
-    cases += [Case(f"depth {d}", (256,) + (256,) * d + (10,), 8192, 128) for d in (1, 2, 4, 8)]
-    cases += [Case(f"width {w}", (w, w, 10), 8192, 128) for w in (64, 256, 1024, 2048)]
-    cases += [Case("mnist float64", (784, 256, 128, 10), 16384, 64, dtype="float64")]
-    return cases
 
 
 def data(case):
@@ -320,105 +300,7 @@ def run_case(case, repeats, threads, competitors=("torch", "sklearn", "row", "pr
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def phases(case, repeats=5):
-    """Seconds per epoch spent in the forward pass, the backward pass and the update."""
-    from .backends import kernels, scalar
-    from .model import MLP
-    from .optimizers import make
-
-    X, y = data(case)
-    net = MLP(case.sizes, dtype=case.dtype, seed=0)
-    net.optimizer = make(case.optimizer, case.lr)
-    Y = np.eye(case.sizes[-1], dtype=case.dtype)[y]
-    codes, sizes = scalar._codes(net)
-    work = scalar.Workspace.for_batch(net, case.batch)
-    scalar.start_threads()
-    grad = np.empty_like(net.theta)
-    batches = [(np.ascontiguousarray(X[s:s + case.batch]), np.ascontiguousarray(Y[s:s + case.batch]))
-               for s in range(0, case.N, case.batch)]
-
-    def forward():
-        for xb, _ in batches:
-            kernels.forward(net.theta, sizes, codes, xb, work.a, work.h, work.WT)
-
-    def forward_backward():
-        for xb, yb in batches:
-            kernels.loss_and_grad(net.theta, grad, sizes, codes, net.loss_code, 0.0, xb, yb, work.buffers)
-
-    zero = np.zeros_like(grad)
-
-    def update():
-        for _ in batches:
-            net.optimizer.step(net.theta, zero)
-
-    runs = {"forward": forward, "forward+backward": forward_backward, "update": update}
-    times = {name: [] for name in runs}
-    for _ in range(repeats):  # in turn, so that a change of the machine's load falls on all three
-        for name, run in runs.items():
-            times[name].append(_timed(run))
-    result = {name: float(np.median(t)) for name, t in times.items()}
-    result["backward"] = result["forward+backward"] - result["forward"]
-    return result
-
-
-def peak_memory(case):
-    """Memory of one training epoch of ``case`` in a fresh process (Linux).
-
-    The process makes the data and loads the compiled kernels (a two-batch ``fit``), then
-    resets its peak-RSS counter (``/proc/self/clear_refs``) and trains one epoch.  Returns
-    ``{"before": RSS before the epoch, "peak": peak RSS during it}`` in bytes.
-    """
-    code = ("import numpy as np\n"
-            "from scalarbp import MLP\n"
-            "from scalarbp.benchmark import Case, data\n"
-            f"case = Case(*{tuple(vars(case).values())!r})\n"
-            "X, y = data(case)\n"
-            "net = MLP(case.sizes, dtype=case.dtype, seed=0)\n"
-            "kw = dict(epochs=1, batch_size=case.batch, optimizer=case.optimizer, shuffle=False)\n"
-            "net.fit(X[:2 * case.batch], y[:2 * case.batch], **kw)\n"
-            "status = lambda key: int(open('/proc/self/status').read().split(key + ':')[1].split()[0]) * 1024\n"
-            "before = status('VmRSS')\n"
-            "open('/proc/self/clear_refs', 'w').write('5')\n"
-            "net.fit(X, y, **kw)\n"
-            "print(before, status('VmHWM'))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    before, peak = map(int, out.stdout.split()[-2:])
-    return {"before": before, "peak": peak}
-
-
-def expected_memory(case):
-    """Bytes of data + parameters + optimiser state + gradient + work buffers, as scalarbp
-    allocates them (the data is float32 already, so ``fit`` does not copy it)."""
-    from .backends.scalar import Workspace
-    from .layout import Layout
-
-    item = np.dtype(case.dtype).itemsize
-    data_bytes = case.N * case.sizes[0] * item + case.N * 8
-    params = Layout(case.sizes).size * item
-    states = {"sgd": 0, "momentum": 1, "adam": 2}[case.optimizer]
-    work = Workspace(case.sizes, case.batch, case.dtype)
-    work_bytes = sum(b.nbytes for b in work.buffers) + work.xb.nbytes + work.yb.nbytes
-    return {"data": data_bytes, "parameters": params, "optimizer state": states * params,
-            "gradient": params, "work buffers": work_bytes}
-
-
-def compile_times(case=CASES["digits"]):
-    """Seconds from a new process's start to its first training step done, with an empty
-    Numba cache (cold: compiling) and again with the cache it left (warm)."""
-    code = ("import time; t0 = time.perf_counter()\n"
-            "import numpy as np, scalarbp\n"
-            f"net = scalarbp.MLP({list(case.sizes)}, dtype={case.dtype!r}, seed=0)\n"
-            "X = np.zeros((32, net.sizes[0]), np.float32); y = np.zeros(32, int)\n"
-            "net.fit(X, y, epochs=1, batch_size=32, optimizer='adam')\n"
-            "print(time.perf_counter() - t0)\n")
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        times = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                      check=True).stdout.split()[-1]) for _ in range(2)]
-    return {"cold": times[0], "warm": times[1]}
-
-
-def table(results, peak):
+def table(results, peak, targets=None):
     """Markdown table: seconds per epoch, ratios to PyTorch, GFLOP/s and % of the GEMM peak.
 
     "BLAS floor" is :func:`products_epoch`'s time, and its ratio to PyTorch the lowest
@@ -435,7 +317,7 @@ def table(results, peak):
         def ratio(name, to="pytorch"):
             return f"{times[name] / times[to]:.2f}" if name in times and to in times else "—"
         gflops = case.flops() / times["scalarbp"] / 1e9
-        target = TARGETS.get(case.name)
+        target = (targets or {}).get(case.name)
         lines.append(
             f"| {case.name} | {'-'.join(map(str, case.sizes))} | {case.N} | {case.batch} | {cell('scalarbp')} | "
             f"{cell('pytorch')} | {cell('jax')} | {cell('sklearn')} | {cell('numpy row')} | "

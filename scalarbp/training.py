@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backends, checks, metrics, optimizers
-from .backends import scalar
 
 
 class DivergedError(FloatingPointError):
@@ -89,6 +88,16 @@ class Batches:
             np.take(self.T, rows, axis=0, out=tb)
         return xb, tb
 
+    def whole(self):
+        """The training data as compiled loops take it: ``(X, labels, Y)``, X standardised
+        once and of the net's dtype; ``labels`` int64 class labels (then ``Y`` is empty) or
+        empty."""
+        X = self.X if self.standardizer is None else self.standardizer.transform(self.X)
+        X = np.ascontiguousarray(X, dtype=self.xb.dtype)
+        labels = self.labels if self.labels is not None else np.empty(0, np.int64)
+        Y = self.T if self.T is not None else np.empty((0, self.tb.shape[1]), self.tb.dtype)
+        return X, labels, Y
+
 
 def _rows(net, X):
     """X as an array with N rows of the net's input width; a memmap stays on disk."""
@@ -143,49 +152,11 @@ def _split(X, y, fraction, seed):
 STEPS_PER_CALL = 256
 
 
-def _whole(net, batches):
-    """The training data as the compiled loops take it: X standardised once, labels or targets."""
-    X = batches.X if net.standardizer is None else net.standardizer.transform(batches.X)
-    X = np.ascontiguousarray(X, dtype=net.dtype)
-    labels = batches.labels if batches.labels is not None else np.empty(0, np.int64)
-    Y = batches.T if batches.T is not None else np.empty((0, net.sizes[-1]), net.dtype)
-    return X, labels, Y
-
-
-def device_steps(net, batches, cuda, batch_size):
-    """Steps run on the GPU by :class:`scalarbp.backends.cuda.Trainer` (data uploaded once)."""
-    return cuda.Trainer(net, *_whole(net, batches), batch_size).steps
-
-
-def compiled_steps(net, batches):
-    """Steps run by :func:`scalarbp.backends.scalar.train_epoch`, the data standardised once."""
-    X, labels, Y = _whole(net, batches)
-
-    def step(rows, batch_size, grad):
-        return scalar.train_epoch(net, X, labels, Y, rows, batch_size, grad)
-    return step
-
-
-def python_steps(net, batches, module):
-    """Steps run one by one from Python: any backend, and X on disk (a memmap)."""
-    def step(rows, batch_size, grad):
-        losses = []
-        for start in range(0, rows.shape[0], batch_size):
-            xb, tb = batches.gather(rows[start:start + batch_size])
-            J, _ = module.loss_and_grad(net, xb, tb, grad)
-            losses.append(J)
-            if not (np.isfinite(J) and np.isfinite(grad.sum())):
-                return len(losses) - 1, np.array(losses)
-            net.optimizer.step(net.theta, grad)
-        return len(losses), np.array(losses)
-    return step
-
-
 def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=True, seed=None,
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
         backend="scalar", verbose=0):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
-    module = backends.get(backend)
+    engine = backends.get(backend)
     for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("patience", patience, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -207,12 +178,7 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2)
-    if module is scalar and batches.in_memory:
-        step = compiled_steps(net, batches)
-    elif backend == "cuda" and batches.in_memory:
-        step = device_steps(net, batches, module, min(batch_size, batches.N))
-    else:
-        step = python_steps(net, batches, module)
+    step = engine.stepper(net, batches)
     n_batches = -(-batches.N // batch_size)
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -239,8 +205,8 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
         history.loss.append(total / batches.N)
         if validation is not None:
             X_val, T_val, y_val = validation
-            history.val_loss.append(module.loss_and_grad(net, X_val, T_val)[0])
-            history.val_score.append(metrics.score(net, module.forward(net, X_val), y_val))
+            history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
+            history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
         history.seconds.append(time.perf_counter() - start)
         progress.done()
         if verbose:

@@ -24,7 +24,8 @@ import sys
 
 import numba
 
-from scalarbp import benchmark
+import benchmark
+from scalarbp import timing
 
 
 def main(argv=None):
@@ -45,7 +46,7 @@ def main(argv=None):
     parser.add_argument("--png", help="bar chart of the ratios to PyTorch (needs matplotlib)")
     args = parser.parse_args(argv)
 
-    benchmark.start_torch(args.threads)  # before any Numba parallel region: see its docstring
+    timing.start_torch(args.threads)  # before any Numba parallel region: see its docstring
     numba.set_num_threads(args.threads)
     try:  # NumPy's BLAS (the peak, the floor, the row backend) on as many threads as the rest
         from threadpoolctl import threadpool_limits
@@ -57,8 +58,8 @@ def main(argv=None):
         if name in os.environ:
             print(f"warning: {name} is set; NumPy's BLAS may run a slow kernel (unset it for benchmarks)",
                   file=sys.stderr)
-    peak = benchmark.gemm_peak()
-    report = {"machine": benchmark.machine(), "blas": benchmark.blas_info(), "threads": args.threads,
+    peak = timing.gemm_peak()
+    report = {"machine": timing.machine(), "blas": timing.blas_info(), "threads": args.threads,
               "gemm_peak_gflops": peak, "cases": []}
     print(f"machine: {report['machine']}\nBLAS: {report['blas']}\nNumPy float32 GEMM peak: {peak:.0f} GFLOP/s "
           f"(2048^3); threads: {args.threads}\n")
@@ -72,11 +73,11 @@ def main(argv=None):
         competitors = ("torch", "jax", "products") if args.only_torch else ("torch", "jax", "sklearn", "row",
                                                                           "products")
     if args.device == "cuda":
-        report["gpu"] = benchmark.gpu_name()
+        report["gpu"] = timing.gpu_name()
         print(f"GPU: {report['gpu']}")
     results = []
     for case in cases:
-        times = benchmark.run_case(case, args.repeats, args.threads, competitors, args.device)
+        times = timing.run_case(case, args.repeats, args.threads, competitors, args.device)
         results.append((case, times))
         entry = {"case": vars(case), "seconds_per_epoch": times,
                  "gflops": case.flops() / times["scalarbp"] / 1e9}
@@ -92,7 +93,7 @@ def main(argv=None):
         report["cases"].append(entry)
         print(f"  {case.name}: " + ", ".join(f"{k} {v:.4f} s" for k, v in times.items()), flush=True)
     print()
-    print(benchmark.table(results, peak))
+    print(timing.table(results, peak, benchmark.TARGETS))
 
     if args.phases:
         print("\n| case | forward s | backward s | update s |\n|---|---|---|---|")

@@ -14,8 +14,8 @@ from collections import defaultdict
 
 from numba import cuda
 
-from scalarbp import benchmark
-from scalarbp.benchmark import _name
+import benchmark
+from scalarbp import timing
 from scalarbp.backends import cuda as backend
 
 
@@ -43,8 +43,8 @@ def main():
     parser.add_argument("--case", default="big-gpu", choices=list(benchmark.GPU_CASES))
     args = parser.parse_args()
     case = benchmark.GPU_CASES[args.case]
-    X, y = benchmark.data(case)
-    epoch = benchmark.scalarbp_epoch(case, X, y, backend="cuda")
+    X, y = timing.data(case)
+    epoch = timing.scalarbp_epoch(case, X, y, backend="cuda")
     epoch()
     start = time.perf_counter()
     epoch()
@@ -53,11 +53,11 @@ def main():
     real = backend._kernels
     backend._kernels = lambda dtype: {name: Timed(name, k, totals) for name, k in real(dtype).items()}
     try:
-        benchmark.scalarbp_epoch(case, X, y, backend="cuda")()
+        timing.scalarbp_epoch(case, X, y, backend="cuda")()
     finally:
         backend._kernels = real
     summed = sum(sum(t) for t in totals.values())
-    print(f"{_name(cuda.get_current_device())}: case {case.name} {case.sizes}, N {case.N}, "
+    print(f"{timing.gpu_name()}: case {case.name} {case.sizes}, N {case.N}, "
           f"batch {case.batch}; epoch {wall * 1e3:.1f} ms untimed, kernels {summed:.1f} ms summed")
     print("| kernel | launches | ms | share |\n|---|---|---|---|")
     for name, t in sorted(totals.items(), key=lambda item: -sum(item[1])):

@@ -38,13 +38,13 @@ for dtype in (np.float32, np.float64):
     signatures = {
         "forward_layer": (M, M, V, M, M, I),
         "delta_layer": (M, M, M, M, I, M),
-        "weight_grad": (M, M, M, F, M),
-        "bias_grad": (M, M, V, V64),
+        "weight_grad": (M, M, M, F, M, V64),
+        "bias_grad": (M, M, F, V, V64, V64),
         "output_layer": (M, M, M, I, I, real, M, V),
         "outputs": (M, M, I),
         "gather": (M, Vi, M, Vi, I, M, M),
-        "finish_step": (V, V64, F, V, I, V64),
-        "update": (I, V, V, V, V, F, F, F, F, F, F, F, F, V64),
+        "finish_step": (V, V64, F, I, V64),
+        "update": (I, V, V, V, V, V, V64, F, V64),
     }
     for name, signature in signatures.items():
         ptx, _ = cuda.compile_ptx(kernels[name].py_func, signature, cc=(9, 0))

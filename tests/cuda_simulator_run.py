@@ -53,6 +53,18 @@ results["training"] = {
     "steps": [trained["cuda"][2], trained["scalar"][2]],
 }
 
+# Every optimiser's rule on the device against the CPU's, through a short training run.
+results["optimizers"] = {}
+for name, options in (("momentum", dict(nesterov=True)), ("adamw", {}), ("rmsprop", dict(momentum=0.5, centered=True))):
+    theta = {}
+    for backend in ("cuda", "scalar"):
+        net = scalarbp.MLP([2, 6, 3], hidden="tanh", seed=1)
+        X, y = make_spirals(16, seed=1)
+        net.fit(X, y, epochs=1, batch_size=8, lr=0.05, optimizer=scalarbp.optimizers.make(name, 0.05, **options),
+                seed=0, backend=backend)
+        theta[backend] = net.theta.copy()
+    results["optimizers"][name] = rel(theta["cuda"], theta["scalar"])
+
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(16, 3)), 100 * rng.normal(size=16)
 net = scalarbp.MLP([3, 6, 1], output="identity", seed=0)

@@ -1,10 +1,16 @@
 """The profiling-run machinery (never its timings: tests do not assert on time)."""
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from scalarbp import benchmark
+from scalarbp import timing
 from scalarbp.cli import main
 
-tiny = benchmark.Case("tiny", (8, 6, 3), 40, 16)
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+import benchmark  # noqa: E402  scripts/benchmark.py: the profiling runs' cases and measurements
+
+tiny = timing.Case("tiny", (8, 6, 3), 40, 16)
 
 
 def test_flops_count_forward_weight_gradient_and_delta_sums():
@@ -14,12 +20,12 @@ def test_flops_count_forward_weight_gradient_and_delta_sums():
 
 
 def test_run_case_times_every_requested_implementation(monkeypatch):
-    monkeypatch.setattr(benchmark, "PAUSE", 0.0)
-    times = benchmark.run_case(tiny, repeats=2, threads=1, competitors=("row", "products"))
+    monkeypatch.setattr(timing, "PAUSE", 0.0)
+    times = timing.run_case(tiny, repeats=2, threads=1, competitors=("row", "products"))
     assert set(times) == {"scalarbp", "numpy row", "blas products"}
     assert all(t > 0 for t in times.values())
     times = {**times, "pytorch": 2 * times["scalarbp"], "blas products": times["scalarbp"] / 2}
-    lines = benchmark.table([(tiny, times)], peak=100.0).splitlines()
+    lines = timing.table([(tiny, times)], peak=100.0).splitlines()
     assert lines[2].startswith("| tiny | 8-6-3 | 40 | 16 |")
     header = [cell.strip() for cell in lines[0].split("|")]
     row = [cell.strip() for cell in lines[2].split("|")]
@@ -30,10 +36,10 @@ def test_run_case_times_every_requested_implementation(monkeypatch):
 def test_blas_floor_runs_every_product_of_an_epoch(monkeypatch):
     calls = []
     real_dot = np.dot
-    monkeypatch.setattr(benchmark.np, "dot",
+    monkeypatch.setattr(timing.np, "dot",
                         lambda a, b, out: calls.append((a.shape, b.shape)) or real_dot(a, b, out=out))
-    X, _ = benchmark.data(tiny)
-    benchmark.products_epoch(tiny, X)()
+    X, _ = timing.data(tiny)
+    timing.products_epoch(tiny, X)()
     # 3 steps (batches 16, 16, 8) x (2 forward + 2 weight-gradient + 1 delta sums)
     assert len(calls) == 3 * 5
     assert calls[:5] == [((16, 8), (8, 6)), ((16, 6), (6, 3)), ((3, 16), (16, 6)), ((16, 3), (3, 6)), ((6, 16), (16, 8))]
@@ -60,8 +66,8 @@ def test_sweep_covers_batch_depth_width_and_float64():
 
 
 def test_bench_command_prints_a_table(capsys, monkeypatch):
-    monkeypatch.setattr(benchmark, "PAUSE", 0.0)
-    monkeypatch.setitem(benchmark.CASES, "digits", benchmark.Case("digits", (64, 16, 10), 200, 32))
+    monkeypatch.setattr(timing, "PAUSE", 0.0)
+    monkeypatch.setitem(timing.QUICK_CASES, "digits", timing.Case("digits", (64, 16, 10), 200, 32))
     assert main(["bench", "--cases", "digits", "--repeats", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "| digits | 64-16-10 | 200 | 32 |" in out and np.isfinite(float(out.split("|")[-2].rstrip("% ")))

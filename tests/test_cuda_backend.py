@@ -50,6 +50,8 @@ def check(results):
     training = results["training"]
     assert training["weights"] < 1e-12 and training["losses"] < 1e-12 and training["loss_falls"]
     assert training["steps"][0] == training["steps"][1] == 9
+    assert set(results["optimizers"]) == {"momentum", "adamw", "rmsprop"}
+    assert all(difference < 1e-12 for difference in results["optimizers"].values()), results["optimizers"]
     diverged = results["diverged"]
     assert "diverged at epoch" in diverged["message"]
     assert diverged["finite"] and diverged["same_as_twin"]

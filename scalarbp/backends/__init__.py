@@ -1,14 +1,18 @@
-"""Three implementations of the same forward and backward pass, chosen by name.
+"""Implementations of the same forward and backward pass, chosen by name.
 
-* ``"scalar"``: the scalar form (seed 001) as Numba-compiled index loops, :mod:`.kernels`.
+* ``"scalar"``: the scalar form (seed 001) as Numba-compiled index loops, :mod:`.scalar`.
 * ``"row"``: NumPy, samples as rows, ``S = X W + b`` (seeds 003, 004), :mod:`.row`.
 * ``"column"``: NumPy, samples as columns, ``a = W h + b`` (seed 000), :mod:`.column`.
 * ``"cuda"``: the scalar form on an NVIDIA GPU with ``numba.cuda`` (optional), :mod:`.cuda`.
 
-Each module provides ``forward(net, X)`` and ``loss_and_grad(net, X, T, grad=None)`` on validated,
-C-contiguous arrays of the network's dtype (:mod:`scalarbp.checks` does the validation).
+Each module defines ``BACKEND``, an instance of :class:`Backend`.  Adding a backend is a
+module here and its name in :data:`ALL`; the model and the training loop only call the
+interface.
 """
+import abc
 import importlib
+
+import numpy as np
 
 from ..checks import choice
 
@@ -19,13 +23,71 @@ BACKENDS = ("scalar", "row", "column")
 ALL = BACKENDS + ("cuda",)
 
 
+class Backend(abc.ABC):
+    """What a backend provides.  Arrays reaching it are validated, C-contiguous and of the
+    network's dtype (:mod:`scalarbp.checks`)."""
+
+    name = None
+
+    def require(self):
+        """Raise a one-line ``RuntimeError`` if this backend cannot run here."""
+
+    @abc.abstractmethod
+    def forward(self, net, X):
+        """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
+
+    @abc.abstractmethod
+    def loss_and_grad(self, net, X, T, grad=None):
+        """``(J, grad)``: the penalised mean loss on targets ``T`` ``(N, d_T)`` and its
+        gradient, flat like ``net.theta`` (written into ``grad`` when one is given)."""
+
+    def stepper(self, net, data):
+        """A function ``steps(rows, batch_size, grad) -> (steps applied, losses)`` that runs
+        the minibatches of the sample indices ``rows`` with ``net.optimizer``, stopping
+        before a step whose loss or gradient is not finite (``losses`` then holds its loss
+        last).  ``data`` is a :class:`scalarbp.training.Batches`.  This default runs the
+        steps one by one from Python; a backend may run them in compiled code."""
+        def steps(rows, batch_size, grad):
+            losses = []
+            for start in range(0, rows.shape[0], batch_size):
+                xb, tb = data.gather(rows[start:start + batch_size])
+                J, _ = self.loss_and_grad(net, xb, tb, grad)
+                losses.append(J)
+                if not (np.isfinite(J) and np.isfinite(grad.sum())):
+                    return len(losses) - 1, np.array(losses)
+                net.optimizer.step(net.theta, grad)
+            return len(losses), np.array(losses)
+        return steps
+
+    def held(self, net, fits, make):
+        """This backend's state for ``net`` (work buffers, a device copy), kept in the net's
+        one cache of backend state: the one held if ``fits(it)``, else ``make()``."""
+        state = net.backend_state.get(self.name)
+        if state is None or not fits(state):
+            state = net.backend_state[self.name] = make()
+        return state
+
+
+class Reference(Backend):
+    """A backend made of two plain functions: the NumPy references."""
+
+    def __init__(self, name, forward, loss_and_grad):
+        self.name = name
+        self._forward, self._loss_and_grad = forward, loss_and_grad
+
+    def forward(self, net, X):
+        return self._forward(net, X)
+
+    def loss_and_grad(self, net, X, T, grad=None):
+        return self._loss_and_grad(net, X, T, grad)
+
+
 def get(name):
-    """The backend module called ``name``; a missing GPU or CUDA package is a RuntimeError."""
+    """The backend called ``name``; a missing GPU or CUDA package is a RuntimeError."""
     choice("backend", name, ALL)
     try:
         module = importlib.import_module(f"{__name__}.{name}")
     except ImportError as err:
         raise RuntimeError(str(err)) from None
-    if name == "cuda":
-        module.require_device()
-    return module
+    module.BACKEND.require()
+    return module.BACKEND

@@ -17,7 +17,7 @@ Training keeps the data, the parameters, the optimiser state and every work buff
 the device for the whole run.  A step is about ``4 T + 4`` kernel launches for ``T``
 layers and no host round trip: the loss and a "diverged" flag stay on the device, the
 update kernel skips its work once the flag is set, and the host reads the flag and the
-losses once per call of :func:`train_epoch`.
+losses once per call of :meth:`Trainer.steps` (up to 256 steps).
 
 Nothing here is imported unless the backend is asked for.  ``NUMBA_ENABLE_CUDASIM=1``
 (set before Numba is imported) runs the same kernels in Numba's CUDA simulator, on the
@@ -30,7 +30,8 @@ import numpy as np
 
 from ..activations import IDENTITY, derivative, activation
 from ..losses import SOFTMAX, output_row, outputs_row
-from ..optimizers import adam_factors, rule
+from ..optimizers import coefficients, rule
+from . import Backend
 
 import numba
 
@@ -114,25 +115,32 @@ def _kernels(dtype):
             below[n, i] = s * derivative(code, a_below[n, i], h_below[n, i])
 
     @cuda.jit
-    def weight_grad(delta, h_below, W, l2, dW):
-        """dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij: one thread per weight."""
+    def weight_grad(delta, h_below, W, l2, dW, state):
+        """dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij: one thread per weight.  A thread whose
+        entry is NaN or inf raises the step's "bad gradient" flag, ``state[2]``."""
         i, j = cuda.blockIdx.y * TILE + cuda.threadIdx.y, cuda.blockIdx.x * TILE + cuda.threadIdx.x
         s = tile_sum(delta, True, h_below, False, i, j, delta.shape[0])
         if i < dW.shape[0] and j < dW.shape[1]:
             dW[i, j] = s + l2 * W[i, j]
+            if not math.isfinite(dW[i, j]):
+                state[2] = 1
 
     @cuda.jit
-    def bias_grad(delta, W, db, penalty):
-        """db_i = sum_n delta_ni and penalty_i = sum_j w_ij^2: one thread per unit i."""
+    def bias_grad(delta, W, l2, db, penalty, state):
+        """db_i = sum_n delta_ni, and penalty_i = sum_j w_ij^2 when l2 is not 0: one thread
+        per unit i; a NaN or inf db_i raises ``state[2]``."""
         i = cuda.grid(1)
         if i < db.shape[0]:
             s = real(0)
             for n in range(delta.shape[0]):
                 s += delta[n, i]
             db[i] = s
+            if not math.isfinite(s):
+                state[2] = 1
             w2 = 0.0
-            for j in range(W.shape[1]):
-                w2 += W[i, j] * W[i, j]
+            if l2 != 0:
+                for j in range(W.shape[1]):
+                    w2 += W[i, j] * W[i, j]
             penalty[i] = w2
 
     @cuda.jit
@@ -164,45 +172,42 @@ def _kernels(dtype):
                     yb[m, j] = Y[row, j]
 
     @cuda.jit
-    def finish_step(losses, penalties, l2, grad, step, state):
-        """J of the step (mean loss + penalty) into state.losses[step]; flags a NaN or inf.
+    def finish_step(losses, penalties, l2, step, state):
+        """J of the step (mean loss + penalty) into ``state[3 + step]``; a NaN or inf J or a
+        raised ``state[2]`` marks the run diverged.
 
-        ``state[0]`` is the diverged flag (0 or 1), ``state[1]`` the first failed step.
-        One block: threads check slices of the gradient, thread 0 sums the loss in order.
+        ``state[0]`` is the diverged flag (0 or 1), ``state[1]`` the first failed step.  One
+        block: each thread sums a strided share of the losses and penalties, thread 0 adds
+        the shares in order, so J does not depend on timing.
         """
         t = cuda.threadIdx.x
-        bad = False
-        for m in range(t, grad.shape[0], cuda.blockDim.x):
-            if not math.isfinite(grad[m]):
-                bad = True
-        if bad:
-            state[2] = 1
+        shares = cuda.shared.array((2, THREADS), numba.float64)
+        loss, penalty = 0.0, 0.0
+        for n in range(t, losses.shape[0], THREADS):
+            loss += losses[n]
+        for m in range(t, penalties.shape[0], THREADS):
+            penalty += penalties[m]
+        shares[0, t], shares[1, t] = loss, penalty
         cuda.syncthreads()
         if t == 0:
-            J = 0.0
-            for n in range(losses.shape[0]):
-                J += losses[n]
-            J /= losses.shape[0]
-            P = 0.0
-            for m in range(penalties.shape[0]):
-                P += penalties[m]
-            J += 0.5 * l2 * P
+            loss, penalty = 0.0, 0.0
+            for u in range(THREADS):
+                loss += shares[0, u]
+                penalty += shares[1, u]
+            J = loss / losses.shape[0] + 0.5 * l2 * penalty
             state[3 + step] = J
             if (state[2] != 0 or not math.isfinite(J)) and state[0] == 0:
                 state[0] = 1
                 state[1] = step
+            state[2] = 0
 
     @cuda.jit
-    def update(code, theta, g, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2, state):
-        """The optimiser's rule on every parameter, skipped once the run has diverged."""
+    def update(code, theta, g, s0, s1, s2, hyper, t, state):
+        """The optimiser's rule (:func:`scalarbp.optimizers.rule`) on every parameter at step
+        ``t``, skipped once the run has diverged."""
         m = cuda.grid(1)
         if m < theta.shape[0] and state[0] == 0:
-            theta[m], v1, v2 = rule(code, theta[m], g[m], s1[m] if s1.shape[0] else 0,
-                                    s2[m] if s2.shape[0] else 0, lr, h1, h2, h3, step1, bias2, c1, c2)
-            if s1.shape[0]:
-                s1[m] = v1
-            if s2.shape[0]:
-                s2[m] = v2
+            rule(code, theta, g, s0, s1, s2, m, coefficients(code, hyper, t, theta))
 
     _KERNELS[dtype] = kernels = dict(forward_layer=forward_layer, delta_layer=delta_layer,
                                      weight_grad=weight_grad, bias_grad=bias_grad, output_layer=output_layer,
@@ -211,167 +216,194 @@ def _kernels(dtype):
 
 
 def _grid2(rows, cols):
+    """Launch configuration of one thread per entry of a (rows, cols) result, in tiles."""
     return (-(-cols // TILE), -(-rows // TILE)), (TILE, TILE)
 
 
 def _grid1(n):
+    """Launch configuration of one thread per entry of a length-n result."""
     return -(-n // THREADS), THREADS
 
 
 class DeviceNet:
     """The net's parameters, gradient and work buffers on the device, for batches of up to
-    ``capacity`` samples; per-layer views of the flat vectors as in scalarbp.layout."""
+    ``capacity`` samples; per-layer views of the flat vectors as in :mod:`scalarbp.layout`."""
 
     def __init__(self, net, capacity):
-        require_device()
         self.net = net
-        self.sizes = net.sizes
+        self.key = (net.sizes, net.dtype)
         self.capacity = capacity
         self.k = _kernels(net.dtype)
         self.theta = cuda.to_device(net.theta)
         self.grad = cuda.device_array_like(net.theta)
-        self.W, self.b = self._views(self.theta)
-        self.dW, self.db = self._views(self.grad)
+        self.W, self.b = net.layout.views(self.theta)
+        self.dW, self.db = net.layout.views(self.grad)
         N, dt = capacity, net.dtype
         self.a = [cuda.device_array((N, d), dt) for d in net.sizes[1:]]
         self.h = [cuda.device_array((N, d), dt) for d in net.sizes[1:]]
         widest = max(net.sizes[1:])
         self.deltas = [cuda.device_array((N, widest), dt) for _ in range(2)]
         self.losses = cuda.device_array(N, dt)
-        self.penalties = [cuda.device_array(d, np.float64) for d in net.sizes[1:]]
-        self.all_penalties = cuda.device_array(sum(net.sizes[1:]), np.float64)
+        self.penalties = cuda.device_array(sum(net.sizes[1:]), np.float64)
 
-    def _views(self, flat):
-        W, b = [], []
-        for k, (w_at, b_at) in enumerate(self.net.layout.offsets):
-            d_out, d_in = self.net.layout.weight_shape(k)
-            W.append(flat[w_at:b_at].reshape(d_out, d_in))
-            b.append(flat[b_at:b_at + d_out])
-        return W, b
+    def fits(self, net, N):
+        return self.key == (net.sizes, net.dtype) and self.capacity >= N
+
+    def plan(self, X, Y, state):
+        """The launches of one step (forward, output layer, backward, the step's J) for the
+        device batch ``(X, Y)``: a list of ``(kernel, launch configuration, arguments)``, where
+        :data:`STEP` stands for the step number.  Configured once per batch buffer and
+        reused, a step costs the launches and nothing else on the host."""
+        net, N, T, k = self.net, X.shape[0], len(self.W), self.k
+        codes = net.codes
+        launches = []
+        h_below = X
+        for layer in range(T):
+            a, h = self.a[layer][:N], self.h[layer][:N]
+            code = IDENTITY if codes[layer] == SOFTMAX else codes[layer]
+            launches.append((k["forward_layer"], _grid2(N, a.shape[1]),
+                             (h_below, self.W[layer], self.b[layer], a, h, code)))
+            h_below = h
+        delta = self.deltas[0][:N, :net.sizes[-1]]
+        launches.append((k["output_layer"], _grid1(N), (self.a[-1][:N], self.h[-1][:N], Y, codes[-1],
+                                                        net.loss_code, net.dtype.type(1.0 / N), delta,
+                                                        self.losses[:N])))
+        at = 0
+        for layer in range(T - 1, -1, -1):
+            d_out, d_in = net.sizes[layer + 1], net.sizes[layer]
+            h_below = X if layer == 0 else self.h[layer - 1][:N]
+            launches.append((k["weight_grad"], _grid2(d_out, d_in),
+                             (delta, h_below, self.W[layer], net.l2, self.dW[layer], state)))
+            launches.append((k["bias_grad"], _grid1(d_out), (delta, self.W[layer], net.l2, self.db[layer],
+                                                             self.penalties[at:at + d_out], state)))
+            at += d_out
+            if layer > 0:
+                below = self.deltas[(T - layer) % 2][:N, :d_in]
+                launches.append((k["delta_layer"], _grid2(N, d_in),
+                                 (delta, self.W[layer], self.a[layer - 1][:N], h_below, codes[layer - 1], below)))
+                delta = below
+        launches.append((k["finish_step"], (1, THREADS), (self.losses[:N], self.penalties, net.l2, STEP, state)))
+        return launches
 
     def forward(self, X):
         """a and h of every layer for the device batch X (the output layer's h: g(a) or logits)."""
         N = X.shape[0]
         h_below = X
         codes = self.net.codes
-        for k in range(len(self.W)):
-            a, h = self.a[k][:N], self.h[k][:N]
-            code = IDENTITY if codes[k] == SOFTMAX else codes[k]
-            grid, block = _grid2(N, a.shape[1])
-            self.k["forward_layer"][grid, block](h_below, self.W[k], self.b[k], a, h, code)
+        for layer in range(len(self.W)):
+            a, h = self.a[layer][:N], self.h[layer][:N]
+            code = IDENTITY if codes[layer] == SOFTMAX else codes[layer]
+            self.k["forward_layer"][_grid2(N, a.shape[1])](h_below, self.W[layer], self.b[layer], a, h, code)
             h_below = h
 
-    def backward(self, X, Y, step, state):
-        """Output delta, the delta recursion and the gradient of one batch; J into state."""
-        net, N, T = self.net, X.shape[0], len(self.W)
-        codes = net.codes
-        K = self.sizes[-1]
-        delta = self.deltas[0][:N, :K]
-        grid, block = _grid1(N)
-        self.k["output_layer"][grid, block](self.a[-1][:N], self.h[-1][:N], Y, codes[-1], net.loss_code,
-                                            net.dtype.type(1.0 / N), delta, self.losses[:N])
-        at = 0
-        for k in range(T - 1, -1, -1):
-            d_out, d_in = self.sizes[k + 1], self.sizes[k]
-            h_below = X if k == 0 else self.h[k - 1][:N]
-            grid, block = _grid2(d_out, d_in)
-            self.k["weight_grad"][grid, block](delta, h_below, self.W[k], net.l2, self.dW[k])
-            grid, block = _grid1(d_out)
-            self.k["bias_grad"][grid, block](delta, self.W[k], self.db[k], self.all_penalties[at:at + d_out])
-            at += d_out
-            if k > 0:
-                below = self.deltas[(T - k) % 2][:N, :d_in]
-                grid, block = _grid2(N, d_in)
-                self.k["delta_layer"][grid, block](delta, self.W[k], self.a[k - 1][:N], h_below, codes[k - 1],
-                                                   below)
-                delta = below
-        self.k["finish_step"][1, THREADS](self.losses[:N], self.all_penalties, net.l2, self.grad, step, state)
 
-    def step(self, X, Y, step, state, optimizer_args):
-        self.forward(X)
-        self.backward(X, Y, step, state)
-        code, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2 = optimizer_args
-        grid, block = _grid1(self.theta.shape[0])
-        self.k["update"][grid, block](code, self.theta, self.grad, s1, s2, lr, h1, h2, h3, step1, bias2, c1, c2,
-                                      state)
+#: Stands for the step number in a :meth:`DeviceNet.plan`.
+STEP = object()
 
 
-def _device_net(net, N):
-    held = getattr(net, "_device", None)
-    if held is None or held.capacity < N or held.sizes != net.sizes or held.net is not net:
-        held = DeviceNet(net, N)
-        net._device = held
-    else:
-        held.theta.copy_to_device(net.theta)
-    return held
-
-
-def forward(net, X):
-    """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
-    dev = _device_net(net, X.shape[0])
-    N = X.shape[0]
-    dX = cuda.to_device(X)
-    dev.forward(dX)
-    out = cuda.device_array((N, net.sizes[-1]), net.dtype)
-    grid, block = _grid1(N)
-    dev.k["outputs"][grid, block](dev.a[-1][:N], out, net.codes[-1])
-    return out.copy_to_host()
+def _run(launches, step):
+    # Configured at each launch: the simulator's kernels keep one configuration at a time.
+    for kernel, config, arguments in launches:
+        kernel[config](*(step if a is STEP else a for a in arguments))
 
 
 def _state(steps):
+    """The run's state on the device: diverged flag, first failed step, the current step's
+    "bad gradient" flag, then each step's J."""
     return cuda.to_device(np.zeros(3 + steps, np.float64))
 
 
-def loss_and_grad(net, X, T, grad=None):
-    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``."""
-    dev = _device_net(net, X.shape[0])
-    state = _state(1)
-    dX, dY = cuda.to_device(X), cuda.to_device(T)
-    dev.forward(dX)
-    dev.backward(dX, dY, 0, state)
-    grad = np.empty_like(net.theta) if grad is None else grad
-    dev.grad.copy_to_host(grad)
-    return float(state.copy_to_host()[3]), grad
+class Cuda(Backend):
+    """The scalar form on an NVIDIA GPU (see the module docstring)."""
+
+    name = "cuda"
+
+    def require(self):
+        require_device()
+
+    def device_net(self, net, N):
+        """The net's device copy for batches of ``N``, with the current parameters."""
+        held = net.backend_state.get(self.name)
+        dev = self.held(net, lambda dev: dev.fits(net, N), lambda: DeviceNet(net, N))
+        if dev is held:
+            dev.theta.copy_to_device(net.theta)
+        return dev
+
+    def forward(self, net, X):
+        N = X.shape[0]
+        dev = self.device_net(net, N)
+        dev.forward(cuda.to_device(X))
+        out = cuda.device_array((N, net.sizes[-1]), net.dtype)
+        dev.k["outputs"][_grid1(N)](dev.a[-1][:N], out, net.codes[-1])
+        return out.copy_to_host()
+
+    def loss_and_grad(self, net, X, T, grad=None):
+        dev = self.device_net(net, X.shape[0])
+        state = _state(1)
+        _run(dev.plan(cuda.to_device(X), cuda.to_device(T), state), 0)
+        grad = np.empty_like(net.theta) if grad is None else grad
+        dev.grad.copy_to_host(grad)
+        return float(state.copy_to_host()[3]), grad
+
+    def stepper(self, net, data):
+        """Steps on the device (:class:`Trainer`), the data uploaded once; data on disk
+        (a memmap) goes step by step instead."""
+        if not data.in_memory:
+            return super().stepper(net, data)
+        return Trainer(self, net, *data.whole()).steps
 
 
 class Trainer:
     """Minibatch steps on the device for one ``fit``: the data is uploaded once."""
 
-    def __init__(self, net, X, labels, Y, batch_size):
-        self.net = net
-        self.dev = _device_net(net, batch_size)
-        self.X = cuda.to_device(X)
-        self.labels = cuda.to_device(labels)
-        self.Y = cuda.to_device(Y)
-        self.xb = cuda.device_array((batch_size, net.sizes[0]), net.dtype)
-        self.yb = cuda.device_array((batch_size, net.sizes[-1]), net.dtype)
-        opt = net.optimizer
-        opt.init_state(net.theta)
-        empty = cuda.device_array(0, net.dtype)
-        self.states = {name: cuda.to_device(opt.state[name]) for name in opt.state_names}
-        self.s1 = self.states.get(opt.state_names[0], empty) if opt.state_names else empty
-        self.s2 = self.states[opt.state_names[1]] if len(opt.state_names) > 1 else empty
+    def __init__(self, backend, net, X, labels, Y):
+        self.backend, self.net = backend, net
+        self.X, self.labels, self.Y = cuda.to_device(X), cuda.to_device(labels), cuda.to_device(Y)
+        self.state = _state(0)
+        self.dev, self.plans = None, {}
 
     def steps(self, rows, batch_size, grad):
         """Run the minibatches of ``rows``; returns (steps applied, losses of the steps tried)."""
-        net, opt, dev = self.net, self.net.optimizer, self.dev
+        net, opt = self.net, self.net.optimizer
+        dev = self.backend.device_net(net, batch_size)
+        if dev is not self.dev:  # (validation in between may have grown the device copy)
+            self.dev, self.plans = dev, {}
+        code, states, hyper, t = opt.arguments(net.theta)
+        d_states = [cuda.to_device(s) for s in states]
+        d_hyper = cuda.to_device(hyper)
         order = cuda.to_device(rows)
         n_steps = -(-rows.shape[0] // batch_size)
-        state = _state(n_steps)
+        if self.state.shape[0] < 3 + n_steps:
+            self.state, self.plans = _state(n_steps), {}
+        else:
+            self.state.copy_to_device(np.zeros(self.state.shape[0]))
+        state = self.state
         width = max(net.sizes[0], net.sizes[-1])
         for b in range(n_steps):
             start = b * batch_size
             n = min(batch_size, rows.shape[0] - start)
-            xb, yb = self.xb[:n], self.yb[:n]
-            grid, block = (-(-width // TILE), -(-n // TILE)), (TILE, TILE)
-            self.dev.k["gather"][grid, block](self.X, self.labels, self.Y, order, start, xb, yb)
-            code, _, _, lr, h1, h2, h3, t = opt.arguments(net.theta)
-            factors = adam_factors(lr, h1, h2, t + b + 1)
-            dev.step(xb, yb, b, state, (code, self.s1, self.s2, lr, h1, h2, h3) + factors)
+            xb, yb, launches = self.plan(dev, n)
+            dev.k["gather"][(-(-width // TILE), -(-n // TILE)), (TILE, TILE)](self.X, self.labels, self.Y, order,
+                                                                               start, xb, yb)
+            _run(launches, b)
+            dev.k["update"][_grid1(net.theta.shape[0])](code, dev.theta, dev.grad, *d_states, d_hyper, t + b + 1,
+                                                        state)
         result = state.copy_to_host()
         done = int(result[1]) if result[0] else n_steps
         opt.t += done
         dev.theta.copy_to_host(net.theta)
-        for name, array in self.states.items():
-            array.copy_to_host(opt.state[name])
+        for host, device in zip(states, d_states):
+            device.copy_to_host(host)
         return done, result[3:3 + n_steps]
+
+    def plan(self, dev, n):
+        """For minibatches of ``n`` samples: the batch's device buffers and the step's
+        launches (one set per batch size seen)."""
+        if n not in self.plans:
+            xb = cuda.device_array((n, self.net.sizes[0]), self.net.dtype)
+            yb = cuda.device_array((n, self.net.sizes[-1]), self.net.dtype)
+            self.plans[n] = (xb, yb, dev.plan(xb, yb, self.state))
+        return self.plans[n]
+
+
+BACKEND = Cuda()

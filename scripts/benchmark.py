@@ -1,0 +1,139 @@
+"""The profiling runs' cases, targets and measurements beyond one epoch's time: the
+forward/backward/update split, peak memory, and compile time from an empty cache.
+
+Used by ``scripts/bench.py`` (and its tests); the timing machinery they share with the
+quick ``scalarbp bench`` is :mod:`scalarbp.timing`.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from scalarbp.backends import kernels, scalar
+from scalarbp.layout import Layout
+from scalarbp.model import MLP
+from scalarbp.optimizers import make
+from scalarbp.timing import QUICK_CASES, Case, _timed, data
+
+#: The cases of the performance issue, with its target time ratios to PyTorch.
+CASES = {
+    **QUICK_CASES,
+    "mnist": Case("mnist", (784, 256, 128, 10), 60000, 64),
+    "wide": Case("wide", (1024, 1024, 1024, 10), 16384, 256),
+}
+TARGETS = {"digits": 0.2, "mnist1d": 0.3, "mnist": 0.7, "wide": 0.75}
+
+#: The GPU cases (``--device cuda``: scalarbp's cuda backend against PyTorch CUDA) and their
+#: targets; "big" is about 25 TFLOP/s for PyTorch on an H100.
+GPU_CASES = {
+    "mnist-gpu": Case("mnist-gpu", (784, 256, 128, 10), 60000, 64),
+    "wide-gpu": Case("wide-gpu", (1024, 1024, 1024, 10), 16384, 256),
+    "big-gpu": Case("big-gpu", (784, 2048, 2048, 10), 262144, 1024),
+}
+TARGETS.update({"mnist-gpu": 0.3, "wide-gpu": 1.0, "big-gpu": 3.0})
+
+
+def sweep_cases():
+    """More shapes: batch sizes, depth, width, float64."""
+    cases = [Case(f"batch {b}", (784, 256, 128, 10), 8192 if b >= 16 else 1024, b)
+             for b in (1, 4, 16, 64, 256, 1024)]
+    cases += [Case(f"depth {d}", (256,) + (256,) * d + (10,), 8192, 128) for d in (1, 2, 4, 8)]
+    cases += [Case(f"width {w}", (w, w, 10), 8192, 128) for w in (64, 256, 1024, 2048)]
+    cases += [Case("mnist float64", (784, 256, 128, 10), 16384, 64, dtype="float64")]
+    return cases
+
+
+def phases(case, repeats=5):
+    """Seconds per epoch spent in the forward pass, the backward pass and the update."""
+    X, y = data(case)
+    net = MLP(case.sizes, dtype=case.dtype, seed=0)
+    net.optimizer = make(case.optimizer, case.lr)
+    Y = np.eye(case.sizes[-1], dtype=case.dtype)[y]
+    work = scalar.BACKEND.workspace(net, case.batch).work
+    codes = scalar.codes(net)
+    scalar.start_threads()
+    grad = np.empty_like(net.theta)
+    batches = [(np.ascontiguousarray(X[s:s + case.batch]), np.ascontiguousarray(Y[s:s + case.batch]))
+               for s in range(0, case.N, case.batch)]
+
+    def forward():
+        for xb, _ in batches:
+            kernels.forward(net.theta, net.layout.table, codes, xb, work)
+
+    def forward_backward():
+        for xb, yb in batches:
+            kernels.loss_and_grad(net.theta, grad, net.layout.table, codes, net.loss_code, 0.0, xb, yb, work)
+
+    zero = np.zeros_like(grad)
+
+    def update():
+        for _ in batches:
+            net.optimizer.step(net.theta, zero)
+
+    runs = {"forward": forward, "forward+backward": forward_backward, "update": update}
+    times = {name: [] for name in runs}
+    for _ in range(repeats):  # in turn, so that a change of the machine's load falls on all three
+        for name, run in runs.items():
+            times[name].append(_timed(run))
+    result = {name: float(np.median(t)) for name, t in times.items()}
+    result["backward"] = result["forward+backward"] - result["forward"]
+    return result
+
+
+def peak_memory(case):
+    """Memory of one training epoch of ``case`` in a fresh process (Linux).
+
+    The process makes the data and loads the compiled kernels (a two-batch ``fit``), then
+    resets its peak-RSS counter (``/proc/self/clear_refs``) and trains one epoch.  Returns
+    ``{"before": RSS before the epoch, "peak": peak RSS during it}`` in bytes.
+    """
+    code = ("import numpy as np\n"
+            "from scalarbp import MLP\n"
+            "from scalarbp.timing import Case, data\n"
+            f"case = Case(*{tuple(vars(case).values())!r})\n"
+            "X, y = data(case)\n"
+            "net = MLP(case.sizes, dtype=case.dtype, seed=0)\n"
+            "kw = dict(epochs=1, batch_size=case.batch, optimizer=case.optimizer, shuffle=False)\n"
+            "net.fit(X[:2 * case.batch], y[:2 * case.batch], **kw)\n"
+            "status = lambda key: int(open('/proc/self/status').read().split(key + ':')[1].split()[0]) * 1024\n"
+            "before = status('VmRSS')\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            "net.fit(X, y, **kw)\n"
+            "print(before, status('VmHWM'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, peak = map(int, out.stdout.split()[-2:])
+    return {"before": before, "peak": peak}
+
+
+def expected_memory(case):
+    """Bytes of data + parameters + optimiser state + gradient + work buffers, as scalarbp
+    allocates them (the data is float32 already, so ``fit`` does not copy it)."""
+    item = np.dtype(case.dtype).itemsize
+    data_bytes = case.N * case.sizes[0] * item + case.N * 8
+    layout = Layout(case.sizes)
+    params = layout.size * item
+    states = len(make(case.optimizer, case.lr).state_names)
+    work = scalar.Workspace(layout, case.batch, case.dtype)
+    work_bytes = sum(b.nbytes for b in work.work) + work.xb.nbytes + work.yb.nbytes
+    return {"data": data_bytes, "parameters": params, "optimizer state": states * params,
+            "gradient": params, "work buffers": work_bytes}
+
+
+def compile_times(case=CASES["digits"]):
+    """Seconds from a new process's start to its first training step done, with an empty
+    Numba cache (cold: compiling) and again with the cache it left (warm)."""
+    code = ("import time; t0 = time.perf_counter()\n"
+            "import numpy as np, scalarbp\n"
+            f"net = scalarbp.MLP({list(case.sizes)}, dtype={case.dtype!r}, seed=0)\n"
+            "X = np.zeros((32, net.sizes[0]), np.float32); y = np.zeros(32, int)\n"
+            "net.fit(X, y, epochs=1, batch_size=32, optimizer='adam')\n"
+            "print(time.perf_counter() - t0)\n")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        times = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True).stdout.split()[-1]) for _ in range(2)]
+    return {"cold": times[0], "warm": times[1]}
+
+
