@@ -15,7 +15,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCAT
   python3 -c "import numpy, numba, numba_cuda, torch, jax; print('numpy', numpy.__version__, 'numba', numba.__version__,
 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__, 'jax', jax.__version__, jax.devices())"
 } 2>&1 | tee "$out/device.txt"
-timeout "${TEST_S:-240}" python3 -m pytest -x -q -p no:cacheprovider tests/test_cuda_backend.py 2>&1 | tee "$out/tests.txt"
+timeout "${TEST_S:-240}" python3 -m pytest -x -q -p no:cacheprovider tests/test_cuda_backend.py -k "${TESTS:-gpu}" \
+  2>&1 | tee "$out/tests.txt"
 timeout "${BENCH_S:-240}" python3 scripts/bench.py --device cuda --repeats "${REPEATS:-3}" --json "$out/bench.json" \
   2>&1 | tee "$out/bench.txt"
 timeout "${PROFILE_S:-90}" python3 scripts/gpu_profile.py --case "${PROFILE_CASE:-big-gpu}" 2>&1 | tee "$out/profile.txt"
