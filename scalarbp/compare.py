@@ -6,8 +6,8 @@ from . import backends, checks
 from .gradcheck import DEFAULT_EPS, numerical_gradient
 
 #: The columns of the comparison: (name, reference) pairs of gradient sources.
-PAIRS = (("scalar", "row"), ("scalar", "column"), ("row", "column"),
-         ("scalar", "finite differences"), ("row", "finite differences"))
+PAIRS = (("literal", "scalar"), ("scalar", "row"), ("scalar", "column"), ("row", "column"),
+         ("literal", "finite differences"), ("scalar", "finite differences"), ("row", "finite differences"))
 
 
 def gradients(net, X, Y):

@@ -99,7 +99,7 @@ def test_gradcheck_and_compare_report_every_backend(capsys):
     code, out, _ = run(capsys, "gradcheck", "--sizes", "3", "4", "2", "--hidden", "sigmoid")
     assert code == 0
     errors = [float(line.split()[-1]) for line in out.splitlines()[1:]]
-    assert len(errors) == 3 and max(errors) < 1e-6
+    assert len(errors) == 4 and max(errors) < 1e-6
     code, out, _ = run(capsys, "compare", "--sizes", "3", "4", "2", "--output", "sigmoid")
     assert code == 0 and out.count("\n| ") == 5 and "scalar vs finite differences" in out
 

@@ -32,7 +32,7 @@ def test_a_wrong_gradient_shows_in_the_table():
 def test_table_has_a_row_per_parameter_array():
     net, X, Y = problem([4, 3, 2], N=5)
     lines = table(differences(net, gradients(net, X, Y))).splitlines()
-    assert lines[0].startswith("| parameter | scalar vs row")
+    assert lines[0].startswith("| parameter | literal vs scalar | scalar vs row")
     assert len(lines) == 2 + 4
 
 

@@ -1,6 +1,7 @@
 """Implementations of the same forward and backward pass, chosen by name.
 
 * ``"scalar"``: the scalar form (seed 001) as Numba-compiled index loops, :mod:`.scalar`.
+* ``"literal"``: seed 001 transcribed one sample at a time, for reading, :mod:`.literal`.
 * ``"row"``: NumPy, samples as rows, ``S = X W + b`` (seeds 003, 004), :mod:`.row`.
 * ``"column"``: NumPy, samples as columns, ``a = W h + b`` (seed 000), :mod:`.column`.
 * ``"cuda"``: the scalar form on an NVIDIA GPU with ``numba.cuda`` (optional), :mod:`.cuda`.
@@ -17,7 +18,7 @@ import numpy as np
 from ..checks import choice
 
 #: The backends that run on the CPU, always available.
-BACKENDS = ("scalar", "row", "column")
+BACKENDS = ("scalar", "literal", "row", "column")
 
 #: Every backend name, the GPU's included.
 ALL = BACKENDS + ("cuda",)

@@ -1,0 +1,154 @@
+"""The ``"literal"`` backend: seed 001 transcribed, one sample at a time, to be read next to
+the notes.  Clarity is its whole point: plain loops over the notes' indices, no tiling,
+no transposes, no tricks.  For real work use the ``"scalar"`` backend, which computes the
+same sums as a matrix-product library would (:mod:`.products`).
+
+In seed 001's own symbols (``h`` a pre-activation, ``f`` an activation, ``f^0 = x``), for
+every sample ``n`` of the batch, one ``prange`` iteration each::
+
+    h_i^{k+1} = sum_j w_ij^k f_j^k + b_i^k,    f_i^{k+1} = g(h_i^{k+1})       forward
+    delta_j^T = dPhi/df_j^T g'(h_j^T)                                        output layer
+              = (f_j - y_j) / N   for softmax + cross-entropy, sigmoid + binary CE (seed 003)
+    delta_i^k = (sum_s delta_s^{k+1} w_si^k) g'(h_i^k)                       the recursion
+    dPhi_n/dw_ij^k = delta_i^{k+1} f_j^k,   dPhi_n/db_i^k = delta_i^{k+1}    per sample
+
+and then, as seed 004 sums its ``N x n x m`` tensor of per-sample outer products,
+``dPhi/dw_ij = sum_n dPhi_n/dw_ij`` in the order ``n = 0, 1, ..., N-1``, whatever the
+number of threads.  The per-sample gradients of a chunk of samples are held at once (one
+row of ``G`` per sample); chunks are sized so that ``G`` stays under :data:`BUDGET` bytes.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..activations import activation as g, derivative as g_prime
+from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
+from ..losses import output_row, outputs_row
+from . import Backend
+from .jit import OPTIONS
+
+#: Bytes of per-sample gradients held at once: ``N x P`` is processed in chunks of samples.
+BUDGET = 64 << 20
+
+literal = njit(parallel=True, **OPTIONS)
+
+
+@njit(**OPTIONS)
+def forward_one(theta, layers, codes, x, h, f, n):
+    """Sample n's forward pass: ``h[n]`` the pre-activations of layers 1..T, ``f[n]`` the
+    activations of layers 0..T (``f^0 = x``; the output layer's f is left to the caller)."""
+    d_0 = layers[0, D_IN]
+    for j in range(d_0):
+        f[n, j] = x[j]                                         # f_j^0 = x_j
+    T = layers.shape[0]
+    for k in range(T):
+        d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
+        w, b = theta[layers[k, W_AT]:layers[k, B_AT]], theta[layers[k, B_AT]:]
+        below, here = layers[k, UNIT_AT] - d_in + d_0, layers[k, UNIT_AT]  # f^k in f[n], h^{k+1} in h[n]
+        for i in range(d_out):
+            s = b[i]
+            for j in range(d_in):
+                s += w[i * d_in + j] * f[n, below + j]         # h_i^{k+1} = sum_j w_ij f_j^k + b_i
+            h[n, here + i] = s
+            if k < T - 1:
+                f[n, d_0 + here + i] = g(codes[k], s)          # f_i^{k+1} = g(h_i^{k+1})
+
+
+@njit(**OPTIONS)
+def backward_one(theta, layers, codes, h, f, delta, G, n):
+    """Sample n's delta recursion and its gradient ``G[n]`` (flat like theta), from the
+    output layer's delta already in ``delta[n]``."""
+    d_0 = layers[0, D_IN]
+    for k in range(layers.shape[0] - 1, -1, -1):
+        d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
+        w_at, b_at = layers[k, W_AT], layers[k, B_AT]
+        w = theta[w_at:b_at]
+        below, here = layers[k, UNIT_AT] - d_in, layers[k, UNIT_AT]  # delta^k, delta^{k+1} in delta[n]
+        for i in range(d_out):
+            G[n, b_at + i] = delta[n, here + i]                # dPhi_n/db_i = delta_i^{k+1}
+            for j in range(d_in):
+                G[n, w_at + i * d_in + j] = delta[n, here + i] * f[n, below + d_0 + j]  # delta_i f_j
+        if k > 0:
+            for i in range(d_in):
+                s = delta.dtype.type(0)
+                for s_ in range(d_out):
+                    s += delta[n, here + s_] * w[s_ * d_in + i]  # sum_s delta_s^{k+1} w_si
+                delta[n, below + i] = s * g_prime(codes[k - 1], h[n, below + i], f[n, below + d_0 + i])
+
+
+@literal
+def per_sample_gradients(theta, layers, codes, loss_code, X, Y, scale, h, f, delta, G, losses):
+    """``G[n] = dPhi_n/dtheta`` and ``losses[n]`` for every sample n of X, one ``prange``
+    iteration each; the output delta is scaled by ``scale`` (1/N of the whole batch)."""
+    T = layers.shape[0]
+    d_0, K = layers[0, D_IN], layers[T - 1, D_OUT]
+    out = layers[T - 1, UNIT_AT]
+    for n in prange(X.shape[0]):
+        forward_one(theta, layers, codes, X[n], h, f, n)
+        losses[n] = output_row(h[:, out:out + K], f[:, d_0 + out:d_0 + out + K], Y, codes[T - 1], loss_code,
+                               scale, delta[:, out:out + K], n)  # delta_j^T
+        backward_one(theta, layers, codes, h, f, delta, G, n)
+
+
+@literal
+def add_over_samples(G, N, grad):
+    """grad_p += sum_n G[n, p] for n = 0..N-1 in order: one parameter per iteration."""
+    for p in prange(grad.shape[0]):
+        s = grad[p]
+        for n in range(N):
+            s += G[n, p]
+        grad[p] = s
+
+
+@literal
+def outputs(theta, layers, codes, X, h, f, out):
+    """The network's outputs for every sample of X, one ``prange`` iteration each."""
+    T = layers.shape[0]
+    K, at = layers[T - 1, D_OUT], layers[T - 1, UNIT_AT]
+    for n in prange(X.shape[0]):
+        forward_one(theta, layers, codes, X[n], h, f, n)
+        outputs_row(h[:, at:at + K], out, codes[T - 1], n)
+
+
+class Literal(Backend):
+    """Seed 001, transcribed (see the module docstring); slow on purpose."""
+
+    name = "literal"
+
+    def buffers(self, net, N):
+        units = sum(net.sizes[1:])
+        return (np.empty((N, units), net.dtype), np.empty((N, net.sizes[0] + units), net.dtype),
+                np.empty((N, units), net.dtype))
+
+    def forward(self, net, X):
+        h, f, _ = self.buffers(net, X.shape[0])
+        out = np.empty((X.shape[0], net.sizes[-1]), net.dtype)
+        outputs(net.theta, net.layout.table, codes(net), X, h, f, out)
+        return out
+
+    def loss_and_grad(self, net, X, T, grad=None):
+        N, P = X.shape[0], net.theta.shape[0]
+        chunk = max(1, min(N, BUDGET // (P * net.dtype.itemsize)))
+        h, f, delta = self.buffers(net, chunk)
+        G = np.empty((chunk, P), net.dtype)
+        losses = np.empty(chunk, net.dtype)
+        grad = np.empty_like(net.theta) if grad is None else grad
+        grad[...] = 0
+        total = 0.0
+        for start in range(0, N, chunk):
+            n = min(chunk, N - start)
+            per_sample_gradients(net.theta, net.layout.table, codes(net), net.loss_code, X[start:start + n],
+                                 T[start:start + n], net.dtype.type(1.0 / N), h, f, delta, G, losses)
+            add_over_samples(G, n, grad)
+            total += float(np.sum(losses[:n], dtype=np.float64))
+        J = total / N
+        for W, dW in zip(net.weights, net.layout.views(grad)[0]):
+            dW += net.l2 * W                                   # d/dW of (l2 / 2) ||W||_F^2 (seed 002)
+            J += 0.5 * net.l2 * float(np.sum(W.astype(np.float64) ** 2))
+        return J, grad
+
+
+def codes(net):
+    return np.array(net.codes, dtype=np.int64)
+
+
+BACKEND = Literal()
