@@ -42,7 +42,8 @@ def step(a):
 
 @register_jitable
 def relu_grad(a, h):
-    # seed 003: theta'(S) = sign(S) for ReLU, i.e. 1 for S > 0 and 0 otherwise (0 at S = 0).
+    # The step function: 1 for a > 0, 0 otherwise (0 at a = 0).  Seed 003 writes sign(S), which
+    # would give -1 for S < 0 (scalarbp.notation.ERRATA).
     return step(a)
 
 

@@ -65,10 +65,12 @@ def _random_net_options(parser, hidden_sizes, batch_size, activation="tanh"):
     parser.add_argument("--sizes", type=int, nargs="+", metavar="D",
                         help="every layer width, input first: instead of --input-size, --hidden-sizes, "
                              "--output-size")
-    parser.add_argument("--l2", type=float, default=0.01)
+    parser.add_argument("--l2", type=float, default=0.01,
+                        help="penalty weight (default 0.01; explain: 1 for seed 002's example, else 0)")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--batch-size", "--batch", type=int, default=batch_size,
-                        help=f"samples in the random batch (default {batch_size})")
+                        help=f"samples in the random batch (default {batch_size}; explain: more than 1 shows "
+                             f"the batch form of seeds 003 and 004)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -242,15 +244,20 @@ def cmd_compare(args):
 
 
 def cmd_explain(args):
-    from .explain import explain, explain_seed_002
+    from .explain import errata, explain, explain_seed_002
     from .model import MLP
 
-    if args.sizes is None and args.hidden_sizes is None:
-        lines = explain_seed_002()
+    if args.errata:
+        lines = errata()
+    elif args.sizes is None and args.hidden_sizes is None:
+        if args.batch_size != 1:
+            raise UsageError("seed 002's example has one sample; give --sizes or --hidden-sizes with --batch-size")
+        lines = explain_seed_002(1.0 if args.l2 is None else args.l2)
     else:
         args.hidden_sizes = [4] if args.hidden_sizes is None else args.hidden_sizes
-        net, x, y = _random_problem(args)
-        lines = explain(net, x[:1], y[:1])
+        args.l2 = 0.0 if args.l2 is None else args.l2
+        net, X, Y = _random_problem(args)
+        lines = explain(net, X, Y)
     print("\n".join(lines))
 
 
@@ -339,7 +346,8 @@ def parser():
                                          "with --sizes or --hidden-sizes) and print every forward and backward quantity "
                                          "next to its formula.")
     _random_net_options(explain, None, 1, "relu")
-    explain.set_defaults(run=cmd_explain, l2=0.0)
+    explain.add_argument("--errata", action="store_true", help="list every erratum of the notes, with its test")
+    explain.set_defaults(run=cmd_explain, l2=None)
     return top
 
 

@@ -1,9 +1,14 @@
-"""Every intermediate quantity of one forward and backward pass, next to its formula.
+"""Every intermediate quantity of one forward and backward pass, next to its formula, in
+the notes' own symbols.
 
 :func:`seed_002` rebuilds the worked example of the notes (a 2-3-2 net, ReLU, softmax,
 cross-entropy, penalty ``1/2 ||W||_F^2``) and :func:`explain` prints it, or any small
-net, one sample at a time, from the column reference's trace (seed 000's notation).
-The scalar and row backends and finite differences are checked against the same values.
+net, from the column reference's trace (seed 000's ``a`` and ``h``; seed 002's names
+where given).  One sample gives seed 001's scalar form, one delta per layer; a batch
+gives seeds 003 and 004's batch form, ``delta^L = (X^L - Y)/N``, ``dW = delta^T X``
+(in the code's (out, in) layout), ``db = 1^T delta``, with seed 004's per-sample outer
+products summed into the batch gradient.  The scalar, literal and row backends and
+finite differences are checked against the same values.
 """
 import numpy as np
 
@@ -11,23 +16,24 @@ from . import checks
 from .backends import column
 from .gradcheck import gradcheck
 from .model import MLP
+from .notation import errata_lines
 
-#: Seed 002's names: the pre-activation and activation of each layer, one-based weights.
+#: Seed 002's names: the pre-activation and activation of each layer.
 SEED_002_NAMES = {"a": ["u", "v"], "h": ["h", "o"]}
 
+#: Where a value starts on its line: after "  label = formula = ".
+LABEL, FORMULA = 14, 40
+INDENT = 2 + LABEL + 3 + FORMULA + 3
 
-def seed_002():
+
+def seed_002(l2=1.0):
     """``(net, x, y)`` of seed 002's worked example."""
-    net = MLP([2, 3, 2], hidden="relu", output="softmax", l2=1.0)
+    net = MLP([2, 3, 2], hidden="relu", output="softmax", l2=l2)
     net.weights[0] = [[0.3, 0.5], [0.2, 0.7], [0.1, 0.4]]
     net.biases[0] = [0.1, 0.2, 0.3]
     net.weights[1] = [[0.3, 0.5, 0.1], [0.2, 0.7, 0.8]]
     net.biases[1] = [0.3, 0.5]
     return net, np.array([[6.0, 3.0]]), np.array([1])
-
-
-#: Where a value starts on its line: after "  label = formula = ".
-INDENT = 2 + 8 + 3 + 24 + 3
 
 
 def _fmt(value):
@@ -40,73 +46,130 @@ def _fmt(value):
                            max_line_width=200).replace("\n", "\n" + " " * INDENT)
 
 
-def explain(net, x, y, names=None):
-    """Lines of text: forward and backward pass of ``net`` on one sample ``(x, y)``."""
-    x = checks.inputs(x, net.sizes[0], np.float64)
-    if x.shape[0] != 1:
-        raise ValueError(f"explain takes one sample, got {x.shape[0]}")
-    net = net.astype("float64")
-    T = checks.targets(y, 1, net.sizes[-1], net.loss, np.float64)
-    t = column.trace(net, x, T)
+def explain(net, X, y, names=None):
+    """Lines of text: the forward and backward pass of ``net`` on the samples ``(X, y)``.
+
+    One sample: seed 001's scalar form, vectors.  Several: the batch form, one row per
+    sample (seed 003's ``X^(l)``), and seed 004's per-sample outer products.
+    """
+    X = checks.inputs(X, net.sizes[0], np.float64)
+    net = net.astype("float64") if net.dtype != np.float64 else net
+    N = X.shape[0]
+    Y = checks.targets(y, N, net.sizes[-1], net.loss, np.float64)
+    t = column.trace(net, X, Y)
+    batch = N > 1
     depth = len(t["a"])
     a_name = (names or {}).get("a") or [f"a{k + 1}" for k in range(depth)]
-    h_name = (names or {}).get("h") or [f"h{k + 1}" for k in range(depth)]
-    h_name = ["x"] + list(h_name)
-    lines = []
+    h_name = ["X" if batch else "x"] + list((names or {}).get("h") or [f"h{k + 1}" for k in range(depth)])
+    o, y_name = h_name[-1], "Y" if batch else "y"
+    lines = [f"{net}"]
 
-    def show(label, formula, value):
-        lines.append(f"  {label:<8} = {formula:<24} = {_fmt(value)}")
+    def show(label, formula, value, per_sample=True):
+        """One line; a per-sample quantity (columns in the trace) shows one row per sample."""
+        value = np.asarray(value)
+        if per_sample and value.ndim == 2:
+            value = value.T if batch else value[:, 0]
+        lines.append(f"  {label:<{LABEL}} = {formula:<{FORMULA}} = {_fmt(value)}")
 
-    lines.append(f"{net}")
-    lines.append("Forward (seed 001: a_i = sum_j w_ij h_j + b_i, h_i = g(a_i))")
-    show("x", "input", x[0])
+    lines.append("Forward (seed 001: a_i = sum_j w_ij h_j + b_i, h_i = g(a_i); seed 001 writes h for a, f for h)"
+                 + (f"; {N} samples, one row each (seed 003's S = X W + b)" if batch else ""))
+    show(h_name[0], "input", t["h"][0])
     for k in range(depth):
         W, b, below = f"W{k + 1}", f"b{k + 1}", h_name[k]
-        show(a_name[k], f"{W} {below} + {b}", t["a"][k])
-        g = net.hidden[k] if k < depth - 1 else net.output
-        show(h_name[k + 1], f"{g}({a_name[k]})", t["h"][k + 1])
-    loss_formula = {"cross_entropy": "-sum y log {o}", "binary_cross_entropy": "-sum y log {o} + (1-y) log(1-{o})",
-                    "mse": "1/2 sum ({o} - y)^2"}[net.loss].format(o=h_name[-1])
-    show("L", loss_formula, t["L"])
-    penalties = [0.5 * float(np.vdot(W, W)) for W in net.weights]
-    for k, s in enumerate(penalties):
-        show(f"s{k + 1}", f"1/2 ||W{k + 1}||_F^2", s)
+        show(a_name[k], f"{below} {W}^T + {b}" if batch else f"{W} {below} + {b}", t["a"][k])
+        if k == depth - 1 and net.output == "softmax":
+            show(f"max {a_name[k]}", "the shift of seed 002", t["a"][k].max(axis=0, keepdims=True))
+            show(o, f"e^({a_name[k]} - max) / sum e^(...)", t["h"][k + 1])
+        else:
+            g = net.hidden[k] if k < depth - 1 else net.output
+            show(h_name[k + 1], f"{g}({a_name[k]})", t["h"][k + 1])
+    loss = {"cross_entropy": f"-sum y log {o}", "binary_cross_entropy": f"-sum [y log {o} + (1-y) log(1-{o})]",
+            "mse": f"1/2 sum ({o} - y)^2"}[net.loss]
+    show("L", f"mean over samples of {loss}" if batch else loss, t["L"])
+    for k, W in enumerate(net.weights):
+        show(f"s{k + 1}", f"1/2 ||W{k + 1}||_F^2", 0.5 * float(np.vdot(W, W)), per_sample=False)
     show("J", f"L + {net.l2:g} (" + " + ".join(f"s{k + 1}" for k in range(depth)) + ")", t["J"])
 
-    lines.append("Backward (dJ/dL = 1; seed 001: delta_i = (sum_s delta_s w_si) g'(a_i), dJ/dw_ij = delta_i h_j)")
-    out_delta = {"cross_entropy": f"{h_name[-1]} - y", "binary_cross_entropy": f"{h_name[-1]} - y",
-                 "mse": f"J_g^T ({h_name[-1]} - y)"}[net.loss]
+    lines.append("Backward (dJ/dL = 1; seed 001: delta_i^k = (sum_s delta_s^{k+1} w_si) g'(a_i^k), "
+                 "dJ/dw_ij = delta_i h_j)")
+    per_N = " / N" if batch else ""
     for k in range(depth - 1, -1, -1):
-        W, da = f"W{k + 1}", f"dJ/d{a_name[k]}"
+        delta, W = f"δ{k + 1}", f"W{k + 1}"
+        label = f"{delta} = dJ/d{a_name[k]}"
         if k == depth - 1:
-            show(da, out_delta, t["grad_a"][k])
+            _output_delta(show, net, t, o, y_name, label, per_N, a_name[k])
         else:
-            show(f"dJ/d{h_name[k + 1]}", f"W{k + 2}^T dJ/d{a_name[k + 1]}", t["grad_h"][k])
-            show(da, f"dJ/d{h_name[k + 1]} * {net.hidden[k]}'({a_name[k]})", t["grad_a"][k])
+            step = f"δ{k + 2} W{k + 2}" if batch else f"W{k + 2}^T δ{k + 2}"
+            show(f"dJ/d{h_name[k + 1]}", step, t["grad_h"][k])
+            if net.hidden[k] == "sigmoid":
+                show(f"sigmoid'({a_name[k]})", f"{h_name[k + 1]} (1 - {h_name[k + 1]}) (seed 000)",
+                     t["h"][k + 1] * (1 - t["h"][k + 1]))
+            show(label, f"({step}) * {net.hidden[k]}'({a_name[k]})", t["grad_a"][k])
         penalty = f" + {net.l2:g} {W}" if net.l2 else ""
-        show(f"dJ/d{W}", f"{da} {h_name[k]}^T{penalty}", t["dW"][k])
-        show(f"dJ/db{k + 1}", da, t["db"][k])
+        show(f"dJ/d{W}", (f"{delta}^T {h_name[k]}" if batch else f"{delta} {h_name[k]}^T") + penalty, t["dW"][k],
+             per_sample=False)
+        show(f"dJ/db{k + 1}", f"1^T {delta}" if batch else delta, t["db"][k])
+    if batch:
+        lines += _outer_products(net, t, h_name)
 
     lines.append("Checks")
-    for name in ("scalar", "row"):
-        _, dW, db = net.loss_and_grad(x, y, backend=name)
+    for name in ("scalar", "literal", "row"):
+        _, dW, db = net.loss_and_grad(X, y, backend=name)
         diff = max(float(np.max(np.abs(g - ref))) for g, ref in zip(dW + db, t["dW"] + t["db"]))
         lines.append(f"  {name} backend vs column: largest difference {diff:.1e}")
-    lines.append(f"  finite differences: largest relative error {gradcheck(net, x, y, backend='column'):.1e}")
+    lines.append(f"  finite differences: largest relative error {gradcheck(net, X, y, backend='column'):.1e}")
     return lines
 
 
-def explain_seed_002():
+def _output_delta(show, net, t, o, y, label, per_N, a):
+    """The output layer's delta, with the step each output/loss pair takes."""
+    if net.loss != "mse":  # seed 003: the softmax (or sigmoid) Jacobian cancels against the loss's
+        show(label, f"({o} - {y}){per_N} (seed 003)" if per_N else f"{o} - {y}", t["grad_a"][-1])
+        return
+    show(f"dJ/d{o}", f"({o} - {y}){per_N}", (t["h"][-1] - t["y"]) / t["y"].shape[1])
+    if net.output == "softmax":
+        show(label, f"J_softmax^T dJ/d{o} = {o} (dJ/d{o} - Σ dJ/d{o} {o})", t["grad_a"][-1])
+    elif net.output == "sigmoid":
+        show(f"sigmoid'({a})", f"{o} (1 - {o}) (seed 000)", t["h"][-1] * (1 - t["h"][-1]))
+        show(label, f"dJ/d{o} * sigmoid'({a})", t["grad_a"][-1])
+    else:
+        show(label, f"dJ/d{o} * {net.output}'({a})", t["grad_a"][-1])
+
+
+def _outer_products(net, t, h_name):
+    """Seed 004: the last layer's weight gradient as a sum of per-sample outer products."""
+    k = len(t["a"]) - 1
+    delta, below = t["grad_a"][k], t["h"][k]
+    lines = [f"Per sample (seed 004: dJ/dW = sum_n δ_n {h_name[k]}_n^T, an N x n x 1 times N x 1 x m product, "
+             "summed)"]
+    total = np.zeros_like(net.weights[k])
+    for n in range(delta.shape[1]):
+        outer = np.outer(delta[:, n], below[:, n])
+        total += outer
+        lines.append(f"  {f'δ{k + 1}_{n + 1} {h_name[k]}_{n + 1}^T':<{LABEL}} = {'sample ' + str(n + 1):<{FORMULA}} = "
+                     f"{_fmt(outer)}")
+    penalty = f" + {net.l2:g} W{k + 1}" if net.l2 else ""
+    lines.append(f"  {'sum':<{LABEL}} = {'sum_n' + penalty:<{FORMULA}} = {_fmt(total + net.l2 * net.weights[k])}"
+                 f"  (= dJ/dW{k + 1})")
+    return lines
+
+
+def explain_seed_002(l2=1.0):
     """:func:`explain` of seed 002's example, with the note's erratum pointed out."""
-    net, x, y = seed_002()
-    lines = ["Seed 002's worked example: 2-3-2, ReLU, softmax, cross-entropy, l2 = 1, x = (6, 3), y = (0, 1)"]
+    net, x, y = seed_002(l2)
+    lines = [f"Seed 002's worked example: 2-3-2, ReLU, softmax, cross-entropy, l2 = {l2:g}, x = (6, 3), y = (0, 1)"]
     lines += explain(net, x, y, SEED_002_NAMES)
     _, dW, db = net.loss_and_grad(x, y, backend="column")
     lines += [
-        "Erratum",
+        "Erratum (scalarbp explain --errata lists them all)",
         "  The note's backward numbers are wrong: it seeds the backward pass with dJ/dL = 1.403",
         "  (the value of J) where dJ/dL = 1, so each gradient it prints is 1.403 times too large:",
         f"  its dJ/dv = (0.163, -0.163) is 1.403 x {_fmt(db[1])}; its dJ/dW2 row 1",
         f"  (0.975, 1.273, 0.482) is 1.403 x {_fmt(dW[1][0])}.  The values above are the correct ones.",
     ]
     return lines
+
+
+def errata():
+    """Every erratum of the notes (:data:`scalarbp.notation.ERRATA`), as lines of text."""
+    return errata_lines()

@@ -7,8 +7,8 @@ and targets ``y`` (seed 001's ``Phi = Loss(f^T(x), y)``):
 loss                      Loss(f, y)                              delta = dPhi/da
 ========================  ======================================  ==========================
 ``cross_entropy``         ``-sum_j y_j log f_j``, f = softmax(a)  ``f sum(y) - y`` (seed 003)
-``binary_cross_entropy``  ``-sum_j y_j log f_j + (1-y_j)          ``f - y``
-                          log(1-f_j)``, f = sigmoid(a)
+``binary_cross_entropy``  ``-sum_j [y_j log f_j + (1-y_j)        ``f - y``
+                          log(1-f_j)]``, f = sigmoid(a)
 ``mse``                   ``1/2 sum_j (f_j - y_j)^2``, any g      ``J_g^T (f - y)`` (seed 001)
 ========================  ======================================  ==========================
 

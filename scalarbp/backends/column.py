@@ -37,7 +37,8 @@ def forward(net, X):
 def trace(net, X, T):
     """Every intermediate of one forward and backward pass, samples as columns.
 
-    Returns a dict: ``a``, ``h`` (lists over layers, ``h[0] = x``), ``L`` (mean loss),
+    Returns a dict: ``a``, ``h`` (lists over layers, ``h[0] = x``), ``y`` (the targets,
+    as columns), ``L`` (mean loss),
     ``J`` (with the penalty), ``grad_a`` and ``grad_h`` (lists over layers 1..T; ``grad_h``
     of the output layer is None), ``dW`` and ``db`` (lists over layers).
     """
@@ -55,7 +56,7 @@ def trace(net, X, T):
         if k > 0:
             grad_h[k - 1] = net.weights[k].T @ grad_a[k]
             grad_a[k - 1] = grad_h[k - 1] * ACTIVATIONS[net.hidden[k - 1]].dg(a[k - 1], h[k])
-    return {"a": a, "h": h, "L": float(L), "J": float(J), "grad_a": grad_a, "grad_h": grad_h,
+    return {"a": a, "h": h, "y": y, "L": float(L), "J": float(J), "grad_a": grad_a, "grad_h": grad_h,
             "dW": dW, "db": db}
 
 
