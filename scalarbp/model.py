@@ -237,7 +237,8 @@ class MLP:
         early_stopping : bool
             Stop after ``patience`` epochs without a lower validation loss (training loss
             without validation data) and restore the best weights.
-        backend : ``"scalar"``, ``"row"``, ``"column"`` or ``"cuda"``
+        backend : ``"scalar"``, ``"literal"`` (seed 001 one sample at a time: slow, for
+            reading), ``"row"``, ``"column"`` or ``"cuda"``
         verbose : 0 silent, 1 a line per epoch, 2 also a progress bar on a terminal
 
         Raises

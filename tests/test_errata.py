@@ -112,3 +112,11 @@ def test_every_erratum_is_in_the_readme():
     readme = (TESTS.parent / "README.md").read_text()
     for erratum in ERRATA:
         assert erratum.test.split("::")[1] in readme
+
+
+def test_every_test_the_readme_names_exists():
+    readme = (TESTS.parent / "README.md").read_text()
+    named = set(re.findall(r"`(test_\w+\.py)::(test_\w+)`", readme))
+    assert len(named) >= 20
+    for path, name in named:
+        assert re.search(rf"^def {name}\(", (TESTS / path).read_text(), re.M), f"{path}::{name}"
