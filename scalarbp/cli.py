@@ -243,22 +243,37 @@ def cmd_compare(args):
     print(table(differences(net, gradients(net, X, Y))))
 
 
+def _writable(path):
+    """Refuse an output path whose folder does not exist or cannot be written, before any work."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageError(f"{path}: cannot write there (no such folder, or no permission)")
+
+
 def cmd_explain(args):
-    from .explain import errata, explain, explain_seed_002
+    from .explain import (SEED_002_NAMES, SEED_002_WRONG_DELTAS, errata, explain, explain_seed_002, plot,
+                          seed_002)
     from .model import MLP
 
+    if args.plot:
+        _writable(args.plot)
     if args.errata:
-        lines = errata()
-    elif args.sizes is None and args.hidden_sizes is None:
+        print("\n".join(errata()))
+        return
+    if args.sizes is None and args.hidden_sizes is None:
         if args.batch_size != 1:
             raise UsageError("seed 002's example has one sample; give --sizes or --hidden-sizes with --batch-size")
-        lines = explain_seed_002(1.0 if args.l2 is None else args.l2)
+        net, X, Y = seed_002(1.0 if args.l2 is None else args.l2)
+        lines, names, wrong = explain_seed_002(net.l2), SEED_002_NAMES, SEED_002_WRONG_DELTAS
     else:
         args.hidden_sizes = [4] if args.hidden_sizes is None else args.hidden_sizes
         args.l2 = 0.0 if args.l2 is None else args.l2
         net, X, Y = _random_problem(args)
-        lines = explain(net, X, Y)
+        lines, names, wrong = explain(net, X, Y), None, None
     print("\n".join(lines))
+    if args.plot:
+        plot(net, X, Y, args.plot, names, wrong)
+        print(f"wrote {args.plot}")
 
 
 def cmd_bench(args):
@@ -347,6 +362,7 @@ def parser():
                                          "next to its formula.")
     _random_net_options(explain, None, 1, "relu")
     explain.add_argument("--errata", action="store_true", help="list every erratum of the notes, with its test")
+    explain.add_argument("--plot", metavar="PNG", help="draw the net: units, weights, deltas (needs matplotlib)")
     explain.set_defaults(run=cmd_explain, l2=None)
     return top
 

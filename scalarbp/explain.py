@@ -173,3 +173,68 @@ def explain_seed_002(l2=1.0):
 def errata():
     """Every erratum of the notes (:data:`scalarbp.notation.ERRATA`), as lines of text."""
     return errata_lines()
+
+
+#: The note's (wrong) deltas of seed 002, per layer: 1.403 times the true ones.
+SEED_002_WRONG_DELTAS = ([0.016, -0.033, -0.114], [0.163, -0.163])
+
+
+def plot(net, X, y, path, names=None, wrong=None):
+    """Draw the net for the first sample of ``(X, y)`` into the image file ``path``: units as
+    circles with their activations, weights as edges (width by size, blue positive, red
+    negative, values written on them), each unit's delta beneath it; ``wrong`` (one list
+    per layer) adds a note's wrong deltas, struck through, beside the right ones.
+    Needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'scalarbp[plot]'") from None
+    X = checks.inputs(X, net.sizes[0], np.float64)
+    net = net.astype("float64") if net.dtype != np.float64 else net
+    t = column.trace(net, X[:1], checks.targets(np.asarray(y)[:1], 1, net.sizes[-1], net.loss, np.float64))
+    depth = len(t["a"])
+    a_name = (names or {}).get("a") or [f"a{k + 1}" for k in range(depth)]
+    h_name = ["x"] + list((names or {}).get("h") or [f"h{k + 1}" for k in range(depth)])
+    tall = max(net.sizes)
+    gap = 1.6  # between units of a layer: room for a delta and the note's value beneath each
+    fig, ax = plt.subplots(figsize=(3.2 * (depth + 1), 1.3 * gap * tall + 1.5))
+    where = [[(3.0 * k, gap * ((d - 1) / 2 - i)) for i in range(d)] for k, d in enumerate(net.sizes)]
+    small = tall <= 4
+    for k, W in enumerate(net.weights):
+        top = np.abs(W).max() or 1.0
+        for i in range(W.shape[0]):
+            for j in range(W.shape[1]):
+                (x0, y0), (x1, y1) = where[k][j], where[k + 1][i]
+                ax.plot([x0, x1], [y0, y1], color="C0" if W[i, j] >= 0 else "C3", alpha=0.6,
+                        linewidth=0.5 + 3 * abs(W[i, j]) / top, zorder=1)
+                if small:
+                    fx = 0.3 + 0.4 * ((i + j) % 3) / 2  # stagger the labels along crossing edges
+                    ax.text(x0 + fx * (x1 - x0), y0 + fx * (y1 - y0), f"{W[i, j]:.2g}", fontsize=7,
+                            ha="center", va="center", color="0.3", zorder=3,
+                            bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
+    for k, layer in enumerate(where):
+        for i, (x0, y0) in enumerate(layer):
+            ax.add_patch(plt.Circle((x0, y0), 0.32, fc="white", ec="k", zorder=2))
+            ax.text(x0, y0, f"{t['h'][k][i, 0]:.3g}", ha="center", va="center", fontsize=9, zorder=4)
+            if k > 0:
+                right = f"δ={t['grad_a'][k - 1][i, 0]:.3g}"
+                ax.text(x0, y0 - 0.45, right, ha="center", va="top", fontsize=8, color="C2", zorder=4)
+                if wrong is not None:
+                    struck = "".join(ch + "\u0336" for ch in f"{wrong[k - 1][i]:.3g}")
+                    ax.text(x0, y0 - 0.72, f"note: {struck}", ha="center", va="top", fontsize=8, color="C3",
+                            zorder=4)
+        label = h_name[k] if k == 0 else f"{a_name[k - 1]} → {h_name[k]}"
+        ax.text(layer[0][0], gap * (tall - 1) / 2 + 0.8, label, ha="center", fontsize=10, weight="bold")
+    title = f"{net}\nunits: activations (first sample); green: δ = dJ/da" + \
+        ("; red, struck: the note's δ (1.403 × too large)" if wrong is not None else "")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlim(-1, 3.0 * depth + 1)
+    ax.set_ylim(-gap * (tall - 1) / 2 - 1.3, gap * (tall - 1) / 2 + 1.3)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

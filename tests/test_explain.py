@@ -72,3 +72,18 @@ def test_errata_lists_every_erratum_with_its_test(capsys):
     out = explain(capsys, "--errata")
     assert out.count("    test:  tests/") == len(ERRATA)
     assert "dJ/dL = 1.403" in out and "sign(S)" in out and "1.403 + W2" in out
+
+
+def test_plot_draws_the_net_with_the_notes_wrong_deltas_struck(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "seed002.png"
+    out = explain(capsys, "--plot", str(path))
+    assert f"wrote {path}" in out
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_plot_to_a_missing_folder_fails_before_any_work(capsys, tmp_path):
+    assert main(["explain", "--plot", str(tmp_path / "no" / "such.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scalarbp: error:") and "no" in err and err.count("\n") == 1
