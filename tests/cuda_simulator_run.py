@@ -34,6 +34,12 @@ for hidden, output, loss in COMBINATIONS:
     forward = rel(net.forward(X, backend="cuda"), net.forward(X, backend="row"))
     results["agreement"][f"{hidden}/{output}/{loss}"] = [abs(J - J_row) / abs(J_row), grads, forward]
 
+# Shapes that span several thread blocks (BLOCK x BLOCK results each) with partial edges.
+net, X, Y = problem([19, 18, 17, 3], "tanh", N=21, l2=0.1)
+J_row, dW_row, db_row = net.loss_and_grad(X, Y, backend="row")
+J, dW, db = net.loss_and_grad(X, Y, backend="cuda")
+results["blocks"] = max([abs(J - J_row) / abs(J_row)] + [rel(g, r) for g, r in zip(dW + db, dW_row + db_row)])
+
 net, X, Y = problem([3, 5, 2], "tanh", N=7, dtype="float32")
 J32, dW32, _ = net.loss_and_grad(X, Y, backend="cuda")
 J_ref, dW_ref, _ = net.astype("float64").loss_and_grad(X, Y, backend="row")

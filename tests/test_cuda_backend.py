@@ -45,6 +45,7 @@ def check(results):
     assert len(results["agreement"]) == 10
     for name, (J, grads, forward) in results["agreement"].items():
         assert J < 1e-12 and grads < 1e-12 and forward < 1e-12, name
+    assert results["blocks"] < 1e-12
     J32, grads32 = results["float32"]
     assert J32 < 1e-5 and grads32 < 1e-4
     training = results["training"]

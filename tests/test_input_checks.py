@@ -73,7 +73,7 @@ def test_forward_checks_its_input_too():
 
 def test_an_unknown_backend_names_the_choices():
     net = scalarbp.MLP([3, 2])
-    with pytest.raises(ValueError, match="unknown backend 'gpu'; expected one of scalar, row, column"):
+    with pytest.raises(ValueError, match="unknown backend 'gpu'; expected one of scalar, literal, row, column"):
         net.forward(X_ok, backend="gpu")
     with pytest.raises(ValueError, match="unknown backend"):
         scalarbp.gradcheck(net, X_ok, [0, 1, 0, 1], backend="numpy")
