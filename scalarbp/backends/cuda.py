@@ -125,6 +125,12 @@ def _kernels(dtype):
                         acc[u, v] += a[u] * b[v]
             cuda.syncthreads()
 
+    @cuda.jit(device=True)
+    def result(u, v):
+        """Row and column of this thread's result (u, v) of its RB x RB patch (see tile_sums)."""
+        return (cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * u,
+                cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * v)
+
     @cuda.jit
     def forward_layer(h_below, W, b, a, h, code):
         """a_ni = sum_j h_nj w_ij + b_i, h_ni = g(a_ni): RB x RB of them per thread."""
@@ -132,9 +138,8 @@ def _kernels(dtype):
         N, d_out = a.shape
         tile_sums(h_below, False, W, True, N, d_out, W.shape[1], acc)
         for u in range(RB):
-            n = cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * u
             for v in range(RB):
-                i = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * v
+                n, i = result(u, v)
                 if n < N and i < d_out:
                     a[n, i] = acc[u, v] + b[i]
                     h[n, i] = activation(code, a[n, i])
@@ -146,9 +151,8 @@ def _kernels(dtype):
         N, d_in = below.shape
         tile_sums(delta, False, W, False, N, d_in, W.shape[0], acc)
         for u in range(RB):
-            n = cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * u
             for v in range(RB):
-                i = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * v
+                n, i = result(u, v)
                 if n < N and i < d_in:
                     below[n, i] = acc[u, v] * derivative(code, a_below[n, i], h_below[n, i])
 
@@ -160,9 +164,8 @@ def _kernels(dtype):
         d_out, d_in = dW.shape
         tile_sums(delta, True, h_below, False, d_out, d_in, delta.shape[0], acc)
         for u in range(RB):
-            i = cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * u
             for v in range(RB):
-                j = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * v
+                i, j = result(u, v)
                 if i < d_out and j < d_in:
                     dW[i, j] = acc[u, v] + l2 * W[i, j]
                     if not math.isfinite(dW[i, j]):
