@@ -79,8 +79,9 @@ def rule(code, theta, g, s0, s1, s2, m, c):
         s0[m] = v
         theta[m] = theta[m] - c[0] * (g[m] + c[1] * v if code == NESTEROV_RULE else v)
     elif code == ADAM_RULE or code == ADAMW_RULE:  # s0, s1: first and second moments
-        first = c[4] * s0[m] + c[2] * g[m]
-        second = c[5] * s1[m] + c[3] * g[m] * g[m]
+        gm, first, second = g[m], s0[m], s1[m]
+        first = c[4] * first + c[2] * gm
+        second = c[5] * second + c[3] * gm * gm
         s0[m], s1[m] = first, second
         decayed = theta[m] * c[7] if code == ADAMW_RULE else theta[m]
         theta[m] = decayed - c[0] * first / (math.sqrt(second / c[1]) + c[6])

@@ -120,3 +120,18 @@ def test_every_test_the_readme_names_exists():
     assert len(named) >= 20
     for path, name in named:
         assert re.search(rf"^def {name}\(", (TESTS / path).read_text(), re.M), f"{path}::{name}"
+
+
+def test_the_readmes_line_references_point_at_their_code():
+    readme = (TESTS.parent / "README.md").read_text()
+    kernels = (TESTS.parent / "scalarbp" / "backends" / "kernels.py").read_text().splitlines()
+    refs = re.findall(r"`(?:kernels|products)\.(\w+)` \(lines? (\d+)(?:–(\d+))?\)", readme)
+    assert len(refs) >= 8
+    defs = [n for n, line in enumerate(kernels, 1) if line.startswith("def ")]
+    for name, first, last in refs:
+        first, last = int(first), int(last or first)
+        called_there = any(name in line for line in kernels[first - 1:last])
+        start = next((n for n, line in enumerate(kernels, 1) if line.startswith(f"def {name}(")), None)
+        end = next((n for n in defs if start is not None and n > start), len(kernels) + 1)
+        inside = start is not None and start < first and last < end
+        assert called_there or inside, (name, first, last)

@@ -97,7 +97,10 @@ def loss_and_grad(theta, grad, layers, codes, loss_code, l2, X, Y, work):
     # delta^T_nj = dPhi/df_j g'(a_nj) / N; (f - y) / N for softmax + cross-entropy (seed 003)
     output_layer(layer(work.a, layers, T - 1, N), layer(work.h, layers, T - 1, N), Y, codes[T - 1], loss_code,
                  theta.dtype.type(1.0 / N), delta, work.losses)
-    J = mean(work.losses, N)
+    J = 0.0
+    for n in range(N):
+        J += work.losses[n]                                 # J = (1/N) sum_n Loss_n (seed 003's E_in)
+    J /= N
     grad_sum = 0.0
     delta_buffer, below_buffer = work.delta, work.below
     for k in range(T - 1, -1, -1):
@@ -106,7 +109,8 @@ def loss_and_grad(theta, grad, layers, codes, loss_code, l2, X, Y, work):
         h_below = X if k == 0 else layer(work.h, layers, k - 1, N)
         weight_grad_sum(delta, h_below, dW, work.scratch)  # dPhi/dw_ij = sum_n delta_ni h_nj (seed 001, 004)
         grad_sum += bias_grad_and_penalty(delta, W, l2, dW, db, work.sums)  # db_i = sum_n delta_ni; + l2 w_ij
-        J += penalty(W, l2)                                 # (l2 / 2) ||W||_F^2 (seed 002)
+        if l2 != 0:
+            J += 0.5 * l2 * squared_norm(W)                 # (l2 / 2) ||W||_F^2 (seed 002)
         if k > 0:
             below = rows(below_buffer, N, layers[k, D_IN])
             delta_sum(delta, W, below, work.scratch)        # sum_s delta_ns w_si
@@ -168,39 +172,38 @@ def gather(X, labels, Y, samples, Xb, Yb):
 
 
 @kernel
-def mean(values, N):
-    """(1/N) sum_n values_n, in order."""
-    total = 0.0
-    for n in range(N):
-        total += values[n]
-    return total / N
-
-
-@kernel
-def penalty(W, l2):
-    """(l2 / 2) sum_ij w_ij^2, in a fixed order (0 without computing when l2 is 0)."""
-    if l2 == 0:
-        return 0.0
+def squared_norm(W):
+    """sum_ij w_ij^2, in a fixed order."""
     s = 0.0
     for i in range(W.shape[0]):
         for j in range(W.shape[1]):
             s += W[i, j] * W[i, j]
-    return 0.5 * l2 * s
+    return s
+
+
+@kernel
+def _activate_row(a, b, h, code, n):
+    for i in range(a.shape[1]):
+        a[n, i] += b[i]
+        h[n, i] = g(code, a[n, i])
 
 
 def _activate(a, b, h, code):
     """a_ni += b_i, then h_ni = g(a_ni): the end of the forward sum, one sample per iteration."""
     for n in prange(a.shape[0]):
-        for i in range(a.shape[1]):
-            a[n, i] += b[i]
-            h[n, i] = g(code, a[n, i])
+        _activate_row(a, b, h, code, n)
+
+
+@kernel
+def _scale_row(delta, a, h, code, n):
+    for i in range(delta.shape[1]):
+        delta[n, i] *= g_prime(code, a[n, i], h[n, i])
 
 
 def _scale_by_g_prime(delta, a, h, code):
     """delta_ni *= g'(a_ni), one sample per iteration."""
     for n in prange(delta.shape[0]):
-        for i in range(delta.shape[1]):
-            delta[n, i] *= g_prime(code, a[n, i], h[n, i])
+        _scale_row(delta, a, h, code, n)
 
 
 def _output(a, f, out_code):
