@@ -253,7 +253,6 @@ def _writable(path):
 def cmd_explain(args):
     from .explain import (SEED_002_NAMES, SEED_002_WRONG_DELTAS, errata, explain, explain_seed_002, plot,
                           seed_002)
-    from .model import MLP
 
     if args.plot:
         _writable(args.plot)

@@ -16,7 +16,6 @@ skipped.
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -338,9 +337,63 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}, "
-            f"Numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, "
+    return (f"{cpu} ({vector_isa()}), {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"NumPy {np.__version__}, Numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, "
             f"{numba.threading_layer() if _threading_layer_known() else 'threading layer not yet chosen'})")
+
+
+def vector_isa():
+    """LLVM's name for this CPU and the widest vector instructions it offers the kernels
+    (Zen 4 executes AVX-512 on 256-bit datapaths, Zen 5 on 512-bit: the name tells them
+    apart; LLVM's tuning for some Intel CPUs also prefers 256-bit vectors)."""
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    widest = next((name for flag, name in (("avx512f", "AVX-512, 512-bit"), ("avx2", "AVX2, 256-bit"),
+                                            ("avx", "AVX, 256-bit"), ("sse2", "SSE2, 128-bit"))
+                   if features.get(flag)), "no x86 vectors")
+    return f"LLVM target {binding.get_host_cpu_name()}, {widest}"
+
+
+#: The competing job of ``scripts/bench.py --busy``: a 2-thread PyTorch matrix-product
+#: loop (NumPy's BLAS where PyTorch is missing), until it is stopped.
+BUSY_JOB = """
+try:
+    import torch
+    torch.set_num_threads(2)
+    a = torch.randn(1024, 1024)
+except ImportError:
+    import os
+    os.environ["OPENBLAS_NUM_THREADS"] = "2"
+    import numpy as np
+    a = np.random.default_rng(0).normal(size=(1024, 1024)).astype(np.float32)
+while True:
+    a @ a
+"""
+
+
+def busy_ratios(case, epochs=8):
+    """``(quiet one-thread seconds, busy seconds)`` of scalarbp's epoch: the median of
+    ``epochs`` epochs on one thread with the machine quiet, then the mean of ``epochs``
+    epochs on all threads beside :data:`BUSY_JOB`, which is started and stopped here."""
+    import numba
+
+    X, y = data(case)
+    run = scalarbp_epoch(case, X, y)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        quiet = float(np.median([_timed(run) for _ in range(epochs)]))
+    finally:
+        numba.set_num_threads(threads)
+    job = subprocess.Popen([sys.executable, "-c", BUSY_JOB])
+    try:
+        time.sleep(2)  # let the job start its threads
+        busy = float(np.mean([_timed(run) for _ in range(epochs)]))
+    finally:
+        job.kill()
+        job.wait()
+    return quiet, busy
 
 
 def _threading_layer_known():

@@ -8,7 +8,9 @@ NumPy's float32 GEMM peak, with the BLAS floor (the epoch's matrix products alon
 through NumPy's BLAS).  ``--sweep`` adds batch sizes 1..1024, depth, width and a
 float64 case; ``--threads 1`` runs everything on one thread (default: all of Numba's;
 NumPy's BLAS too when threadpoolctl is installed);
-``--phases`` breaks scalarbp's epoch into forward, backward and update; ``--memory``
+``--phases`` breaks scalarbp's epoch into forward, backward and update; ``--busy`` times
+each case beside a competing 2-thread PyTorch job against its quiet one-thread time;
+``--memory``
 measures each case's peak RSS in a fresh process; ``--compile`` times the first training
 step of a new process with an empty and a warm Numba cache.
 
@@ -42,6 +44,9 @@ def main(argv=None):
     parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
     parser.add_argument("--memory", action="store_true", help="RSS of each case's epoch in a fresh process")
     parser.add_argument("--compile", action="store_true", help="cold and warm start-up times")
+    parser.add_argument("--busy", action="store_true",
+                        help="each case's epoch beside a competing 2-thread PyTorch job (mean of 8), against its "
+                             "quiet one-thread time")
     parser.add_argument("--json", help="write every number to this file")
     parser.add_argument("--png", help="bar chart of the ratios to PyTorch (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -108,6 +113,14 @@ def main(argv=None):
             print(f"| {entry['case']['name']} | {rss['before'] / 2**20:.0f} | {rss['peak'] / 2**20:.0f} | "
                   f"{(rss['peak'] - rss['before']) / 2**20:.1f} | {sum(parts.values()) / 2**20:.1f} "
                   f"({', '.join(f'{k} {v / 2**20:.1f}' for k, v in parts.items())}) |")
+    if args.busy:
+        print("\n| case | quiet, 1 thread s | beside a 2-thread job s | busy / quiet 1-thread | target |\n"
+              "|---|---|---|---|---|")
+        report["busy"] = {}
+        for case, _ in results:
+            quiet, busy = timing.busy_ratios(case)
+            report["busy"][case.name] = {"quiet_one_thread": quiet, "busy": busy}
+            print(f"| {case.name} | {quiet:.4f} | {busy:.4f} | {busy / quiet:.2f} | ≤ 1.3 |", flush=True)
     if args.compile:
         report["compile_seconds"] = benchmark.compile_times()
         c = report["compile_seconds"]

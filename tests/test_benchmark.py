@@ -71,3 +71,19 @@ def test_bench_command_prints_a_table(capsys, monkeypatch):
     assert main(["bench", "--cases", "digits", "--repeats", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "| digits | 64-16-10 | 200 | 32 |" in out and np.isfinite(float(out.split("|")[-2].rstrip("% ")))
+
+
+def test_busy_mode_times_a_quiet_one_thread_epoch_then_epochs_beside_a_job_it_stops(monkeypatch):
+    monkeypatch.setattr(timing, "BUSY_JOB", "import time\nwhile True: time.sleep(0.01)\n")
+    started = []
+    real_popen = timing.subprocess.Popen
+    monkeypatch.setattr(timing.subprocess, "Popen", lambda *a, **k: started.append(real_popen(*a, **k)) or started[-1])
+    monkeypatch.setattr(timing.time, "sleep", lambda s: None)
+    quiet, busy = timing.busy_ratios(tiny, epochs=2)
+    assert quiet > 0 and busy > 0
+    assert len(started) == 1 and started[0].poll() is not None  # the job was stopped
+
+
+def test_the_machine_line_names_the_cpu_and_its_vector_instructions():
+    line = timing.machine()
+    assert "LLVM target" in line and "cores" in line and "Numba" in line
