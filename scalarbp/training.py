@@ -1,9 +1,11 @@
 """The training loop: minibatches, an optimiser, validation, early stopping.
 
-This is the thin Python layer of the design: per step it gathers a minibatch into
-preallocated buffers and calls one compiled gradient kernel and one compiled update
-kernel.  Results depend only on the data, the seed and the number of epochs already
-trained (``net.epochs_trained``), never on the number of threads.
+This is the thin Python layer of the design: per epoch it orders the samples and hands
+runs of up to ``STEPS_PER_CALL`` minibatches to the backend's stepper
+(:meth:`scalarbp.backends.Backend.stepper`: compiled on the scalar and cuda backends,
+step by step from Python on the others and for data on disk), then validates.  Results
+depend only on the data, the seed and the number of epochs already trained
+(``net.epochs_trained``), never on the number of threads.
 """
 import sys
 import time
