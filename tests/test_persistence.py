@@ -36,7 +36,7 @@ def test_save_and_load_round_trip_everything(tmp_path, dtype):
     np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
 def test_resumed_training_equals_uninterrupted_training(tmp_path, optimizer):
     straight, X, y = trained(optimizer, epochs=4)
     first, _, _ = trained(optimizer, epochs=2)
@@ -44,6 +44,21 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, optimizer):
     resumed = scalarbp.MLP.load(tmp_path / "half.npz")
     resumed.fit(X, y, epochs=2, lr=0.01, optimizer=optimizer, seed=5)
     assert np.array_equal(resumed.theta, straight.theta)
+
+
+def test_a_centered_rmsprop_with_momentum_resumes_with_all_three_states(tmp_path):
+    from scalarbp.datasets import make_spirals
+    from scalarbp.optimizers import RMSprop
+
+    X, y = make_spirals(80, seed=2)
+    nets = [scalarbp.MLP([2, 8, 3], seed=1) for _ in range(2)]
+    nets[0].fit(X, y, epochs=4, optimizer=RMSprop(0.01, momentum=0.5, centered=True), seed=3)
+    nets[1].fit(X, y, epochs=2, optimizer=RMSprop(0.01, momentum=0.5, centered=True), seed=3)
+    nets[1].save(tmp_path / "rms.npz")
+    back = scalarbp.MLP.load(tmp_path / "rms.npz")
+    assert set(back.optimizer.state) == {"square_avg", "momentum_buffer", "grad_avg"}
+    back.fit(X, y, epochs=2, optimizer="rmsprop", lr=0.01, seed=3)
+    assert np.array_equal(back.theta, nets[0].theta)
 
 
 def test_a_pickled_and_unpickled_net_keeps_its_views(tmp_path):
