@@ -163,8 +163,9 @@ class MLP:
 
     @property
     def codes(self):
-        """Kernel activation code of every layer above the input (the output's last)."""
-        return [ACTIVATIONS[name].code for name in self.hidden] + [output_code(self.output)]
+        """Kernel activation code of every layer above the input (the output's last), as
+        the int64 array the compiled kernels take."""
+        return np.array([ACTIVATIONS[name].code for name in self.hidden] + [output_code(self.output)], np.int64)
 
     @property
     def loss_code(self):

@@ -52,7 +52,7 @@ def phases(case, repeats=5):
     net.optimizer = make(case.optimizer, case.lr)
     Y = np.eye(case.sizes[-1], dtype=case.dtype)[y]
     work = scalar.BACKEND.workspace(net, case.batch).work
-    codes = scalar.codes(net)
+    codes = net.codes
     scalar.start_threads()
     grad = np.empty_like(net.theta)
     batches = [(np.ascontiguousarray(X[s:s + case.batch]), np.ascontiguousarray(Y[s:s + case.batch]))

@@ -122,7 +122,7 @@ class Literal(Backend):
     def forward(self, net, X):
         h, f, _ = self.buffers(net, X.shape[0])
         out = np.empty((X.shape[0], net.sizes[-1]), net.dtype)
-        outputs(net.theta, net.layout.table, codes(net), X, h, f, out)
+        outputs(net.theta, net.layout.table, net.codes, X, h, f, out)
         return out
 
     def loss_and_grad(self, net, X, T, grad=None):
@@ -136,7 +136,7 @@ class Literal(Backend):
         total = 0.0
         for start in range(0, N, chunk):
             n = min(chunk, N - start)
-            per_sample_gradients(net.theta, net.layout.table, codes(net), net.loss_code, X[start:start + n],
+            per_sample_gradients(net.theta, net.layout.table, net.codes, net.loss_code, X[start:start + n],
                                  T[start:start + n], net.dtype.type(1.0 / N), h, f, delta, G, losses)
             add_over_samples(G, n, grad)
             total += float(np.sum(losses[:n], dtype=np.float64))
@@ -145,10 +145,6 @@ class Literal(Backend):
             dW += net.l2 * W                                   # d/dW of (l2 / 2) ||W||_F^2 (seed 002)
             J += 0.5 * net.l2 * float(np.sum(W.astype(np.float64) ** 2))
         return J, grad
-
-
-def codes(net):
-    return np.array(net.codes, dtype=np.int64)
 
 
 BACKEND = Literal()

@@ -70,14 +70,14 @@ class Scalar(Backend):
     def forward(self, net, X):
         work = self.workspace(net, X.shape[0])
         start_threads()
-        kernels.predict(net.theta, net.layout.table, codes(net), X, work.work)
+        kernels.predict(net.theta, net.layout.table, net.codes, X, work.work)
         return work.output(X.shape[0])
 
     def loss_and_grad(self, net, X, T, grad=None):
         work = self.workspace(net, X.shape[0])
         grad = np.empty_like(net.theta) if grad is None else grad
         start_threads()
-        J, _ = kernels.loss_and_grad(net.theta, grad, net.layout.table, codes(net), net.loss_code, net.l2, X, T,
+        J, _ = kernels.loss_and_grad(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, T,
                                      work.work)
         return float(J), grad
 
@@ -92,17 +92,12 @@ class Scalar(Backend):
             work = self.workspace(net, min(batch_size, rows.shape[0]))
             losses = np.empty(-(-rows.shape[0] // batch_size))
             start_threads()
-            done = kernels.train_epoch(net.theta, grad, net.layout.table, codes(net), net.loss_code, net.l2, X,
+            done = kernels.train_epoch(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X,
                                        labels, Y, rows, batch_size, net.optimizer.arguments(net.theta), work.work,
                                        work.xb, work.yb, losses)
             net.optimizer.t += done
             return done, losses[:min(done + 1, losses.shape[0])]
         return steps
-
-
-def codes(net):
-    """The kernel code of every layer's activation, as the kernels take them."""
-    return np.array(net.codes, dtype=np.int64)
 
 
 BACKEND = Scalar()
