@@ -302,14 +302,7 @@ class DeviceNet:
         reused, a step costs the launches and nothing else on the host."""
         net, N, T, k = self.net, X.shape[0], len(self.W), self.k
         codes = net.codes
-        launches = []
-        h_below = X
-        for layer in range(T):
-            a, h = self.a[layer][:N], self.h[layer][:N]
-            code = IDENTITY if codes[layer] == SOFTMAX else codes[layer]
-            launches.append((k["forward_layer"], _grid2(N, a.shape[1]),
-                             (h_below, self.W[layer], self.b[layer], a, h, code)))
-            h_below = h
+        launches = self.forward_launches(X)
         delta = self.deltas[0][:N, :net.sizes[-1]]
         launches.append((k["output_layer"], _grid1(N), (self.a[-1][:N], self.h[-1][:N], Y, codes[-1],
                                                         net.loss_code, net.dtype.type(1.0 / N), delta,
@@ -331,16 +324,18 @@ class DeviceNet:
         launches.append((k["finish_step"], (1, THREADS), (self.losses[:N], self.penalties, net.l2, STEP, state)))
         return launches
 
-    def forward(self, X):
-        """a and h of every layer for the device batch X (the output layer's h: g(a) or logits)."""
-        N = X.shape[0]
-        h_below = X
-        codes = self.net.codes
+    def forward_launches(self, X):
+        """The launches of the forward pass for the device batch X: a and h of every layer
+        (the output layer's h: g(a), or the logits for softmax)."""
+        N, codes = X.shape[0], self.net.codes
+        launches, h_below = [], X
         for layer in range(len(self.W)):
             a, h = self.a[layer][:N], self.h[layer][:N]
             code = IDENTITY if codes[layer] == SOFTMAX else codes[layer]
-            self.k["forward_layer"][_grid2(N, a.shape[1])](h_below, self.W[layer], self.b[layer], a, h, code)
+            launches.append((self.k["forward_layer"], _grid2(N, a.shape[1]),
+                             (h_below, self.W[layer], self.b[layer], a, h, code)))
             h_below = h
+        return launches
 
 
 #: Stands for the step number in a :meth:`DeviceNet.plan`.
@@ -378,7 +373,7 @@ class Cuda(Backend):
     def forward(self, net, X):
         N = X.shape[0]
         dev = self.device_net(net, N)
-        dev.forward(cuda.to_device(X))
+        _run(dev.forward_launches(cuda.to_device(X)), 0)
         out = cuda.device_array((N, net.sizes[-1]), net.dtype)
         dev.k["outputs"][_grid1(N)](dev.a[-1][:N], out, net.codes[-1])
         return out.copy_to_host()
