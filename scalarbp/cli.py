@@ -251,13 +251,13 @@ def _writable(path):
 
 
 def cmd_explain(args):
-    from .explain import (SEED_002_NAMES, SEED_002_WRONG_DELTAS, errata, explain, explain_seed_002, plot,
-                          seed_002)
+    from .explain import SEED_002_NAMES, SEED_002_WRONG_DELTAS, explain, explain_seed_002, plot, seed_002
+    from .notation import errata_lines
 
     if args.plot:
         _writable(args.plot)
     if args.errata:
-        print("\n".join(errata()))
+        print("\n".join(errata_lines()))
         return
     if args.sizes is None and args.hidden_sizes is None:
         if args.batch_size != 1:

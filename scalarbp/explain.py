@@ -16,7 +16,6 @@ from . import checks
 from .backends import column
 from .gradcheck import gradcheck
 from .model import MLP
-from .notation import errata_lines
 
 #: Seed 002's names: the pre-activation and activation of each layer.
 SEED_002_NAMES = {"a": ["u", "v"], "h": ["h", "o"]}
@@ -46,21 +45,29 @@ def _fmt(value):
                            max_line_width=200).replace("\n", "\n" + " " * INDENT)
 
 
+def _trace(net, X, y, names):
+    """``(net, X, trace, a names, h names)``: the column reference's trace of every
+    quantity in float64, and the names to print (seed 002's where given; ``X`` for a
+    batch, ``x`` for one sample)."""
+    X = checks.inputs(X, net.sizes[0], np.float64)
+    net = net.astype("float64") if net.dtype != np.float64 else net
+    t = column.trace(net, X, checks.targets(y, X.shape[0], net.sizes[-1], net.loss, np.float64))
+    depth = len(t["a"])
+    a_name = (names or {}).get("a") or [f"a{k + 1}" for k in range(depth)]
+    h_name = ["X" if X.shape[0] > 1 else "x"] + list((names or {}).get("h") or [f"h{k + 1}" for k in range(depth)])
+    return net, X, t, a_name, h_name
+
+
 def explain(net, X, y, names=None):
     """Lines of text: the forward and backward pass of ``net`` on the samples ``(X, y)``.
 
     One sample: seed 001's scalar form, vectors.  Several: the batch form, one row per
     sample (seed 003's ``X^(l)``), and seed 004's per-sample outer products.
     """
-    X = checks.inputs(X, net.sizes[0], np.float64)
-    net = net.astype("float64") if net.dtype != np.float64 else net
+    net, X, t, a_name, h_name = _trace(net, X, y, names)
     N = X.shape[0]
-    Y = checks.targets(y, N, net.sizes[-1], net.loss, np.float64)
-    t = column.trace(net, X, Y)
     batch = N > 1
     depth = len(t["a"])
-    a_name = (names or {}).get("a") or [f"a{k + 1}" for k in range(depth)]
-    h_name = ["X" if batch else "x"] + list((names or {}).get("h") or [f"h{k + 1}" for k in range(depth)])
     o, y_name = h_name[-1], "Y" if batch else "y"
     lines = [f"{net}"]
 
@@ -110,7 +117,7 @@ def explain(net, X, y, names=None):
              per_sample=False)
         show(f"dJ/db{k + 1}", f"1^T {delta}" if batch else delta, t["db"][k])
     if batch:
-        lines += _outer_products(net, t, h_name)
+        _outer_products(lines, show, net, t, h_name)
 
     lines.append("Checks")
     for name in ("scalar", "literal", "row"):
@@ -136,22 +143,19 @@ def _output_delta(show, net, t, o, y, label, per_N, a):
         show(label, f"dJ/d{o} * {net.output}'({a})", t["grad_a"][-1])
 
 
-def _outer_products(net, t, h_name):
+def _outer_products(lines, show, net, t, h_name):
     """Seed 004: the last layer's weight gradient as a sum of per-sample outer products."""
     k = len(t["a"]) - 1
     delta, below = t["grad_a"][k], t["h"][k]
-    lines = [f"Per sample (seed 004: dJ/dW = sum_n δ_n {h_name[k]}_n^T, an N x n x 1 times N x 1 x m product, "
-             "summed)"]
+    lines.append(f"Per sample (seed 004: dJ/dW = sum_n δ_n {h_name[k]}_n^T, an N x n x 1 times N x 1 x m "
+                 "product, summed)")
     total = np.zeros_like(net.weights[k])
     for n in range(delta.shape[1]):
         outer = np.outer(delta[:, n], below[:, n])
         total += outer
-        lines.append(f"  {f'δ{k + 1}_{n + 1} {h_name[k]}_{n + 1}^T':<{LABEL}} = {'sample ' + str(n + 1):<{FORMULA}} = "
-                     f"{_fmt(outer)}")
+        show(f"δ{k + 1}_{n + 1} {h_name[k]}_{n + 1}^T", f"sample {n + 1}", outer, per_sample=False)
     penalty = f" + {net.l2:g} W{k + 1}" if net.l2 else ""
-    lines.append(f"  {'sum':<{LABEL}} = {'sum_n' + penalty:<{FORMULA}} = {_fmt(total + net.l2 * net.weights[k])}"
-                 f"  (= dJ/dW{k + 1})")
-    return lines
+    show("sum", f"sum_n{penalty} (= dJ/dW{k + 1})", total + net.l2 * net.weights[k], per_sample=False)
 
 
 def explain_seed_002(l2=1.0):
@@ -168,11 +172,6 @@ def explain_seed_002(l2=1.0):
         f"  (0.975, 1.273, 0.482) is 1.403 x {_fmt(dW[1][0])}.  The values above are the correct ones.",
     ]
     return lines
-
-
-def errata():
-    """Every erratum of the notes (:data:`scalarbp.notation.ERRATA`), as lines of text."""
-    return errata_lines()
 
 
 #: The note's (wrong) deltas of seed 002, per layer: 1.403 times the true ones.
@@ -192,12 +191,8 @@ def plot(net, X, y, path, names=None, wrong=None):
         import matplotlib.pyplot as plt
     except ImportError:
         raise RuntimeError("--plot needs matplotlib: pip install 'scalarbp[plot]'") from None
-    X = checks.inputs(X, net.sizes[0], np.float64)
-    net = net.astype("float64") if net.dtype != np.float64 else net
-    t = column.trace(net, X[:1], checks.targets(np.asarray(y)[:1], 1, net.sizes[-1], net.loss, np.float64))
+    net, _, t, a_name, h_name = _trace(net, np.asarray(X)[:1], np.asarray(y)[:1], names)
     depth = len(t["a"])
-    a_name = (names or {}).get("a") or [f"a{k + 1}" for k in range(depth)]
-    h_name = ["x"] + list((names or {}).get("h") or [f"h{k + 1}" for k in range(depth)])
     tall = max(net.sizes)
     gap = 1.6  # between units of a layer: room for a delta and the note's value beneath each
     fig, ax = plt.subplots(figsize=(3.2 * (depth + 1), 1.3 * gap * tall + 1.5))
