@@ -69,6 +69,25 @@ def output_and_loss(output, loss):
     return output, loss
 
 
+def integer(name, value, low, high=None):
+    """``value`` as a Python int in ``[low, high]``: ints and NumPy integers, not bools,
+    floats or strings (``2.7`` is refused rather than truncated)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {bound}, got {value}")
+    return value
+
+
+def boolean(name, value):
+    """``value`` as a bool: True or False (or NumPy's), never a string like ``'no'``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def l2(value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"l2 must be a real number, got {value!r}")
@@ -77,7 +96,9 @@ def l2(value):
     return float(value)
 
 
-def _numeric(name, value):
+def real_array(name, value):
+    """``value`` as an array of real numbers (bool, integer or float); complex numbers,
+    strings and objects are refused rather than cast."""
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as err:
@@ -91,27 +112,41 @@ def _numeric(name, value):
 CHUNK_ROWS = 4096
 
 
-def _finite(name, array):
+def finite(name, array, dtype=None):
+    """Refuse NaN and inf in ``array``, and values that ``dtype`` cannot hold (1e40 would
+    become inf in float32), naming the first offending index; chunk by chunk."""
+    largest = np.finfo(dtype).max if dtype is not None and np.dtype(dtype).kind == "f" else np.inf
+    check_range = array.dtype.kind == "f" and np.finfo(array.dtype).max > largest
+    array = array.reshape(1) if array.ndim == 0 else array
     for start in range(0, max(len(array), 1), CHUNK_ROWS):
         part = array[start:start + CHUNK_ROWS]
-        if not np.isfinite(part).all():
-            bad = np.argwhere(~np.isfinite(part))[0]
-            bad[0] += start
-            raise ValueError(f"{name} holds NaN or inf (first at index {tuple(int(i) for i in bad)})")
+        bad = ~np.isfinite(part) if part.dtype.kind == "f" else np.zeros(part.shape, bool)
+        if check_range:
+            with np.errstate(invalid="ignore"):
+                big = np.abs(part) > largest
+            if big.any() and not bad.any():
+                at = np.argwhere(big)[0]
+                at[0] += start
+                raise ValueError(f"{name} holds a value too large for {np.dtype(dtype).name} "
+                                 f"({float(array[tuple(at)]):g} at index {tuple(int(i) for i in at)}; "
+                                 f"the largest is {largest:.3g})")
+        if bad.any():
+            at = np.argwhere(bad)[0]
+            at[0] += start
+            raise ValueError(f"{name} holds NaN or inf (first at index {tuple(int(i) for i in at)})")
 
 
 def inputs(X, width, dtype):
     """X as a C-contiguous ``(N, width)`` array of ``dtype`` with N >= 1 and finite values."""
-    X = _numeric("X", X)
+    X = real_array("X", X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError("X is an empty batch (0 samples)")
     if X.shape[1] != width:
         raise ValueError(f"X has {X.shape[1]} features per sample, the network expects {width}")
-    X = np.ascontiguousarray(X, dtype=dtype)
-    _finite("X", X)
-    return X
+    finite("X", X, dtype)
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
 def targets(Y, n, width, loss, dtype):
@@ -121,7 +156,7 @@ def targets(Y, n, width, loss, dtype):
     rows) or a target array ``(n, width)``.  A 1-D array for a one-unit output is taken as
     that unit's targets.
     """
-    Y = _numeric("Y", Y)
+    Y = real_array("Y", Y)
     if Y.ndim == 1 and width == 1:
         Y = Y.reshape(-1, 1)
     if Y.ndim not in (1, 2):
@@ -132,8 +167,8 @@ def targets(Y, n, width, loss, dtype):
         return one_hot(labels(Y, width), width, dtype)
     if Y.shape[1] != width:
         raise ValueError(f"Y has {Y.shape[1]} target columns, the network has {width} outputs")
+    finite("Y", Y, dtype)
     T = np.ascontiguousarray(Y, dtype=dtype)
-    _finite("Y", T)
     if loss == "cross_entropy" and (T < 0).any():
         raise ValueError("cross_entropy targets must be >= 0 (one-hot rows or probabilities)")
     if loss == "binary_cross_entropy" and ((T < 0) | (T > 1)).any():
@@ -143,17 +178,30 @@ def targets(Y, n, width, loss, dtype):
 
 def labels(y, n_classes):
     """Integer class labels in ``[0, n_classes)`` as int64."""
-    y = _numeric("labels", y)
+    y = real_array("labels", y)
     if y.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {y.shape}")
     if y.dtype.kind == "f":
-        _finite("labels", y)
+        finite("labels", y)
         if (y != np.round(y)).any():
             raise ValueError("labels must be integers (class indices), got non-integer values")
-    y = y.astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes}), got values from {y.min()} to {y.max()}")
-    return y
+    if y.size and (y.min() < 0 or y.max() >= n_classes):  # before the cast: 1e20 would wrap
+        raise ValueError(f"labels must lie in [0, {n_classes}), got values from {y.min():g} to {y.max():g}")
+    return y.astype(np.int64)
+
+
+def classes(value, width):
+    """The original labels of ``width`` classes: distinct integers, sorted, as int64."""
+    array = real_array("classes", value)
+    if array.shape != (width,):
+        raise ValueError(f"classes must list one label per output unit ({width}), got shape {array.shape}")
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()
+                                        and np.abs(array).max(initial=0) < 2 ** 63):
+        raise ValueError("classes must be integer labels")
+    array = array.astype(np.int64)
+    if (np.diff(array) <= 0).any():
+        raise ValueError("classes must be distinct and sorted")
+    return array
 
 
 def one_hot(y, width, dtype):

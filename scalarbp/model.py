@@ -1,5 +1,8 @@
 """The multilayer perceptron: its architecture, its parameters, and the public passes."""
+import contextlib
 import os
+import threading
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -9,25 +12,39 @@ from .activations import ACTIVATIONS, RELU_LIKE
 from .layout import Layout
 from .losses import LOSSES, output_code
 
+#: The largest epoch or step count a model carries (exact in a float64, and in JSON).
+MAX_COUNT = 2 ** 53
 
-class ParameterList(list):
+
+class ParameterList(Sequence):
     """Per-layer views of ``theta``; assigning an entry copies the new values into it.
 
-    ``net.weights[k] = A`` checks A's shape and writes it into ``theta``, so the list keeps
-    holding views and every backend sees the change; in-place edits need nothing.
+    ``net.weights[k] = A`` checks A's shape and values and writes it into ``theta``, so the
+    list keeps holding views and every backend sees the change; in-place edits need
+    nothing.  The list itself cannot grow or shrink: the layers are the architecture's.
     """
 
     def __init__(self, name, views):
-        super().__init__(views)
         self.name = name
+        self._views = tuple(views)
+
+    def __getitem__(self, k):
+        return self._views[k]
+
+    def __len__(self):
+        return len(self._views)
+
+    def __repr__(self):
+        return f"ParameterList({self.name}: {[view.shape for view in self._views]})"
 
     def __setitem__(self, k, value):
-        if not isinstance(k, int):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"net.{self.name} takes one layer at a time, got index {k!r}")
         view = self[k]
-        array = np.asarray(value)
+        array = checks.real_array(f"net.{self.name}[{k}]", value)
         if array.shape != view.shape:
             raise ValueError(f"net.{self.name}[{k}] must have shape {view.shape}, got {array.shape}")
+        checks.finite(f"net.{self.name}[{k}]", array, view.dtype)
         view[...] = array
 
     def assign(self, arrays):
@@ -88,17 +105,20 @@ class MLP:
 
     def __init__(self, sizes, hidden="relu", output="softmax", loss=None, l2=0.0,
                  dtype="float64", seed=None):
-        self.sizes = checks.sizes(sizes)
-        self.hidden = checks.hidden(hidden, len(self.sizes) - 2)
-        self.output, self.loss = checks.output_and_loss(output, loss)
-        self.l2 = checks.l2(l2)
-        self.dtype = checks.dtype(dtype)
-        self.layout = Layout(self.sizes)
+        self._sizes = checks.sizes(sizes)
+        self._hidden = checks.hidden(hidden, len(self._sizes) - 2)
+        self._output, self._loss = checks.output_and_loss(output, loss)
+        self.l2 = l2
+        self._dtype = checks.dtype(dtype)
+        self._layout = Layout(self._sizes)
         self.theta = np.zeros(self.layout.size, self.dtype)
         self.optimizer = None
         self.standardizer = None
+        self.classes = None
         self.epochs_trained = 0
+        self.epoch_steps = 0
         self.backend_state = {}
+        self._lock = threading.RLock()
         rng = np.random.default_rng(seed)
         for k, W in enumerate(self.weights):
             d_out, d_in = W.shape
@@ -108,14 +128,73 @@ class MLP:
                 limit = np.sqrt(6.0 / (d_in + d_out))
                 W[...] = rng.uniform(-limit, limit, W.shape)
 
+    # The architecture is fixed at construction: the kernels read the layout and codes
+    # derived from it, so these are read-only (a new architecture is a new MLP).
+    sizes = property(lambda self: self._sizes, doc="Layer widths, input first (read-only).")
+    hidden = property(lambda self: self._hidden, doc="Hidden activations, one per hidden layer (read-only).")
+    output = property(lambda self: self._output, doc="Output activation (read-only).")
+    loss = property(lambda self: self._loss, doc="Loss name (read-only).")
+    dtype = property(lambda self: self._dtype, doc="Parameter dtype (read-only; see astype).")
+    layout = property(lambda self: self._layout, doc="Offsets of each layer in theta (read-only).")
+
+    @property
+    def l2(self):
+        """Weight of the penalty; may be changed between fits (checked on assignment)."""
+        return self._l2
+
+    @l2.setter
+    def l2(self, value):
+        self._l2 = checks.l2(value)
+
+    @property
+    def epochs_trained(self):
+        """Epochs completed so far (with a seed it picks each epoch's shuffle)."""
+        return self._epochs_trained
+
+    @epochs_trained.setter
+    def epochs_trained(self, value):
+        self._epochs_trained = checks.integer("epochs_trained", value, 0, MAX_COUNT)
+
+    @property
+    def epoch_steps(self):
+        """Steps done of an epoch that was interrupted (0 after a completed epoch); the next
+        ``fit`` finishes that epoch first, in the same order."""
+        return self._epoch_steps
+
+    @epoch_steps.setter
+    def epoch_steps(self, value):
+        self._epoch_steps = checks.integer("epoch_steps", value, 0, MAX_COUNT)
+
+    @property
+    def classes(self):
+        """The original class labels, sorted, when they are not ``0..K-1`` (else None):
+        ``predict`` returns them and ``score`` compares with them."""
+        return self._classes
+
+    @classes.setter
+    def classes(self, value):
+        self._classes = None if value is None else checks.classes(value, self.sizes[-1])
+
+    @contextlib.contextmanager
+    def in_use(self):
+        """Hold this net for one call into the kernels: they share its work buffers, so a
+        second thread gets a clear RuntimeError instead of results that vary between runs."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError("this net is in use by another thread (fit, predict or loss_and_grad); "
+                               "give each thread its own copy (copy.deepcopy(net))")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def __repr__(self):
         layers = "-".join(str(d) for d in self.sizes)
         return (f"MLP({layers}, hidden={list(self.hidden)}, output={self.output!r}, "
                 f"loss={self.loss!r}, l2={self.l2}, dtype={self.dtype.name!r})")
 
     def __getstate__(self):
-        """Pickle/copy support: the configuration and arrays, not views or backend state."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_weights", "_biases", "backend_state")}
+        """Pickle/copy support: the configuration and arrays, not views, locks or backend state."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_weights", "_biases", "backend_state", "_lock")}
         state["_theta"] = np.array(self._theta)
         return state
 
@@ -123,6 +202,7 @@ class MLP:
         theta = np.array(state.pop("_theta"))  # a writable copy, even from a read-only memmap
         self.__dict__.update(state)
         self.backend_state = {}
+        self._lock = threading.RLock()
         self.theta = theta
 
     def astype(self, dtype):
@@ -137,10 +217,14 @@ class MLP:
 
     @theta.setter
     def theta(self, value):
-        value = np.asarray(value)
+        value = checks.real_array("theta", value)
         if value.shape != (self.layout.size,):
             raise ValueError(f"theta has shape {value.shape}, expected ({self.layout.size},)")
-        self._theta = np.ascontiguousarray(value, dtype=self.dtype)
+        checks.finite("theta", value, self.dtype)
+        theta = np.asarray(value, dtype=self.dtype)  # a plain ndarray, even from a memmap
+        if not (theta.flags.c_contiguous and theta.flags.writeable and theta.flags.aligned):
+            theta = theta.copy()  # the kernels write theta in place
+        self._theta = theta
         W, b = self.layout.views(self._theta)
         self._weights = ParameterList("weights", W)
         self._biases = ParameterList("biases", b)
@@ -176,7 +260,10 @@ class MLP:
 
     def forward(self, X, backend="scalar"):
         """Output activations ``(N, sizes[-1])`` for inputs ``X`` of shape ``(N, sizes[0])``."""
-        return self._backend(backend).forward(self, checks.inputs(X, self.sizes[0], self.dtype))
+        engine = self._backend(backend)
+        X = checks.inputs(X, self.sizes[0], self.dtype)
+        with self.in_use():
+            return engine.forward(self, X)
 
     def loss_and_grad(self, X, Y, backend="scalar"):
         """The objective and its gradient on one batch.
@@ -197,7 +284,8 @@ class MLP:
         engine = self._backend(backend)
         X = checks.inputs(X, self.sizes[0], self.dtype)
         T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
-        J, grad = engine.loss_and_grad(self, X, T)
+        with self.in_use():
+            J, grad = engine.loss_and_grad(self, X, T)
         dW, db = self.layout.views(grad)
         return J, dW, db
 
@@ -284,46 +372,83 @@ class MLP:
         config = {
             "sizes": list(self.sizes), "hidden": list(self.hidden), "output": self.output,
             "loss": self.loss, "l2": self.l2, "dtype": self.dtype.name, "epochs_trained": self.epochs_trained,
+            "epoch_steps": self.epoch_steps,
             "optimizer": None if opt is None else {"name": opt.name, "lr": opt.lr, "hyper": opt.hyper, "t": opt.t},
         }
         arrays = {"theta": self.theta}
         if opt is not None:
-            arrays.update({f"optimizer.{k}": v for k, v in opt.state.items()})
+            arrays.update({f"optimizer.{k}": opt.state[k] for k in opt.state_names if k in opt.state})
         if self.standardizer is not None:
             arrays["standardizer.mean"] = self.standardizer.mean
             arrays["standardizer.scale"] = self.standardizer.scale
+        if self.classes is not None:
+            arrays["classes"] = self.classes
         persistence.save(path, config, arrays)
 
     @classmethod
     def load(cls, path):
-        """A model saved by :meth:`save`; loading never runs code (no pickle), and a file
-        that is not a consistent model raises :class:`scalarbp.persistence.ModelFileError`."""
+        """A model saved by :meth:`save`; loading never runs code (no pickle), reads no more
+        than the configuration describes, and a file that is not a consistent model raises
+        :class:`scalarbp.persistence.ModelFileError` (:mod:`scalarbp.persistence`)."""
         name = os.fspath(path)
-        config, arrays = persistence.read(name)
+        config, arrays = persistence.read(name, _members)
         try:
-            size = Layout(checks.sizes(config["sizes"])).size
-            if arrays["theta"].shape != (size,):  # before allocating what the config asks for
-                raise persistence.ModelFileError(f"{name}: array 'theta' has shape {arrays['theta'].shape}, "
-                                                 f"sizes {config['sizes']} need ({size},)")
             net = cls(config["sizes"], config["hidden"], config["output"], config["loss"], config["l2"],
                       config["dtype"])
-            net.epochs_trained = persistence.count(config["epochs_trained"], "epochs_trained")
-            net.theta[...] = persistence.array(name, arrays, "theta", net.theta.shape, net.dtype)
+            net.epochs_trained = config["epochs_trained"]
+            net.epoch_steps = config.get("epoch_steps", 0)
+            net.theta[...] = arrays["theta"]
             if config["optimizer"] is not None:
-                opt = config["optimizer"]
-                net.optimizer = optimizers.make(opt["name"], opt["lr"], **opt["hyper"])
-                net.optimizer.t = persistence.count(opt["t"], "optimizer step count")
+                net.optimizer = _optimizer(config["optimizer"])
                 for key in net.optimizer.state_names:
-                    net.optimizer.state[key] = persistence.array(name, arrays, f"optimizer.{key}", net.theta.shape,
-                                                                 net.dtype)
-            if "standardizer.mean" in arrays:
-                width = (net.sizes[0],)
-                net.standardizer = Standardizer.from_arrays(
-                    persistence.array(name, arrays, "standardizer.mean", width, np.float64),
-                    persistence.array(name, arrays, "standardizer.scale", width, np.float64))
-        except (KeyError, TypeError, ValueError) as err:
-            if isinstance(err, persistence.ModelFileError):
-                raise
+                    if f"optimizer.{key}" in arrays:
+                        net.optimizer.state[key] = arrays[f"optimizer.{key}"]
+                    elif net.optimizer.t:  # (an optimiser that never stepped has no state yet)
+                        raise ValueError(f"array 'optimizer.{key}' is missing")
+                net.optimizer.check_state()
+            standardizer = [arrays.get(f"standardizer.{key}") for key in ("mean", "scale")]
+            if (standardizer[0] is None) != (standardizer[1] is None):
+                raise ValueError("a standardizer needs both 'standardizer.mean' and 'standardizer.scale'")
+            if standardizer[0] is not None:
+                net.standardizer = Standardizer.from_arrays(*standardizer)
+            net.classes = arrays.get("classes")
+        except (TypeError, ValueError) as err:
             raise persistence.ModelFileError(f"{name}: inconsistent model file ({str(err) or type(err).__name__})") \
                 from None
         return net
+
+
+def _members(config):
+    """The arrays a model file with this configuration may hold: ``{name: (shape, dtype)}``,
+    the configuration checked first (types and ranges) without allocating anything."""
+    sizes = checks.sizes(config["sizes"])
+    if not isinstance(config["hidden"], list) or not all(isinstance(name, str) for name in config["hidden"]):
+        raise TypeError(f"hidden must be a list of activation names, got {str(config['hidden'])[:100]}")
+    checks.hidden(config["hidden"], len(sizes) - 2)
+    checks.output_and_loss(config["output"], config["loss"])
+    checks.l2(config["l2"])
+    if not isinstance(config["dtype"], str):
+        raise TypeError(f"dtype must be a name, got {str(config['dtype'])[:100]}")
+    dtype = checks.dtype(config["dtype"])
+    checks.integer("epochs_trained", config["epochs_trained"], 0, MAX_COUNT)
+    checks.integer("epoch_steps", config.get("epoch_steps", 0), 0, MAX_COUNT)
+    P = Layout(sizes).size
+    members = {"theta": ((P,), dtype), "classes": ((sizes[-1],), np.dtype(np.int64)),
+               "standardizer.mean": ((sizes[0],), np.dtype(np.float64)),
+               "standardizer.scale": ((sizes[0],), np.dtype(np.float64))}
+    if config["optimizer"] is not None:
+        members.update({f"optimizer.{key}": ((P,), dtype) for key in _optimizer(config["optimizer"]).state_names})
+    return members
+
+
+def _optimizer(config):
+    """The optimiser a configuration's ``optimizer`` entry describes, every field checked."""
+    if not isinstance(config, dict) or set(config) != {"name", "lr", "hyper", "t"}:
+        raise ValueError(f"optimizer must be null or hold name, lr, hyper and t, got {str(config)[:100]}")
+    if not isinstance(config["hyper"], dict):
+        raise TypeError(f"optimizer hyper-parameters must be a mapping, got {str(config['hyper'])[:100]}")
+    if not isinstance(config["name"], str):
+        raise TypeError(f"optimizer name must be a string, got {str(config['name'])[:100]}")
+    optimizer = optimizers.make(config["name"], config["lr"], **config["hyper"])
+    optimizer.t = checks.integer("optimizer step count", config["t"], 0, MAX_COUNT)
+    return optimizer

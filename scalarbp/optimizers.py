@@ -170,6 +170,8 @@ class Optimizer:
     defaults = {}
     hyper_names = ()
     slots = ()
+    #: State arrays that can never be negative (sums of squares): checked at load.
+    non_negative = ()
 
     def __init__(self, lr=0.01, **hyper):
         unknown = set(hyper) - set(self.defaults)
@@ -184,6 +186,12 @@ class Optimizer:
     def __repr__(self):
         options = "".join(f", {k}={v!r}" for k, v in self.hyper.items())
         return f"{type(self).__name__}(lr={self.lr!r}{options})"
+
+    def check_state(self):
+        """Refuse state arrays no training could have produced (a negative sum of squares)."""
+        for name in self.non_negative:
+            if name in self.state and (self.state[name] < 0).any():
+                raise ValueError(f"{self.name} state '{name}' holds negative values; it is a running mean of squares")
 
     @property
     def state_names(self):
@@ -233,6 +241,7 @@ class Momentum(Optimizer):
     def __init__(self, lr=0.01, **hyper):
         super().__init__(lr, **hyper)
         _fraction("momentum", self.hyper["momentum"])
+        checks.boolean("nesterov", self.hyper["nesterov"])
 
     @property
     def code(self):
@@ -245,6 +254,7 @@ class Adam(Optimizer):
     defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
     hyper_names = ("beta1", "beta2", "eps")
     slots = ("m", "v")
+    non_negative = ("v",)
 
     def __init__(self, lr=0.001, **hyper):
         super().__init__(lr, **hyper)
@@ -273,12 +283,14 @@ class RMSprop(Optimizer):
     code = RMSPROP_RULE
     defaults = {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False}
     hyper_names = ("alpha", "eps", "momentum", "centered")
+    non_negative = ("square_avg",)
 
     def __init__(self, lr=0.01, **hyper):
         super().__init__(lr, **hyper)
         _fraction("alpha", self.hyper["alpha"])
         _positive("eps", self.hyper["eps"])
         _fraction("momentum", self.hyper["momentum"])
+        checks.boolean("centered", self.hyper["centered"])
 
     @property
     def slots(self):

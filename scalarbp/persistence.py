@@ -3,20 +3,31 @@
 Layout of a file (format version 1):
 
 * ``config``: a 0-d unicode array, JSON: format name and version, the architecture,
-  ``epochs_trained``, and the optimiser's name, learning rate, hyper-parameters and step
-  count (or null);
+  ``epochs_trained`` (and ``epoch_steps``, the steps done of an interrupted epoch), the
+  class labels, and the optimiser's name, learning rate, hyper-parameters and step count
+  (or null);
 * ``theta``: the flat parameter vector (scalarbp.layout);
 * ``optimizer.<name>``: each optimiser state array (velocity, moments);
-* ``standardizer.mean``, ``standardizer.scale``: the input transform, if any.
+* ``standardizer.mean``, ``standardizer.scale``: the input transform, if any;
+* ``classes``: the original class labels, if they are not ``0..K-1``.
 
-Loading uses ``allow_pickle=False`` and checks every array against the configuration, so
-a file can never run code, and a damaged or foreign one fails with :class:`ModelFileError`.
-Saving writes a temporary file in the target's folder and renames it into place, so a
-failed save never damages the previous file.
+Reading is bounded and never runs code.  The configuration is read first (at most
+:data:`MAX_CONFIG_BYTES`) and checked by the caller, which says which members it may
+hold and their shapes and dtypes; every other member is refused.  Each member's ``.npy``
+header is checked against that before its data are read, and exactly that many bytes
+are then read, so memory stays within the model the configuration describes, itself
+bounded by the file's size (a compressed member may expand at most
+:data:`MAX_EXPANSION` times).  Anything wrong raises :class:`ModelFileError` naming the
+file.  Saving writes a temporary file in the target's folder and renames it into place,
+so a failed save never damages the previous file.
 """
 import json
 import os
+import re
+import stat
 import tempfile
+import threading
+import tokenize
 import zipfile
 import zlib
 
@@ -25,9 +36,27 @@ import numpy as np
 FORMAT = "scalarbp-model"
 VERSION = 1
 
+#: The largest configuration member read, in bytes.
+MAX_CONFIG_BYTES = 1 << 20
+
+#: The largest ratio of a compressed member's declared size to its compressed size
+#: (``np.savez`` stores members uncompressed; deflate itself stays under 1032).
+MAX_EXPANSION = 1032
+
+#: What a configuration holds besides the format's name and version.
+KEYS = {"sizes", "hidden", "output", "loss", "l2", "dtype", "epochs_trained", "optimizer"}
+
+#: Keys a configuration may hold besides :data:`KEYS`.
+OPTIONAL_KEYS = {"epoch_steps"}
+
+#: What can go wrong inside a damaged archive or ``.npy`` header, as Python reports it.
+DAMAGE = (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+          RuntimeError, SyntaxError, tokenize.TokenError, UnicodeDecodeError, RecursionError, OverflowError,
+          MemoryError)
+
 
 class ModelFileError(ValueError):
-    """A file that is not a readable scalarbp model."""
+    """A file that is not a readable scalarbp model; the message names the file."""
 
 
 def save(path, config, arrays):
@@ -39,87 +68,211 @@ def save(path, config, arrays):
 
 
 def write_atomically(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+
+    A symlink is written through (its target is replaced); a path that exists and is not
+    a regular file (a device, a folder) or cannot be written is refused; the new file gets
+    the mode a plain ``open`` would give it (the old file's, or 0666 less the umask).  The
+    temporary file's name carries this process's identity, so the next save to the same
+    path removes those left by a process that was killed mid-save.
+    """
+    target = os.path.realpath(path)
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path}: not a regular file; refusing to replace it")
+        if not os.access(target, os.W_OK):
+            raise PermissionError(f"{path}: the file is read-only; refusing to replace it")
+        mode = stat.S_IMODE(info.st_mode)
+    folder, base = os.path.split(target)
+    _remove_abandoned(folder, base)
+    fd, temporary = tempfile.mkstemp(prefix=f".{base}.{_process_id()}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
+            os.fchmod(file.fileno(), mode)
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
 
 
-def read(path):
-    """``(config, arrays)`` of a model file: the configuration checked for the format, the
-    version and every key the model needs (:data:`KEYS`), the arrays read with
-    ``allow_pickle=False``.  Anything else raises :class:`ModelFileError`."""
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask():
+    with _UMASK_LOCK:  # reading the umask means setting it; no other thread of ours sees the change
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _start_time(pid):
+    """When process ``pid`` started (clock ticks since boot), or None if it does not run."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _process_id():
+    """This process, named so that a reused pid is not mistaken for it: ``pid-starttime``."""
+    pid = os.getpid()
+    return f"{pid}-{_start_time(pid) or 0}"
+
+
+def _remove_abandoned(folder, base):
+    """Remove temporary files of earlier saves to ``base`` whose process no longer runs."""
+    pattern = re.compile(rf"\.{re.escape(base)}\.(\d+)-(\d+)\.[^.]*\.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for entry in names:
+        match = pattern.fullmatch(entry)
+        if match and _start_time(match[1]) != match[2] and os.path.exists("/proc/self/stat"):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
+
+
+def read(path, members):
+    """``(config, arrays)`` of a model file.
+
+    ``members(config)`` checks the configuration (raising ``ValueError``/``TypeError``
+    for a bad one) and returns ``{member name: (shape, dtype)}`` for every array the file
+    may hold; the arrays come back for those it holds, each checked against its entry and
+    to be finite.  Anything else raises :class:`ModelFileError`.
+    """
     name = os.fspath(path)
-    with open(name, "rb") as file:
-        magic = file.read(6)
+    try:
+        with open(name, "rb") as file:
+            magic = file.read(6)
+            size = os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        raise ModelFileError(f"{name}: no such file") from None
+    except OSError as err:
+        raise ModelFileError(f"{name}: cannot read ({err.strerror or err})") from None
     if magic[:4] != b"PK\x03\x04":
         kind = "an .npy array" if magic == b"\x93NUMPY" else "empty" if not magic else \
             "pickled data, which is never loaded" if magic[:1] == b"\x80" else "not an .npz archive"
         raise ModelFileError(f"{name}: not a scalarbp model file ({kind})")
     try:
-        archive = np.load(name, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ModelFileError(f"{name}: not a scalarbp model file ({_reason(err)})") from None
-    with archive:
-        try:
-            arrays = {key: archive[key] for key in archive.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-            raise ModelFileError(f"{name}: damaged model file ({_reason(err)})") from None
-    return _config(name, arrays), arrays
+        with zipfile.ZipFile(name) as archive:
+            infos = _members(name, archive, size)
+            if "config" not in infos or "theta" not in infos:
+                raise ModelFileError(f"{name}: not a scalarbp model file (no 'config' and 'theta' arrays; "
+                                     f"it holds {', '.join(sorted(infos)) or 'nothing'})")
+            config = _config(name, _read_config(name, archive, infos["config"]))
+            try:
+                expected = members(config)
+            except (ValueError, TypeError, KeyError, OverflowError) as err:
+                raise ModelFileError(f"{name}: inconsistent model file ({_reason(err)})") from None
+            unknown = sorted(set(infos) - set(expected) - {"config"})
+            if unknown:
+                raise ModelFileError(f"{name}: unknown member(s) {', '.join(unknown)}; a scalarbp model holds "
+                                     f"only {', '.join(['config', *expected])}")
+            arrays = {key: _read_array(name, archive, infos[key], key, *expected[key])
+                      for key in expected if key in infos}
+    except ModelFileError:
+        raise
+    except DAMAGE as err:
+        raise ModelFileError(f"{name}: damaged model file ({_reason(err)})") from None
+    return config, arrays
 
 
-#: What a configuration holds besides the format's name and version.
-KEYS = {"sizes", "hidden", "output", "loss", "l2", "dtype", "epochs_trained", "optimizer"}
+def _members(name, archive, size):
+    """``{array name: ZipInfo}``, each member checked to be a plain ``.npy`` of a sane size."""
+    infos = {}
+    for info in archive.infolist():
+        key = info.filename.removesuffix(".npy")
+        if not info.filename.endswith(".npy") or key in infos:
+            raise ModelFileError(f"{name}: unexpected member {info.filename!r} (a model file holds each "
+                                 f"array once, as .npy)")
+        if info.flag_bits & 0x1:
+            raise ModelFileError(f"{name}: member {info.filename!r} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFileError(f"{name}: member {info.filename!r} uses an unsupported compression method")
+        limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else MAX_EXPANSION * info.compress_size
+        if info.compress_size > size or info.file_size > limit:
+            raise ModelFileError(f"{name}: member {info.filename!r} declares {info.file_size} bytes, "
+                                 f"more than the file can hold")
+        infos[key] = info
+    return infos
 
 
-def _config(name, arrays):
-    if "config" not in arrays or "theta" not in arrays:
-        raise ModelFileError(f"{name}: not a scalarbp model file (no 'config' and 'theta' arrays; "
-                             f"it holds {', '.join(sorted(arrays)) or 'nothing'})")
-    raw = arrays["config"]
-    if raw.dtype.kind != "U" or raw.ndim != 0:
-        raise ModelFileError(f"{name}: 'config' must be a JSON string, got a {raw.dtype} array of shape {raw.shape}")
-    try:
-        config = json.loads(str(raw))
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"{name}: 'config' is not valid JSON ({err})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{name}: not a scalarbp model file (format {config.get('format') if isinstance(config, dict) else None!r})")
-    if config.get("version") != VERSION:
-        raise ModelFileError(f"{name}: model format version {config.get('version')!r}; this scalarbp reads version {VERSION}")
-    missing = KEYS - set(config)
-    if missing:
-        raise ModelFileError(f"{name}: 'config' lacks {', '.join(sorted(missing))}")
-    return config
+def _read_config(name, archive, info):
+    if info.file_size > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{name}: 'config' declares {info.file_size} bytes; a configuration is at most "
+                             f"{MAX_CONFIG_BYTES}")
+    with archive.open(info) as member:
+        shape, dtype = _header(member)
+        if dtype.kind != "U" or shape != ():
+            raise ModelFileError(f"{name}: 'config' must be a JSON string, got a {dtype} array of shape {shape}")
+        if dtype.itemsize > MAX_CONFIG_BYTES:
+            raise ModelFileError(f"{name}: 'config' is longer than {MAX_CONFIG_BYTES} bytes")
+        data = member.read(dtype.itemsize)
+    if len(data) != dtype.itemsize:
+        raise ModelFileError(f"{name}: 'config' is truncated")
+    return str(np.frombuffer(data, dtype)[0])
 
 
-def array(name, arrays, key, shape, dtype):
-    """``arrays[key]``, checked to have this shape and dtype and to be finite."""
-    if key not in arrays:
-        raise ModelFileError(f"{name}: array '{key}' is missing")
-    array = arrays[key]
-    if array.shape != tuple(shape) or array.dtype != dtype:
-        raise ModelFileError(f"{name}: array '{key}' has shape {array.shape} and dtype {array.dtype}, "
-                             f"the configuration needs {tuple(shape)} and {np.dtype(dtype)}")
+def _header(member):
+    """Shape and dtype from an ``.npy`` header (refusing object arrays and Fortran order)."""
+    version = np.lib.format.read_magic(member)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(member, max_header_size=10000)
+    if dtype.hasobject:
+        raise ValueError("an object array, which is never loaded (it would need pickle)")
+    if fortran and len(shape) > 1:
+        raise ValueError("a Fortran-ordered array")
+    return shape, dtype
+
+
+def _read_array(name, archive, info, key, shape, dtype):
+    """Member ``key``, its header checked against ``shape`` and ``dtype`` before any data is read."""
+    with archive.open(info) as member:
+        found_shape, found_dtype = _header(member)
+        if found_shape != tuple(shape) or found_dtype != np.dtype(dtype):
+            raise ModelFileError(f"{name}: array '{key}' has shape {found_shape} and dtype {found_dtype}, "
+                                 f"the configuration needs {tuple(shape)} and {np.dtype(dtype)}")
+        nbytes = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+        if nbytes > info.file_size:
+            raise ModelFileError(f"{name}: array '{key}' is truncated ({info.file_size} bytes for {nbytes} of data)")
+        array = np.empty(shape, dtype)
+        if member.readinto(memoryview(array.reshape(-1)).cast("B")) != array.nbytes:
+            raise ModelFileError(f"{name}: array '{key}' is truncated")
     if not np.isfinite(array).all():
         raise ModelFileError(f"{name}: array '{key}' holds NaN or inf")
     return array
 
 
-def count(value, what):
-    """``value``, checked to be a non-negative integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
-    return value
+def _config(name, text):
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise ModelFileError(f"{name}: 'config' is not valid JSON ({_reason(err)[:200]})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise ModelFileError(f"{name}: not a scalarbp model file (format {str(found)[:100]!r})")
+    if config.get("version") != VERSION:
+        raise ModelFileError(f"{name}: model format version {str(config.get('version'))[:100]}; "
+                             f"this scalarbp reads version {VERSION}")
+    missing = KEYS - set(config)
+    if missing:
+        raise ModelFileError(f"{name}: 'config' lacks {', '.join(sorted(missing))}")
+    unknown = set(config) - KEYS - OPTIONAL_KEYS - {"format", "version"}
+    if unknown:
+        raise ModelFileError(f"{name}: 'config' holds unknown key(s) {', '.join(sorted(map(str, unknown)))[:200]}")
+    return config
 
 
 def _reason(err):

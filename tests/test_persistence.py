@@ -137,7 +137,7 @@ def hostile_files(tmp_path):
     case("bad-activation", "unknown hidden activation", config=np.array(json.dumps({**config, "hidden": ["swish", "relu"]})))
     case("missing-key", "'config' lacks dtype", config=np.array(json.dumps({k: v for k, v in config.items() if k != "dtype"})))
     case("bad-optimizer-state", r"'optimizer.m' has shape \(3,\)", **{"optimizer.m": np.zeros(3)})
-    case("bad-epochs", "epochs_trained must be a non-negative integer", config=np.array(json.dumps({**config, "epochs_trained": -2})))
+    case("bad-epochs", r"epochs_trained must be an integer in \[0, ", config=np.array(json.dumps({**config, "epochs_trained": -2})))
     case("bad-standardizer", "standardizer.scale", **{"standardizer.scale": np.zeros(5)})
     return cases
 
@@ -160,8 +160,8 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
         scalarbp.MLP.load(path)
 
 
-def test_a_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
+def test_a_missing_file_raises_a_model_file_error_naming_it(tmp_path):
+    with pytest.raises(ModelFileError, match="nothing.npz: no such file"):
         scalarbp.MLP.load(tmp_path / "nothing.npz")
 
 
@@ -172,3 +172,130 @@ def test_model_file_is_a_plain_npz(tmp_path):
         names = set(archive.namelist())
     assert names == {"config.npy", "theta.npy", "optimizer.m.npy", "optimizer.v.npy",
                      "standardizer.mean.npy", "standardizer.scale.npy"}
+
+
+def rewrite(tmp_path, name, arrays, config=None, extra=None):
+    """A copy of a good model file with its config replaced and extra raw members added."""
+    path = tmp_path / f"{name}.npz"
+    arrays = dict(arrays)
+    if config is not None:
+        arrays["config"] = np.array(config if isinstance(config, str) else json.dumps(config))
+    write_npz(path, arrays)
+    if extra:
+        with zipfile.ZipFile(path, "a") as archive:
+            for member, (data, method) in extra.items():
+                archive.writestr(zipfile.ZipInfo(member), data, compress_type=method)
+    return path
+
+
+def npy_bytes(array):
+    import io
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_a_compressed_member_is_never_expanded_beyond_what_the_configuration_describes(tmp_path):
+    """A deflated 256 MiB member (a 'zip bomb') is refused before it is decompressed."""
+    import tracemalloc
+    arrays = good_arrays(tmp_path)
+    path = write_npz(tmp_path / "bomb.npz", arrays)
+    header = npy_bytes(np.zeros(0))[:128]
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("junk.npy", "w", force_zip64=True) as member:
+            member.write(header)
+            zeros = bytes(1 << 20)
+            for _ in range(256):
+                member.write(zeros)
+    assert path.stat().st_size < 2 << 20
+    tracemalloc.start()
+    with pytest.raises(ModelFileError, match="unknown member"):
+        scalarbp.MLP.load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def npy_header(shape, descr="<f8"):
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def test_a_header_claiming_more_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    """Sizes promising 2**40 parameters and a theta header that agrees, with no data behind."""
+    import tracemalloc
+    config = json.loads(str(good_arrays(tmp_path)["config"]))
+    config.update(sizes=[2 ** 20, 2 ** 20, 3], hidden=["relu"], optimizer=None)
+    P = 2 ** 40 + 2 ** 20 + 3 * 2 ** 20 + 3
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.npy", npy_bytes(np.array(json.dumps(config))))
+        archive.writestr("theta.npy", npy_header((P,)) + bytes(64))
+    tracemalloc.start()
+    with pytest.raises(ModelFileError, match="'theta' is truncated"):
+        scalarbp.MLP.load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def more_hostile_files(tmp_path):
+    """(name, path, message): what an attack found getting through as the wrong error, or
+    loading and failing later."""
+    arrays = good_arrays(tmp_path)
+    config = json.loads(str(arrays["config"]))
+    cases = []
+
+    def case(name, message, **kw):
+        cases.append((name, rewrite(tmp_path, name, kw.pop("arrays", arrays), **kw), message))
+
+    deep = "[" * 50000 + "]" * 50000
+    case("deep-json", "not valid JSON", config=deep)
+    case("long-integer", "not valid JSON|integer", config=json.dumps(config).replace('"l2": 0.001', '"l2": ' + "9" * 5000))
+    case("huge-step-count", "optimizer step count must be an integer in",
+         config={**config, "optimizer": {**config["optimizer"], "t": 10 ** 400}})
+    case("string-boolean", "nesterov must be True or False",
+         config={**config, "optimizer": {"name": "momentum", "lr": 0.1, "t": 3,
+                                         "hyper": {"momentum": 0.9, "nesterov": "false"}}},
+         arrays={**{k: v for k, v in arrays.items() if not k.startswith("optimizer.")},
+                 "optimizer.velocity": arrays["optimizer.m"]})
+    case("negative-second-moment", "'v' holds negative values",
+         arrays={**arrays, "optimizer.v": -np.abs(arrays["optimizer.v"]) - 1})
+    case("subnormal-scale", "not subnormal",
+         arrays={**arrays, "standardizer.scale": np.full_like(arrays["standardizer.scale"], 1e-320)})
+    case("scale-without-mean", "needs both",
+         arrays={k: v for k, v in arrays.items() if k != "standardizer.mean"})
+    case("unknown-member", "unknown member.*evil", arrays={**arrays, "evil": np.zeros(3)})
+    case("unknown-key", "unknown key.*plugin", config={**config, "plugin": "os.system"})
+    case("zero-d-theta", r"array 'theta' has shape \(\)", arrays={**arrays, "theta": np.array(1.0)})
+    case("big-endian-theta", "dtype >f8", arrays={**arrays, "theta": arrays["theta"].astype(">f8")})
+    case("bool-sizes", "layer widths must be integers", config={**config, "sizes": [2, True, 8, 3]})
+    case("float-l2", "l2 must be finite", config=json.dumps(config).replace('"l2": 0.001', '"l2": NaN'))
+    case("truncated-npy-header", "damaged model file",
+         extra={"theta.npy": (b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (", 0)},
+         arrays={k: v for k, v in arrays.items() if k != "theta"})
+    case("bzip2-member", "unsupported compression method",
+         extra={"theta.npy": (npy_bytes(arrays["theta"]), zipfile.ZIP_BZIP2)},
+         arrays={k: v for k, v in arrays.items() if k != "theta"})
+    case("classes-unsorted", "distinct and sorted", arrays={**arrays, "classes": np.array([5, 3, 9])})
+    return cases
+
+
+def test_more_hostile_files_each_raise_a_model_file_error_naming_the_problem(tmp_path):
+    for name, path, message in more_hostile_files(tmp_path):
+        with pytest.raises(ModelFileError, match=message) as info:
+            scalarbp.MLP.load(path)
+        assert str(path) in str(info.value), name
+
+
+def test_an_encrypted_member_is_refused(tmp_path):
+    path = tmp_path / "good.npz"
+    good_arrays(tmp_path)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"PK\x01\x02")  # the central directory's first entry: set its 'encrypted' flag
+    raw[at + 8] |= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="encrypted"):
+        scalarbp.MLP.load(path)

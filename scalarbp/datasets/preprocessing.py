@@ -21,8 +21,13 @@ class Standardizer:
         standardizer = cls()
         standardizer.mean = np.asarray(mean, np.float64)
         standardizer.scale = np.asarray(scale, np.float64)
-        if (standardizer.scale <= 0).any():
-            raise ValueError("standardizer scale must be positive")
+        if standardizer.mean.ndim != 1 or standardizer.scale.shape != standardizer.mean.shape:
+            raise ValueError(f"standardizer mean and scale must be 1-D of one length, got shapes "
+                             f"{standardizer.mean.shape} and {standardizer.scale.shape}")
+        if not (np.isfinite(standardizer.mean).all() and np.isfinite(standardizer.scale).all()):
+            raise ValueError("standardizer mean and scale must be finite")
+        if (standardizer.scale < np.finfo(np.float64).tiny).any():  # 1 / 1e-320 is inf
+            raise ValueError("standardizer scale must be positive and not subnormal")
         return standardizer
 
     def __repr__(self):
