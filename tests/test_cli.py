@@ -74,7 +74,7 @@ def test_plot_writes_a_png(capsys, tmp_path):
     (["train", "--threads", "99"], "--threads must lie in"),
     (["train", "--data", "missing.npz"], "missing.npz: no such file"),
     (["train", "--data", "x.bin"], "cannot tell the format"),
-    (["evaluate", "missing.npz", "--data", "x.npz"], "missing.npz: No such file"),
+    (["evaluate", "missing.npz", "--data", "x.npz"], "missing.npz: no such file"),
     (["predict", "{model}", "--data", "{test}", "--out", "p.txt"], "--out must end in .npy or .csv"),
     (["evaluate", "{test}", "--data", "{test}"], "no 'config' and 'theta' arrays"),
 ])

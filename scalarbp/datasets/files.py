@@ -10,13 +10,26 @@
 import csv
 import gzip
 import os
+import struct
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
 
 class DataError(ValueError):
     """A data file that cannot be used, with the file and the problem named."""
+
+
+#: The most bytes of array data a compressed file (gzip IDX, deflated .npz member) may
+#: expand to, per byte of the file (deflate itself stays under 1032).
+MAX_EXPANSION = 1032
+
+#: What a damaged file raises inside the readers this module uses, turned into DataError.
+DAMAGE = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, csv.Error, UnicodeDecodeError,
+          NotImplementedError, RuntimeError, SyntaxError, OverflowError, MemoryError, struct.error, KeyError,
+          TypeError, tokenize.TokenError, RecursionError)
 
 
 FORMATS = ("npz", "npy", "csv", "idx")
@@ -56,9 +69,9 @@ def load(path, format=None, labels=None, label_column=-1, delimiter=",", header=
 
 def _has(path, key):
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return isinstance(data, np.lib.npyio.NpzFile) and key in data.files
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        with zipfile.ZipFile(path) as archive:
+            return f"{key}.npy" in archive.namelist()
+    except DAMAGE:
         return True  # let load_npz report what is wrong with the file
 
 
@@ -66,12 +79,14 @@ def _checked(path, X, y):
     """Numeric 2-D X (images are flattened) and 1-D/2-D y of the same length (or None), finite."""
     if X.dtype.kind not in "biuf":
         raise DataError(f"{path}: X must be numeric, got dtype {X.dtype}")
+    if X.ndim == 0:
+        raise DataError(f"{path}: X is a single number, not samples")
+    if X.shape[0] == 0 or X.size == 0:
+        raise DataError(f"{path}: no samples (X has shape {X.shape})")
     if X.ndim == 1:
         X = X.reshape(-1, 1)
     elif X.ndim > 2:
-        X = X.reshape(X.shape[0], -1)
-    if X.shape[0] == 0:
-        raise DataError(f"{path}: no samples")
+        X = X.reshape(X.shape[0], X.size // X.shape[0])
     if X.dtype.kind == "f" and not np.isfinite(X).all():
         raise DataError(f"{path}: X holds NaN or inf")
     if y is None:
@@ -80,17 +95,25 @@ def _checked(path, X, y):
         raise DataError(f"{path}: y must be numeric, got dtype {y.dtype}")
     if y.ndim not in (1, 2):
         raise DataError(f"{path}: y must be 1-D labels or 2-D targets, got shape {y.shape}")
+    if y.size == 0:
+        raise DataError(f"{path}: y is empty (shape {y.shape})")
     if X.shape[0] != y.shape[0]:
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise DataError(f"{path}: y holds NaN or inf")
-    if y.dtype.kind == "f" and (y == np.round(y)).all():
-        y = y.astype(np.int64)
+    if y.dtype.kind == "f" and (y == np.round(y)).all() and np.abs(y).max() < 2 ** 53:
+        y = y.astype(np.int64)  # (whole numbers beyond 2**53 stay float: int64 could wrap them)
     return X, y
 
 
 def load_npz(path, x_key="X", y_key="y"):
     try:
+        with zipfile.ZipFile(path) as archive:
+            size = os.fstat(archive.fp.fileno()).st_size
+            for info in archive.infolist():
+                if info.file_size > MAX_EXPANSION * max(info.compress_size, 1) or info.compress_size > size:
+                    raise DataError(f"{path}: member {info.filename} declares {info.file_size} bytes, more than "
+                                    f"the file can hold")
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise DataError(f"{path}: not an .npz archive")
@@ -101,46 +124,81 @@ def load_npz(path, x_key="X", y_key="y"):
             X, y = data[x_key], None if y_key is None else data[y_key]
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: cannot read as .npz ({err})") from None
-    except ValueError as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"{path}: {err}") from None
+    except DataError:
+        raise
+    except DAMAGE as err:
+        raise DataError(f"{path}: cannot read as .npz ({_reason(err)})") from None
     return _checked(path, X, y)
 
 
 def load_npy(x_path, y_path=None):
     arrays = []
     for path in (x_path, y_path):
-        if path is None:
-            arrays.append(None)
-            continue
-        try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except (OSError, EOFError, ValueError) as err:
-            raise DataError(f"{path}: cannot read as .npy ({err})") from None
-        if not isinstance(arrays[-1], np.ndarray):
-            arrays[-1].close()
-            raise DataError(f"{path}: an .npz archive, not a single .npy array")
+        arrays.append(None if path is None else _read_npy(path))
     return _checked(x_path, *arrays)
+
+
+def _read_npy(path):
+    """One ``.npy`` array; its header is checked against the file's size before reading."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(6) != b"\x93NUMPY":
+                raise DataError(f"{path}: not an .npy array")
+            file.seek(0)
+            version = np.lib.format.read_magic(file)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(file, max_header_size=10000)
+            if dtype.hasobject:
+                raise DataError(f"{path}: an object array, which is never loaded (it would need pickle)")
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if nbytes != os.fstat(file.fileno()).st_size - file.tell():
+                raise DataError(f"{path}: the header says shape {shape} of {dtype} ({nbytes} bytes) but the file "
+                                f"holds {os.fstat(file.fileno()).st_size - file.tell()} bytes of data")
+            file.seek(0)
+            return np.load(file, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except DataError:
+        raise
+    except DAMAGE as err:
+        raise DataError(f"{path}: cannot read as .npy ({_reason(err)})") from None
+
+
+def _reason(err):
+    return str(err)[:200] or type(err).__name__
 
 
 def load_csv(path, label_column=-1, delimiter=",", header=None):
     """One sample per line; ``label_column`` is an index, a column name (with a header),
     or None for a file of features only.
 
-    ``header=None`` detects a header: a first line with a field that is not a number.
+    ``header=None`` decides from the file: the first line is a header only if none of its
+    fields is a number and the next line has one (a first line like ``2O,3`` is then a
+    malformed data line, reported as such, never silently dropped).  The file is read as
+    UTF-8, a byte-order mark skipped.
     """
-    with open(path, newline="") as file:
-        rows = [row for row in csv.reader(file, delimiter=delimiter) if row]
+    if label_column is not None and (isinstance(label_column, bool)
+                                     or not isinstance(label_column, (int, np.integer, str))):
+        raise DataError(f"{path}: label_column must be a column index or name, got {label_column!r}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file, delimiter=delimiter)
+            rows = [row for row in reader if row]
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
+    except csv.Error as err:
+        raise DataError(f"{path}, line {reader.line_num}: {err}") from None
+    except (OSError, TypeError) as err:
+        raise DataError(f"{path}: cannot read as CSV ({_reason(err)})") from None
     if not rows:
         raise DataError(f"{path}: empty file")
     names = None
     if header is None:
-        header = any(not _is_number(field) for field in rows[0])
+        header = not any(_is_number(field) for field in rows[0]) and \
+            (len(rows) == 1 or any(_is_number(field) for field in rows[1]))
     if header:
         names, rows = [name.strip() for name in rows[0]], rows[1:]
     if not rows:
@@ -159,7 +217,8 @@ def load_csv(path, label_column=-1, delimiter=",", header=None):
             try:
                 data[n, j] = float(field)
             except ValueError:
-                raise DataError(f"{path}, line {n + first_line}, column {j + 1}: {field!r} is not a number") from None
+                raise DataError(f"{path}, line {n + first_line}, column {j + 1}: {field[:50]!r} is not a number") \
+                    from None
     if column is None:
         return _checked(path, data, None)
     return _checked(path, np.delete(data, column, axis=1), data[:, column])
@@ -188,30 +247,54 @@ def _column(path, label_column, names, width):
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+#: The most dimensions an IDX file may declare (MNIST's have 1 and 3).
+IDX_MAX_DIMENSIONS = 8
+
+
 def read_idx(path):
-    """One IDX array (plain or gzip): magic 0 0 type ndim, ndim big-endian int32 sizes, data."""
-    with open(path, "rb") as file:
-        raw = file.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise DataError(f"{path}: damaged gzip file ({err})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: not an IDX file (the first two bytes must be zero)")
-    type_code, ndim = raw[2], raw[3]
-    if type_code not in IDX_TYPES:
-        raise DataError(f"{path}: unknown IDX data type 0x{type_code:02x}")
-    if ndim == 0 or len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: IDX header truncated or with 0 dimensions")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
-    dtype = np.dtype(IDX_TYPES[type_code])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    body = len(raw) - 4 - 4 * ndim
-    if body != expected:
-        raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) "
-                        f"but the file holds {body} bytes")
-    return np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape).astype(dtype.newbyteorder("="))
+    """One IDX array (plain or gzip): magic 0 0 type ndim, ndim big-endian int32 sizes, data.
+
+    The header is read first and the size it declares checked against the file (exactly,
+    for a plain file; at most :data:`MAX_EXPANSION` times its size, for gzip) before that
+    many bytes are read, so a small file cannot make it read or allocate more.
+    """
+    try:
+        with open(path, "rb") as raw:
+            size = os.fstat(raw.fileno()).st_size
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+            head = stream.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (the first two bytes must be zero)")
+            type_code, ndim = head[2], head[3]
+            if type_code not in IDX_TYPES:
+                raise DataError(f"{path}: unknown IDX data type 0x{type_code:02x}")
+            if not 1 <= ndim <= IDX_MAX_DIMENSIONS:
+                raise DataError(f"{path}: IDX header declares {ndim} dimensions; expected 1 to {IDX_MAX_DIMENSIONS}")
+            dims = stream.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataError(f"{path}: IDX header truncated")
+            shape = struct.unpack(f">{ndim}I", dims)
+            dtype = np.dtype(IDX_TYPES[type_code])
+            expected = dtype.itemsize
+            for d in shape:  # Python integers: no wrap-around
+                expected *= d
+            room = MAX_EXPANSION * size if compressed else size - 4 - 4 * ndim
+            if expected > room or (not compressed and expected != room):
+                raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) but the file "
+                                f"{'cannot hold that many' if compressed else f'holds {room} bytes'}")
+            body = stream.read(expected)
+            if len(body) != expected or stream.read(1):
+                raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) "
+                                f"but the file holds {'fewer' if len(body) != expected else 'more'}")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except DataError:
+        raise
+    except DAMAGE as err:
+        raise DataError(f"{path}: damaged {'gzip' if compressed else 'IDX'} file ({_reason(err)})") from None
+    return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def load_idx(images_path, labels_path=None):
