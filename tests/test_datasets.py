@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scalarbp import datasets
-from scalarbp.datasets import DataError, Standardizer
+from scalarbp.datasets import DataError, Standardizer, files
 
 
 def test_digits_are_embedded_with_a_fixed_stratified_split():
@@ -179,3 +179,127 @@ def test_train_test_split_is_stratified_and_seeded():
     assert sorted(np.concatenate([X_tr, X_te])[:, 0].tolist()) == list(range(100))
     (_, _), (X_te2, _) = datasets.train_test_split(X, y, 0.2, seed=3)
     assert np.array_equal(X_te, X_te2)
+
+
+def idx_file(type_code, shape, body):
+    return bytes([0, 0, type_code, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape) + body
+
+
+def test_a_gzip_idx_file_is_read_no_further_than_its_header_declares(tmp_path):
+    """A 256 MiB stream behind a header declaring 10 bytes: refused after reading 11."""
+    import gzip
+    import tracemalloc
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as file:
+        file.write(idx_file(0x08, (10,), b""))
+        zeros = bytes(1 << 20)
+        for _ in range(256):
+            file.write(zeros)
+    assert path.stat().st_size < 2 << 20
+    tracemalloc.start()
+    with pytest.raises(DataError, match="but the file holds more"):
+        files.read_idx(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+@pytest.mark.parametrize("content, message", [
+    (idx_file(0x08, (3340214413, 2761311370, 2), bytes(4)), r"shape \(3340214413, 2761311370, 2\)"),
+    (idx_file(0x08, (0, 28, 28), b""), r"no samples \(X has shape \(0, 28, 28\)\)"),
+    (bytes([0, 0, 0x08, 255]) + bytes(4 * 255), "declares 255 dimensions"),
+    (bytes([0, 0, 0x08, 3, 0, 0]), "IDX header truncated"),
+])
+def test_an_idx_header_is_checked_before_anything_is_read(tmp_path, content, message):
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        files.load_idx(path)
+    gz = tmp_path / "x-idx3-ubyte.gz"
+    import gzip
+    gz.write_bytes(gzip.compress(content))
+    with pytest.raises(DataError, match=message):
+        files.load_idx(gz)
+
+
+def test_a_corrupt_gzip_file_is_a_data_error(tmp_path):
+    import gzip
+    raw = bytearray(gzip.compress(idx_file(0x08, (100,), bytes(range(100)))))
+    raw[12:20] = b"\xff" * 8
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="labels-idx1-ubyte.gz: damaged gzip file"):
+        files.read_idx(path)
+
+
+def test_npy_files_that_lie_about_their_size_or_hold_one_number_are_data_errors(tmp_path):
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 9, 10 ** 9)})
+    (tmp_path / "huge.npy").write_bytes(buffer.getvalue() + bytes(80))
+    with pytest.raises(DataError, match="huge.npy: the header says shape"):
+        files.load_npy(tmp_path / "huge.npy")
+    np.save(tmp_path / "scalar.npy", np.float64(3))
+    with pytest.raises(DataError, match="scalar.npy: X is a single number"):
+        files.load_npy(tmp_path / "scalar.npy")
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (")
+    with pytest.raises(DataError, match="cut.npy: cannot read as .npy"):
+        files.load_npy(tmp_path / "cut.npy")
+
+
+def test_an_npz_member_declaring_more_than_the_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import tracemalloc
+    import zipfile
+    monkeypatch.setattr(files, "MAX_DATA_BYTES", 8 << 20)
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("X.npy", "w", force_zip64=True) as member:
+            zeros = bytes(1 << 20)
+            for _ in range(64):
+                member.write(zeros)
+    tracemalloc.start()
+    with pytest.raises(DataError, match="bomb.npz: member X.npy declares 67108864 bytes, more than the limit"):
+        files.load_npz(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+@pytest.mark.parametrize("first_line", ["\ufeff0.5,1,0", "0x10,1,0", "2O,1,0"])
+def test_a_malformed_or_marked_first_row_is_never_taken_for_a_header(tmp_path, first_line):
+    rows = [first_line] + [f"{n / 10},{n % 3},{n % 2}" for n in range(1, 20)]
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    if first_line.startswith("\ufeff"):  # a byte-order mark is not part of the first field
+        X, y = files.load_csv(path)
+        assert len(X) == 20 and X[0, 0] == 0.5
+    else:
+        with pytest.raises(DataError, match=f"line 1, column 1: '{first_line[:2]}"):
+            files.load_csv(path)
+
+
+def test_a_text_header_is_still_detected_and_can_be_forced(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    X, y = files.load_csv(path)
+    assert X.shape == (2, 2)
+    with pytest.raises(DataError, match="line 1, column 1: 'a' is not a number"):
+        files.load_csv(path, header=False)
+
+
+@pytest.mark.parametrize("content, kwargs, message", [
+    ("caf\xe9,1\n".encode("latin-1"), {}, "data.csv: not UTF-8 text"),
+    (b"1," + b"9" * 200000 + b"\n", {}, "data.csv, line 1: field larger than field limit"),
+    (b"1,2\n", {"label_column": 1.5}, "data.csv: label_column must be a column index or name, got 1.5"),
+])
+def test_csv_failures_of_decoding_parsing_and_arguments_are_data_errors(tmp_path, content, kwargs, message):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        files.load_csv(path, **kwargs)
+
+
+def test_whole_number_float_labels_beyond_2_to_the_53_stay_floats(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((3, 2)), y=np.array([1e20, 0.0, 1.0]))
+    _, y = files.load_npz(tmp_path / "d.npz")
+    assert y.dtype == np.float64 and y[0] == 1e20

@@ -26,6 +26,9 @@ class DataError(ValueError):
 #: expand to, per byte of the file (deflate itself stays under 1032).
 MAX_EXPANSION = 1032
 
+#: The most bytes of array data any one file may hold (raise it for larger data sets).
+MAX_DATA_BYTES = 1 << 34
+
 #: What a damaged file raises inside the readers this module uses, turned into DataError.
 DAMAGE = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, csv.Error, UnicodeDecodeError,
           NotImplementedError, RuntimeError, SyntaxError, OverflowError, MemoryError, struct.error, KeyError,
@@ -111,9 +114,10 @@ def load_npz(path, x_key="X", y_key="y"):
         with zipfile.ZipFile(path) as archive:
             size = os.fstat(archive.fp.fileno()).st_size
             for info in archive.infolist():
-                if info.file_size > MAX_EXPANSION * max(info.compress_size, 1) or info.compress_size > size:
+                if info.file_size > min(MAX_EXPANSION * max(info.compress_size, 1), MAX_DATA_BYTES) \
+                        or info.compress_size > size:
                     raise DataError(f"{path}: member {info.filename} declares {info.file_size} bytes, more than "
-                                    f"the file can hold")
+                                    f"the limit (files.MAX_DATA_BYTES) or than the file can hold")
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise DataError(f"{path}: not an .npz archive")
@@ -280,7 +284,7 @@ def read_idx(path):
             expected = dtype.itemsize
             for d in shape:  # Python integers: no wrap-around
                 expected *= d
-            room = MAX_EXPANSION * size if compressed else size - 4 - 4 * ndim
+            room = min(MAX_EXPANSION * size, MAX_DATA_BYTES) if compressed else size - 4 - 4 * ndim
             if expected > room or (not compressed and expected != room):
                 raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) but the file "
                                 f"{'cannot hold that many' if compressed else f'holds {room} bytes'}")
