@@ -14,6 +14,10 @@ from .losses import DEFAULT_LOSS, LOSSES, OUTPUTS
 
 DTYPES = ("float32", "float64")
 
+#: The most classes a softmax output is given from labels: more distinct labels than this
+#: are a regression target or a mistake, not a 10,001-way classification.
+MAX_CLASSES = 10_000
+
 
 def choice(kind, value, allowed):
     """``value`` if it is one of ``allowed`` (names), else a ValueError listing them."""
@@ -188,6 +192,19 @@ def labels(y, n_classes):
     if y.size and (y.min() < 0 or y.max() >= n_classes):  # before the cast: 1e20 would wrap
         raise ValueError(f"labels must lie in [0, {n_classes}), got values from {y.min():g} to {y.max():g}")
     return y.astype(np.int64)
+
+
+def encode(labels):
+    """``(classes, indices)``: the distinct labels that occur, sorted, and each label's
+    index among them (as scikit-learn encodes labels); absurd class counts are refused."""
+    labels = real_array("labels", labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "biu":
+        raise ValueError(f"class labels must be 1-D integers, got shape {labels.shape} and dtype {labels.dtype}")
+    found, indices = np.unique(labels, return_inverse=True)
+    if found.shape[0] > MAX_CLASSES:
+        raise ValueError(f"{found.shape[0]} distinct labels: more than {MAX_CLASSES} classes for a softmax; "
+                         f"for a numeric target use regression (an identity output)")
+    return found.astype(np.int64), indices.reshape(-1)
 
 
 def classes(value, width):

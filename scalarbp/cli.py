@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import __version__, datasets
+from . import __version__, checks, datasets
 from .activations import HIDDEN
 from .backends import ALL, BACKENDS
 from .losses import LOSSES, OUTPUTS
@@ -116,13 +116,21 @@ def cmd_train(args):
             (X, y), (X_test, y_test) = datasets.train_test_split(X, y, args.test_fraction, seed=args.seed)
         source = f"{args.data} ({len(X)} train / {len(X_test)} test)"
     y_arr = np.asarray(y)
-    classes = int(max(y_arr.max(), np.max(y_test)) + 1) if y_arr.ndim == 1 and y_arr.dtype.kind in "iub" else None
-    if args.output in ("softmax",) and classes is None:
-        raise UsageError("softmax output needs integer class labels; use --output identity for regression")
-    K = classes if args.output == "softmax" else (1 if y_arr.ndim == 1 else y_arr.shape[1])
+    classes = None
+    if args.output == "softmax":
+        if y_arr.ndim != 1 or y_arr.dtype.kind not in "iub":
+            raise UsageError("softmax output needs integer class labels; use --output identity for regression")
+        classes, encoded = checks.encode(np.concatenate([y_arr, np.asarray(y_test).reshape(-1)]))
+        y, y_fit_test = encoded[:len(y_arr)], encoded[len(y_arr):]
+        K = len(classes)
+        if np.array_equal(classes, np.arange(K)):
+            classes = None  # labels 0..K-1 are their own indices
+    else:
+        K, y_fit_test = (1 if y_arr.ndim == 1 else y_arr.shape[1]), y_test
     sizes = [X.shape[1], *args.hidden_sizes, K]
     net = MLP(sizes, hidden=_activation(args), output=args.output, loss=args.loss, l2=args.l2, dtype=args.dtype,
               seed=args.seed)
+    net.classes = classes
     if not args.no_standardize:
         net.standardizer = datasets.Standardizer().fit(X)
     optimizer = _optimizer(args)
@@ -130,7 +138,7 @@ def cmd_train(args):
           f"batch {args.batch_size}, backend {args.backend}", flush=True)
     start = time.perf_counter()
     history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=optimizer,
-                      seed=args.seed, validation_data=(X_test, y_test), early_stopping=args.early_stopping,
+                      seed=args.seed, validation_data=(X_test, y_fit_test), early_stopping=args.early_stopping,
                       patience=args.patience, backend=args.backend,
                       verbose=0 if args.quiet else 2)
     if args.quiet and history.epochs:
@@ -191,7 +199,7 @@ def cmd_evaluate(args):
     if y is None:
         raise UsageError(f"{args.data}: evaluation needs labels or targets")
     X = _width(net, X, args.data)
-    J, _, _ = net.loss_and_grad(net.transform(X), y, backend=args.backend)
+    J, _, _ = net.loss_and_grad(net.transform(X), net.class_indices(y), backend=args.backend)
     name = "accuracy" if net.is_classifier else "R^2"
     print(f"{net}\nsamples: {len(X)}\nloss: {J:.4f}\n{name}: {net.score(X, y, backend=args.backend):.4f}")
 

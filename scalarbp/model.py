@@ -353,12 +353,29 @@ class MLP:
         return self.forward(self.transform(checks.inputs(X, self.sizes[0], self.dtype)), backend)
 
     def predict(self, X, backend="scalar"):
-        """Class labels for classifiers (see :func:`scalarbp.metrics.predictions`), else values."""
-        return metrics.predictions(self, self.predict_proba(X, backend))
+        """Class labels for classifiers (see :func:`scalarbp.metrics.predictions`; the
+        original labels when :attr:`classes` is set), else values."""
+        predicted = metrics.predictions(self, self.predict_proba(X, backend))
+        return predicted if self.classes is None or self.output != "softmax" else self.classes[predicted]
+
+    def class_indices(self, y):
+        """Labels ``y`` as the output unit of each (indices into :attr:`classes` when it is
+        set; labels it does not hold are refused, naming them)."""
+        y = checks.real_array("y", y)
+        if self.classes is None or y.ndim != 1:
+            return y
+        at = np.minimum(np.searchsorted(self.classes, y), len(self.classes) - 1)
+        unknown = self.classes[at] != y
+        if unknown.any():
+            raise ValueError(f"y holds labels the model was not trained on: {np.unique(y[unknown])[:5].tolist()}")
+        return at
 
     def score(self, X, y, backend="scalar"):
-        """Accuracy for classifiers, R^2 for regression."""
-        return metrics.score(self, self.predict_proba(X, backend), y)
+        """Accuracy for classifiers, R^2 for regression; ``y`` is checked as ``fit`` checks it."""
+        F = self.predict_proba(X, backend)
+        y = self.class_indices(y)
+        checks.targets(y, F.shape[0], self.sizes[-1], self.loss, self.dtype)
+        return metrics.score(self, F, y)
 
     # --- persistence -------------------------------------------------------------------------
 

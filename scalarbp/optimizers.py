@@ -137,10 +137,23 @@ def _update_block(code, theta, g, s0, s1, s2, c):
             rule(code, theta, g, s0, s1, s2, m, c)
 
 
+@njit(cache=True, fastmath={"reassoc"})  # reassociation only: x - x must stay NaN for inf
+def _nonfinite(theta):
+    """0 if every entry of ``theta`` is finite, else NaN: the sum of ``x - x``."""
+    s = theta.dtype.type(0)
+    for m in range(theta.shape[0]):
+        s += theta[m] - theta[m]
+    return s
+
+
 def _update_blocks(code, theta, g, states, c):
+    bad = 0.0
     for block in prange((theta.shape[0] + BLOCK - 1) // BLOCK):
-        _update_block(code, _block(theta, block), _block(g, block), _block(states[0], block),
+        theta_block = _block(theta, block)
+        _update_block(code, theta_block, _block(g, block), _block(states[0], block),
                       _block(states[1], block), _block(states[2], block), c)
+        bad += _nonfinite(theta_block)  # (read back while the block is in the cache)
+    return bad
 
 
 _update_serial, _update_parallel = serial_and_parallel(_update_blocks, fastmath=False)
@@ -148,12 +161,17 @@ _update_serial, _update_parallel = serial_and_parallel(_update_blocks, fastmath=
 
 @njit(cache=True, error_model="numpy")  # no fastmath: the coefficients round as written
 def update(code, theta, g, states, hyper, t):
-    """One step of rule ``code`` on every parameter, in place; ``t`` counts from 1."""
+    """One step of rule ``code`` on every parameter, in place; ``t`` counts from 1.
+
+    Returns True if every new parameter is finite: a finite gradient can still give an
+    update that overflows (a huge learning rate), and the caller then rolls back.
+    """
     c = coefficients(code, hyper, t, theta)
     if theta.shape[0] >= PARALLEL_ELEMENTS:
-        _update_parallel(code, theta, g, states, c)
+        bad = _update_parallel(code, theta, g, states, c)
     else:
-        _update_serial(code, theta, g, states, c)
+        bad = _update_serial(code, theta, g, states, c)
+    return bad == 0
 
 
 class Optimizer:
@@ -221,10 +239,12 @@ class Optimizer:
         return self.code, states, self.hyper_array(), float(self.t)
 
     def step(self, theta, g):
-        """One update of ``theta`` in place from the gradient ``g``."""
+        """One update of ``theta`` in place from the gradient ``g``; returns True if the new
+        parameters are all finite (see :func:`update`)."""
         code, states, hyper, t = self.arguments(theta)
-        update(code, theta, g, states, hyper, t + 1)
+        finite = update(code, theta, g, states, hyper, t + 1)
         self.t += 1
+        return finite
 
 
 class SGD(Optimizer):

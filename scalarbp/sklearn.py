@@ -10,11 +10,13 @@ import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("scalarbp.sklearn needs scikit-learn: pip install 'scalarbp[sklearn]'") from err
 
+from . import checks
 from .model import MLP
 
 try:
@@ -41,9 +43,12 @@ class _ScalarMLP(BaseEstimator):
         self.random_state = random_state
 
     def _fit(self, X, targets, n_outputs, output):
-        sizes = [X.shape[1], *np.atleast_1d(self.hidden_layer_sizes).astype(int).tolist(), n_outputs]
-        seed = self.random_state if self.random_state is None else int(np.random.default_rng(
-            self.random_state if isinstance(self.random_state, (int, np.integer)) else None).integers(2 ** 31))
+        hidden = self.hidden_layer_sizes
+        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        sizes = [X.shape[1], *(checks.integer("hidden_layer_sizes", d, 1) for d in hidden), n_outputs]
+        # One draw from the random_state, as scikit-learn's estimators do: an int or a fresh
+        # RandomState(0) gives the same model every time; None a new one.
+        seed = int(check_random_state(self.random_state).randint(2 ** 31))
         self.net_ = MLP(sizes, hidden=self.activation, output=output, l2=self.l2, dtype=self.dtype, seed=seed)
         self.history_ = self.net_.fit(X, targets, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                       optimizer=self.optimizer, seed=seed, backend=self.backend)

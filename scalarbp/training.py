@@ -1,23 +1,33 @@
 """The training loop: minibatches, an optimiser, validation, early stopping.
 
 This is the thin Python layer of the design: per epoch it orders the samples and hands
-runs of up to ``STEPS_PER_CALL`` minibatches to the backend's stepper
-(:meth:`scalarbp.backends.Backend.stepper`: compiled on the scalar and cuda backends,
-step by step from Python on the others and for data on disk), then validates.  Results
-depend only on the data, the seed and the number of epochs already trained
-(``net.epochs_trained``), never on the number of threads.
+runs of minibatches (sized to take about :data:`SECONDS_PER_CALL`) to the backend's
+stepper (:meth:`scalarbp.backends.Backend.stepper`: compiled on the scalar and cuda
+backends, step by step from Python on the others and for data on disk), then validates.
+Results depend only on the data, the seed and the counters ``net.epochs_trained`` and
+``net.epoch_steps``, never on the number of threads or on how the steps were grouped.
+
+Nothing is lost: the counters always describe the weights; Ctrl-C stops at the end of
+the current run of steps and raises :class:`TrainingInterrupted` (the next ``fit``
+finishes the interrupted epoch, in the same order); a step whose loss, gradient or
+update is not finite raises :class:`DivergedError` with the weights of the last good
+step.
 """
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import backends, checks, metrics, optimizers
+from .backends import BAD_UPDATE
 
 
 class DivergedError(FloatingPointError):
-    """The loss or the gradient became NaN or inf; the net keeps the last finite weights.
+    """The loss, the gradient or the updated weights became NaN or inf; the net keeps the
+    weights of the last good step, and its counters describe them.
 
     ``history`` holds the epochs completed before the divergence.
     """
@@ -25,6 +35,38 @@ class DivergedError(FloatingPointError):
     def __init__(self, message, history):
         super().__init__(message)
         self.history = history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during ``fit``: training stopped at a step boundary, the net holds
+    the weights of the last completed step and its counters describe them.
+
+    ``history`` holds the epochs completed before the interruption.
+    """
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+class Snapshot:
+    """The weights and everything that describes them (optimiser state and step count,
+    epoch counters): what a rollback restores."""
+
+    def __init__(self, net):
+        opt = net.optimizer
+        self.theta = net.theta.copy()
+        self.state = {} if opt is None else {key: value.copy() for key, value in opt.state.items()}
+        self.t = None if opt is None else opt.t
+        self.epochs_trained, self.epoch_steps = net.epochs_trained, net.epoch_steps
+
+    def restore(self, net):
+        net.theta[...] = self.theta
+        if net.optimizer is not None:
+            for key, value in net.optimizer.state.items():  # (state made after the snapshot was zero)
+                value[...] = self.state[key] if key in self.state else 0
+            net.optimizer.t = self.t
+        net.epochs_trained, net.epoch_steps = self.epochs_trained, self.epoch_steps
 
 
 @dataclass
@@ -59,17 +101,28 @@ class Batches:
     """Gathers minibatches of (X, T) rows into reusable buffers of the net's dtype.
 
     ``X`` may be a ``numpy.memmap`` larger than memory: only the rows of one minibatch
-    are read at a time, and each is checked for NaN/inf as it is read.  The net's
-    standardizer, if any, is applied to each minibatch as it is gathered.
+    are read at a time, and each is checked for NaN/inf as it is read.  ``subset`` (sorted
+    sample indices, or None for all) names the training samples, so a validation split
+    needs no copy of X.  The net's standardizer, if any, is applied to each minibatch as
+    it is gathered.
     """
 
-    def __init__(self, net, X, y, batch_size):
-        self.X, self.N = _rows(net, X)
-        self.labels, self.T = _targets(net, y, self.N)
+    def __init__(self, net, X, y, batch_size, subset=None):
+        self.X, N = _rows(net, X)
+        self.labels, self.T = _targets(net, y, N)
+        self.subset = np.arange(N) if subset is None else subset
+        self.N = self.subset.shape[0]
         self.xb = np.empty((batch_size, net.sizes[0]), net.dtype)
         self.tb = np.empty((batch_size, net.sizes[-1]), net.dtype)
         self.in_memory = not isinstance(self.X, np.memmap)  # (then X is validated already)
         self.standardizer = net.standardizer
+
+    def order(self, shuffle, seed, epoch):
+        """The sample indices of an epoch, in the order its minibatches take them: a new
+        permutation per epoch (picked by the seed and the epoch number) or the data's own."""
+        if not shuffle:
+            return self.subset
+        return self.subset[np.random.default_rng([seed, epoch]).permutation(self.N)]
 
     def gather(self, rows):
         n = rows.shape[0]
@@ -91,9 +144,8 @@ class Batches:
         return xb, tb
 
     def whole(self):
-        """The training data as compiled loops take it: ``(X, labels, Y)``, X standardised
-        once and of the net's dtype; ``labels`` int64 class labels (then ``Y`` is empty) or
-        empty."""
+        """The data as compiled loops take it: ``(X, labels, Y)``, X standardised once and
+        of the net's dtype; ``labels`` int64 class labels (then ``Y`` is empty) or empty."""
         X = self.X if self.standardizer is None else self.standardizer.transform(self.X)
         X = np.ascontiguousarray(X, dtype=self.xb.dtype)
         labels = self.labels if self.labels is not None else np.empty(0, np.int64)
@@ -117,7 +169,7 @@ def _rows(net, X):
 
 def _targets(net, y, N):
     """(labels, None) for class labels of a multi-unit output, else (None, targets)."""
-    y_array = np.asarray(y)
+    y_array = checks.real_array("Y", y)
     if y_array.ndim == 1 and net.sizes[-1] > 1:
         if y_array.shape[0] != N:
             raise ValueError(f"Y has {y_array.shape[0]} rows but X has {N} samples")
@@ -136,22 +188,59 @@ def _optimizer(net, optimizer, lr):
     return net.optimizer
 
 
-def _split(X, y, fraction, seed):
-    """A random ``fraction`` of the samples held out for validation."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"validation_fraction must lie in [0, 1), got {fraction}")
-    N = len(X)
+def _split(N, fraction, seed):
+    """Sorted indices of the training and validation samples: a random ``fraction`` held out."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)) \
+            or not 0 < fraction < 1:
+        raise ValueError(f"validation_fraction must lie in [0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * N)))
     if n_val >= N:
         raise ValueError(f"validation_fraction={fraction} leaves no training samples out of {N}")
     order = np.random.default_rng([seed, 2 ** 31]).permutation(N)
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    y = np.asarray(y)
-    return (X[train], y[train]), (np.asarray(X[val]), y[val])
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-#: Minibatch steps per call into the training loop: the progress bar moves between calls.
+#: Wall time aimed at per call into the backend's stepper: Ctrl-C and the progress bar
+#: wait at most about this long.
+SECONDS_PER_CALL = 0.2
+
+#: The most minibatch steps per call.
 STEPS_PER_CALL = 256
+
+
+class CallSizes:
+    """How many steps the next call runs: one at first, then as many as fit in
+    :data:`SECONDS_PER_CALL` at the measured pace (at most 4 times more per call)."""
+
+    def __init__(self):
+        self.steps = 1
+
+    def measured(self, steps, seconds):
+        pace = seconds / max(steps, 1)
+        fit = SECONDS_PER_CALL / pace if pace > 0 else STEPS_PER_CALL
+        self.steps = int(min(max(fit, 1), 4 * self.steps, STEPS_PER_CALL))
+
+
+class Interrupts:
+    """While active, Ctrl-C (SIGINT) sets :attr:`requested` instead of raising at an
+    arbitrary point; the loop checks it between calls.  (Only in the main thread, where
+    Python delivers signals.)"""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=True, seed=None,
@@ -159,72 +248,121 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
         backend="scalar", verbose=0):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
     engine = backends.get(backend)
-    for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("patience", patience, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2 ** 63))
+    epochs = checks.integer("epochs", epochs, 0)
+    batch_size = checks.integer("batch_size", batch_size, 1)
+    patience = checks.integer("patience", patience, 1)
+    verbose = checks.integer("verbose", verbose, 0)
+    shuffle = checks.boolean("shuffle", shuffle)
+    early_stopping = checks.boolean("early_stopping", early_stopping)
+    seed = int(np.random.default_rng().integers(2 ** 63)) if seed is None else checks.integer("seed", seed, 0)
+    with net.in_use():
+        return _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
+                    validation_fraction, early_stopping, patience, verbose)
+
+
+def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
+         validation_fraction, early_stopping, patience, verbose):
+    subset = None
     if validation_fraction:
         if validation_data is not None:
             raise ValueError("give validation_data or validation_fraction, not both")
-        (X, y), validation_data = _split(X, y, validation_fraction, seed)
+        subset, held_out = _split(len(X), validation_fraction, seed)
+        validation_data = (np.asarray(X[held_out]), np.asarray(y)[held_out])
+    batch_size = min(batch_size, len(X) if subset is None else len(subset))
     opt = _optimizer(net, optimizer, lr)
-    batches = Batches(net, X, y, min(batch_size, len(X)))
+    batches = Batches(net, X, y, batch_size, subset)
     validation = None
     if validation_data is not None:
         X_val, y_val = validation_data
         X_val = net.transform(checks.inputs(X_val, net.sizes[0], net.dtype))
         validation = (X_val, checks.targets(y_val, X_val.shape[0], net.sizes[-1], net.loss, net.dtype), y_val)
+    n_batches = -(-batches.N // batch_size)
+    if net.epoch_steps >= n_batches:
+        raise ValueError(f"the net stopped {net.epoch_steps} steps into an epoch, but this data and batch size "
+                         f"make epochs of {n_batches} steps; give the same data and batch_size to finish it, "
+                         f"or set net.epoch_steps = 0 to start a new epoch")
 
     history = History(score_name="accuracy" if net.is_classifier else "r2")
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2)
     step = engine.stepper(net, batches)
-    n_batches = -(-batches.N // batch_size)
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        if shuffle:
-            order = np.random.default_rng([seed, net.epochs_trained]).permutation(batches.N)
-        else:
-            order = np.arange(batches.N)
-        total = 0.0
-        for b0 in range(0, n_batches, STEPS_PER_CALL):
-            b1 = min(b0 + STEPS_PER_CALL, n_batches)
-            rows = order[b0 * batch_size:b1 * batch_size]
-            done, losses = step(rows, batch_size, grad)
-            sizes = np.minimum(batch_size, rows.shape[0] - batch_size * np.arange(done))
-            total += float(np.dot(losses[:done], sizes))
-            if done < b1 - b0:
-                J = losses[done]
-                what = "the gradient holds NaN or inf" if np.isfinite(J) else f"the loss is {J}"
-                raise DivergedError(
-                    f"training diverged at epoch {net.epochs_trained + 1}, step {b0 + done + 1}: {what}; "
-                    f"the weights are the last finite ones (before this step). Try a smaller learning "
-                    f"rate (lr={opt.lr}).", history)
-            progress.update(epoch, epochs, b1, n_batches)
-        net.epochs_trained += 1
-        history.loss.append(total / batches.N)
-        if validation is not None:
-            X_val, T_val, y_val = validation
-            history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
-            history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
-        history.seconds.append(time.perf_counter() - start)
-        progress.done()
-        if verbose:
-            print(epoch_line(history, epoch, epochs), flush=True)
+    sizes = CallSizes()
+    sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
+    with Interrupts() as interrupts:
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            order = batches.order(shuffle, seed, net.epochs_trained)
+            first = net.epoch_steps
+            snapshot = Snapshot(net)
+            losses = np.zeros(n_batches)
+            b = first
+            while b < n_batches:
+                b1 = min(b + sizes.steps, n_batches)
+                began = time.perf_counter()
+                done, tried, reason = step(order[b * batch_size:b1 * batch_size], batch_size, grad)
+                sizes.measured(done, time.perf_counter() - began)
+                losses[b:b + done] = tried[:done]
+                b += done
+                net.epoch_steps = b
+                if reason:
+                    raise _diverged(net, step, order, batch_size, grad, snapshot, b, tried[done], reason,
+                                    opt, history)
+                progress.update(epoch, epochs, b, n_batches)
+                if interrupts.requested:
+                    progress.done()
+                    raise _interrupted(net, n_batches, history)
+            net.epochs_trained += 1
+            net.epoch_steps = 0
+            history.loss.append(float(np.dot(losses[first:], sample_counts[first:]) / sample_counts[first:].sum()))
+            if validation is not None:
+                X_val, T_val, y_val = validation
+                history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
+                history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
+            history.seconds.append(time.perf_counter() - start)
+            progress.done()
+            if verbose:
+                print(epoch_line(history, epoch, epochs), flush=True)
 
-        if early_stopping:
-            monitored = history.val_loss[-1] if validation is not None else history.loss[-1]
-            if monitored < best[0]:
-                best = (monitored, epoch, net.theta.copy())
-            elif epoch - best[1] >= patience:
-                history.stopped_early = True
-                break
+            if early_stopping:
+                monitored = history.val_loss[-1] if validation is not None else history.loss[-1]
+                if monitored < best[0]:
+                    best = (monitored, epoch, Snapshot(net))
+                elif epoch - best[1] >= patience:
+                    history.stopped_early = True
+                    break
+            if interrupts.requested and epoch + 1 < epochs:  # (during validation)
+                raise _interrupted(net, n_batches, history)
     if early_stopping and best[2] is not None:
-        net.theta[...] = best[2]
+        best[2].restore(net)  # the best epoch's weights, with the counters that describe them
         history.best_epoch = best[1]
     return history
+
+
+def _interrupted(net, n_batches, history):
+    where = f"step {net.epoch_steps} of {n_batches} of epoch {net.epochs_trained + 1}" if net.epoch_steps else \
+        f"the end of epoch {net.epochs_trained}"
+    return TrainingInterrupted(f"training interrupted at {where}; the weights and counters are those of that "
+                               f"point, and the next fit continues from it", history)
+
+
+def _diverged(net, step, order, batch_size, grad, snapshot, b, J, reason, opt, history):
+    """The DivergedError for step ``b`` of this epoch, the net left with the weights of
+    step ``b - 1``: when the step's update was applied, by restoring the epoch's snapshot
+    and replaying the steps since (bit for bit the same: the steps are deterministic)."""
+    if reason == BAD_UPDATE:
+        first = snapshot.epoch_steps
+        snapshot.restore(net)
+        if b > first:
+            step(order[first * batch_size:b * batch_size], batch_size, grad)
+        net.epoch_steps = b
+        what = "the update gave NaN or inf weights"
+    else:
+        what = "the gradient holds NaN or inf" if np.isfinite(J) else f"the loss is {J}"
+    return DivergedError(
+        f"training diverged at epoch {net.epochs_trained + 1}, step {b + 1}: {what}; "
+        f"the weights are the last finite ones (before this step). Try a smaller learning "
+        f"rate (lr={opt.lr}).", history)
 
 
 def epoch_line(history, epoch, epochs):

@@ -17,6 +17,9 @@ import numpy as np
 
 from ..checks import choice
 
+#: Why a stepper stopped early (see :meth:`Backend.stepper`).
+BAD_GRADIENT, BAD_UPDATE = 1, 2
+
 #: The backends that run on the CPU, always available.
 BACKENDS = ("scalar", "literal", "row", "column")
 
@@ -43,11 +46,14 @@ class Backend(abc.ABC):
         gradient, flat like ``net.theta`` (written into ``grad`` when one is given)."""
 
     def stepper(self, net, data):
-        """A function ``steps(rows, batch_size, grad) -> (steps applied, losses)`` that runs
-        the minibatches of the sample indices ``rows`` with ``net.optimizer``, stopping
-        before a step whose loss or gradient is not finite (``losses`` then holds its loss
-        last).  ``data`` is a :class:`scalarbp.training.Batches`.  This default runs the
-        steps one by one from Python; a backend may run them in compiled code."""
+        """A function ``steps(rows, batch_size, grad) -> (steps applied, losses, reason)``
+        that runs the minibatches of the sample indices ``rows`` with ``net.optimizer``.
+        It stops early when a step's loss or gradient is not finite (``reason``
+        :data:`BAD_GRADIENT`: the step is not applied) or its update gives a parameter that
+        is not finite (:data:`BAD_UPDATE`: the step is applied, and the caller rolls back);
+        ``losses`` then holds that step's loss last.  ``data`` is a
+        :class:`scalarbp.training.Batches`.  This default runs the steps one by one from
+        Python; a backend may run them in compiled code."""
         def steps(rows, batch_size, grad):
             losses = []
             for start in range(0, rows.shape[0], batch_size):
@@ -55,9 +61,10 @@ class Backend(abc.ABC):
                 J, _ = self.loss_and_grad(net, xb, tb, grad)
                 losses.append(J)
                 if not (np.isfinite(J) and np.isfinite(grad.sum())):
-                    return len(losses) - 1, np.array(losses)
-                net.optimizer.step(net.theta, grad)
-            return len(losses), np.array(losses)
+                    return len(losses) - 1, np.array(losses), BAD_GRADIENT
+                if not net.optimizer.step(net.theta, grad):
+                    return len(losses) - 1, np.array(losses), BAD_UPDATE
+            return len(losses), np.array(losses), 0
         return steps
 
     def held(self, net, fits, make):

@@ -32,7 +32,7 @@ import numpy as np
 from ..activations import IDENTITY, derivative, activation
 from ..losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import coefficients, rule
-from . import Backend
+from . import BAD_GRADIENT, BAD_UPDATE, Backend
 
 import numba
 
@@ -222,7 +222,8 @@ def _kernels(dtype):
         """J of the step (mean loss + penalty) into ``state[3 + step]``; a NaN or inf J or a
         raised ``state[2]`` marks the run diverged.
 
-        ``state[0]`` is the diverged flag (0 or 1), ``state[1]`` the first failed step.  One
+        ``state[0]`` says why the run stopped (0: it did not; else ``BAD_GRADIENT`` or
+        ``BAD_UPDATE``), ``state[1]`` the first failed step.  One
         block: each thread sums a strided share of the losses and penalties, thread 0 adds
         the shares in order, so J does not depend on timing.
         """
@@ -243,17 +244,21 @@ def _kernels(dtype):
             J = loss / losses.shape[0] + 0.5 * l2 * penalty
             state[3 + step] = J
             if (state[2] != 0 or not math.isfinite(J)) and state[0] == 0:
-                state[0] = 1
+                state[0] = BAD_GRADIENT
                 state[1] = step
             state[2] = 0
 
     @cuda.jit
-    def update(code, theta, g, s0, s1, s2, hyper, t, state):
+    def update(code, theta, g, s0, s1, s2, hyper, t, step, state):
         """The optimiser's rule (:func:`scalarbp.optimizers.rule`) on every parameter at step
-        ``t``, skipped once the run has diverged."""
+        ``t``, skipped once the run has diverged; a new parameter that is NaN or inf marks
+        the run diverged in its update (``state[0] = BAD_UPDATE``, the caller rolls back)."""
         m = cuda.grid(1)
         if m < theta.shape[0] and state[0] == 0:
             rule(code, theta, g, s0, s1, s2, m, coefficients(code, hyper, t, theta))
+            if not math.isfinite(theta[m]):
+                state[0] = BAD_UPDATE
+                state[1] = step
 
     _KERNELS[dtype] = kernels = dict(forward_layer=forward_layer, delta_layer=delta_layer,
                                      weight_grad=weight_grad, bias_grad=bias_grad, output_layer=output_layer,
@@ -404,7 +409,8 @@ class Trainer:
         self.dev, self.plans = None, {}
 
     def steps(self, rows, batch_size, grad):
-        """Run the minibatches of ``rows``; returns (steps applied, losses of the steps tried)."""
+        """Run the minibatches of ``rows``; returns (steps applied, losses of the steps
+        tried, why it stopped early or 0), as :meth:`.Backend.stepper` describes."""
         net, opt = self.net, self.net.optimizer
         dev = self.backend.device_net(net, batch_size)
         if dev is not self.dev:  # (validation in between may have grown the device copy)
@@ -428,14 +434,15 @@ class Trainer:
                                                                                start, xb, yb)
             _run(launches, b)
             dev.k["update"][_grid1(net.theta.shape[0])](code, dev.theta, dev.grad, *d_states, d_hyper, t + b + 1,
-                                                        state)
+                                                        b, state)
         result = state.copy_to_host()
-        done = int(result[1]) if result[0] else n_steps
-        opt.t += done
+        reason = int(result[0])
+        done = int(result[1]) if reason else n_steps
+        opt.t += done + (reason == BAD_UPDATE)
         dev.theta.copy_to_host(net.theta)
         for host, device in zip(states, d_states):
             device.copy_to_host(host)
-        return done, result[3:3 + n_steps]
+        return done, result[3:3 + n_steps], reason
 
     def plan(self, dev, n):
         """For minibatches of ``n`` samples: the batch's device buffers and the step's

@@ -26,6 +26,7 @@ from ..activations import IDENTITY, activation as g, derivative as g_prime
 from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import update
+from . import BAD_GRADIENT, BAD_UPDATE
 from .jit import PARALLEL_ELEMENTS, kernel, serial_and_parallel
 from .products import delta_sum, forward_sum, weight_grad_sum
 
@@ -130,9 +131,11 @@ def train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, order, 
     rows of ``labels`` when it is not empty, else rows of ``Y``).  Each step computes J and
     the gradient, checks both are finite, then applies the optimiser: ``optimizer`` is
     ``(code, states, hyper, t)`` as :func:`scalarbp.optimizers.update` takes them, ``t``
-    the step count before the epoch.  Returns the number of steps applied; a step with a
-    NaN or inf loss or gradient is not applied and ends the epoch early, so theta keeps
-    the last finite weights.
+    the step count before the epoch.  Returns ``(steps, reason)``: ``reason`` 0 when all
+    ``steps`` ran; 1 when the next step's loss or gradient was NaN or inf (it is not
+    applied, so theta keeps the last finite weights); 2 when the next step's update gave
+    a NaN or inf parameter (theta and the optimiser state then hold that step's values,
+    and the caller rolls back: :func:`scalarbp.training.fit`).
     """
     code, states, hyper, t = optimizer
     d, K = X.shape[1], layers[layers.shape[0] - 1, D_OUT]
@@ -146,9 +149,10 @@ def train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, order, 
         J, grad_sum = loss_and_grad(theta, grad, layers, codes, loss_code, l2, Xb, Yb, work)
         batch_losses[b] = J
         if not (np.isfinite(J) and np.isfinite(grad_sum)):
-            return b
-        update(code, theta, grad, states, hyper, t + b + 1)
-    return steps
+            return b, BAD_GRADIENT
+        if not update(code, theta, grad, states, hyper, t + b + 1):
+            return b, BAD_UPDATE
+    return steps, 0
 
 
 # --- the steps between the sums -----------------------------------------------------------

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..layout import UNIT_AT
-from . import Backend, kernels
+from . import BAD_UPDATE, Backend, kernels
 
 
 def start_threads():
@@ -92,11 +92,11 @@ class Scalar(Backend):
             work = self.workspace(net, min(batch_size, rows.shape[0]))
             losses = np.empty(-(-rows.shape[0] // batch_size))
             start_threads()
-            done = kernels.train_epoch(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X,
+            done, reason = kernels.train_epoch(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X,
                                        labels, Y, rows, batch_size, net.optimizer.arguments(net.theta), work.work,
                                        work.xb, work.yb, losses)
-            net.optimizer.t += done
-            return done, losses[:min(done + 1, losses.shape[0])]
+            net.optimizer.t += done + (reason == BAD_UPDATE)
+            return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
 
 
