@@ -101,6 +101,15 @@ class MLP:
     epochs_trained : int
         Epochs of training so far; with a seed, it picks each epoch's shuffle, so training
         resumed from a saved model equals uninterrupted training.
+    epoch_steps : int
+        Steps done of an interrupted epoch (0 otherwise); the next ``fit`` finishes it.
+    classes : ndarray or None
+        The original labels of the output units when they are not ``0..K-1`` (set by the
+        ``train`` command): ``predict`` returns them and ``score`` takes them.
+
+    The architecture (``sizes``, ``hidden``, ``output``, ``loss``, ``dtype``, ``layout``)
+    is read-only: the kernels read the layout derived from it.  A net serves one thread
+    at a time (its work buffers are shared); a second gets a ``RuntimeError``.
     """
 
     def __init__(self, sizes, hidden="relu", output="softmax", loss=None, l2=0.0,
@@ -333,8 +342,12 @@ class MLP:
         Raises
         ------
         scalarbp.training.DivergedError
-            If the loss or gradient becomes NaN or inf; the weights are the last finite
-            ones and ``err.history`` holds the completed epochs.
+            If the loss, the gradient or the updated weights become NaN or inf; the weights
+            are those of the last good step and ``err.history`` holds the completed epochs.
+        scalarbp.training.TrainingInterrupted
+            On Ctrl-C (a ``KeyboardInterrupt``), at the end of the current run of steps:
+            the weights are those of the last completed step, the counters describe them,
+            and the next ``fit`` finishes the interrupted epoch.
         """
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
                             optimizer=optimizer, shuffle=shuffle, seed=seed,

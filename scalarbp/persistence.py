@@ -84,7 +84,7 @@ def write_atomically(path, write):
     else:
         if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path}: not a regular file; refusing to replace it")
-        if not os.access(target, os.W_OK):
+        if not info.st_mode & 0o222 or not os.access(target, os.W_OK):  # (root may write a 0444 file)
             raise PermissionError(f"{path}: the file is read-only; refusing to replace it")
         mode = stat.S_IMODE(info.st_mode)
     folder, base = os.path.split(target)

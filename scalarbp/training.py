@@ -309,7 +309,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                     raise _diverged(net, step, order, batch_size, grad, snapshot, b, tried[done], reason,
                                     opt, history)
                 progress.update(epoch, epochs, b, n_batches)
-                if interrupts.requested:
+                if interrupts.requested and b < n_batches:  # (at the end, the epoch is counted first)
                     progress.done()
                     raise _interrupted(net, n_batches, history)
             net.epochs_trained += 1

@@ -56,6 +56,9 @@ def check(results):
     diverged = results["diverged"]
     assert "diverged at epoch" in diverged["message"]
     assert diverged["finite"] and diverged["same_as_twin"]
+    overflow = results["update_overflow"]
+    assert "the update gave NaN or inf weights" in overflow["message"]
+    assert overflow["finite"] and overflow["same_as_cpu"]
 
 
 def test_cuda_backend_matches_the_references_in_the_simulator():

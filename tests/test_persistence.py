@@ -253,7 +253,8 @@ def more_hostile_files(tmp_path):
 
     deep = "[" * 50000 + "]" * 50000
     case("deep-json", "not valid JSON", config=deep)
-    case("long-integer", "not valid JSON|integer", config=json.dumps(config).replace('"l2": 0.001', '"l2": ' + "9" * 5000))
+    long_integer = json.dumps(config).replace('"l2": 0.001', '"l2": ' + "9" * 5000)
+    case("long-integer", "not valid JSON|integer", config=long_integer)
     case("huge-step-count", "optimizer step count must be an integer in",
          config={**config, "optimizer": {**config["optimizer"], "t": 10 ** 400}})
     case("string-boolean", "nesterov must be True or False",
