@@ -216,13 +216,25 @@ class Optimizer:
         """The state arrays this optimiser keeps, with its current options."""
         return tuple(name for name in self.slots if name is not None)
 
+    @property
+    def t(self):
+        """Steps taken: Adam's bias correction and the step numbers follow it."""
+        return self._t
+
+    @t.setter
+    def t(self, value):
+        self._t = checks.integer("optimizer step count", value, 0)
+
     def init_state(self, theta):
-        """Zero state for parameters shaped like ``theta`` (kept if already the right shape)."""
+        """Zero state for parameters shaped like ``theta`` (kept if already the right shape
+        and dtype; a read-only or strided array is copied, as the kernels write it in place)."""
         for name in self.state_names:
-            if self.state.get(name) is None or self.state[name].shape != theta.shape \
-                    or self.state[name].dtype != theta.dtype:
+            state = self.state.get(name)
+            if state is None or state.shape != theta.shape or state.dtype != theta.dtype:
                 self.state[name] = np.zeros_like(theta)
                 self.t = 0
+            elif type(state) is not np.ndarray or not (state.flags.c_contiguous and state.flags.writeable):
+                self.state[name] = np.array(state)
 
     def hyper_array(self):
         """``lr`` and the hyper-parameters as :func:`coefficients` reads them (float64)."""

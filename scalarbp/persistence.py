@@ -225,13 +225,20 @@ def _read_config(name, archive, info):
     return str(np.frombuffer(data, dtype)[0])
 
 
-def _header(member):
-    """Shape and dtype from an ``.npy`` header (refusing object arrays and Fortran order)."""
-    version = np.lib.format.read_magic(member)
+def npy_header(file):
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at the file's position,
+    read without touching the data; object arrays (which would need pickle) are refused."""
+    version = np.lib.format.read_magic(file)
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = read_header(member, max_header_size=10000)
+    shape, fortran, dtype = read_header(file, max_header_size=10000)
     if dtype.hasobject:
         raise ValueError("an object array, which is never loaded (it would need pickle)")
+    return shape, fortran, dtype
+
+
+def _header(member):
+    """Shape and dtype of a model file's member (C order: the format writes nothing else)."""
+    shape, fortran, dtype = npy_header(member)
     if fortran and len(shape) > 1:
         raise ValueError("a Fortran-ordered array")
     return shape, dtype

@@ -44,7 +44,7 @@ def test_idx_images_and_labels_load_plain_and_gzipped(tmp_path):
     (b"\x00\x00\x07\x01" + struct.pack(">I", 2) + b"ab", "unknown IDX data type 0x07"),
     (b"\x00\x00\x08\x02" + struct.pack(">I", 2), "header truncated"),
     (b"\x00\x00\x08\x01" + struct.pack(">I", 5) + b"ab", r"shape \(5,\) \(5 bytes of data\) but the file holds 2"),
-    (gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 2) + b"ab")[:-6], "damaged gzip"),
+    (gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 2) + b"ab")[:-6], "damaged IDX or gzip file"),
 ])
 def test_a_bad_idx_file_is_named_with_its_problem(tmp_path, content, message):
     path = tmp_path / "bad-idx1-ubyte"
@@ -228,7 +228,7 @@ def test_a_corrupt_gzip_file_is_a_data_error(tmp_path):
     raw[12:20] = b"\xff" * 8
     path = tmp_path / "labels-idx1-ubyte.gz"
     path.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match="labels-idx1-ubyte.gz: damaged gzip file"):
+    with pytest.raises(DataError, match="labels-idx1-ubyte.gz: damaged IDX or gzip file"):
         files.read_idx(path)
 
 

@@ -84,6 +84,21 @@ def test_a_read_only_or_memory_mapped_theta_is_copied_so_training_works(tmp_path
     assert type(net.theta) is np.ndarray and net.theta.flags.writeable
 
 
+def test_optimizer_state_the_kernels_could_not_write_is_copied_and_the_step_count_checked():
+    X, y = make_spirals(40, seed=0)
+    nets = [scalarbp.MLP([2, 4, 3], seed=0) for _ in range(2)]
+    for net in nets:
+        net.fit(X, y, epochs=1, optimizer="adam", seed=0)
+    m = nets[0].optimizer.state["m"]
+    nets[0].optimizer.state["m"] = np.broadcast_to(m, m.shape)  # read-only
+    nets[0].optimizer.state["v"] = np.repeat(nets[0].optimizer.state["v"], 2)[::2]  # strided
+    for net in nets:
+        net.fit(X, y, epochs=1, optimizer="adam", seed=0)
+    assert np.array_equal(nets[0].theta, nets[1].theta)
+    with pytest.raises(ValueError, match="optimizer step count must be an integer >= 0"):
+        nets[0].optimizer.t = -3
+
+
 # --- numbers and booleans ------------------------------------------------------------------
 
 

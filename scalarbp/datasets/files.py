@@ -7,6 +7,7 @@
 
 ``y`` comes back as int64 labels when every value is a whole number, else as float64.
 """
+import contextlib
 import csv
 import gzip
 import os
@@ -16,6 +17,8 @@ import zipfile
 import zlib
 
 import numpy as np
+
+from ..persistence import npy_header
 
 
 class DataError(ValueError):
@@ -110,28 +113,19 @@ def _checked(path, X, y):
 
 
 def load_npz(path, x_key="X", y_key="y"):
-    try:
-        with zipfile.ZipFile(path) as archive:
-            size = os.fstat(archive.fp.fileno()).st_size
-            for info in archive.infolist():
-                if info.file_size > min(MAX_EXPANSION * max(info.compress_size, 1), MAX_DATA_BYTES) \
-                        or info.compress_size > size:
-                    raise DataError(f"{path}: member {info.filename} declares {info.file_size} bytes, more than "
-                                    f"the limit (files.MAX_DATA_BYTES) or than the file can hold")
+    with _reading(path, "cannot read as .npz"), zipfile.ZipFile(path) as archive:
+        size = os.fstat(archive.fp.fileno()).st_size
+        for info in archive.infolist():
+            if info.file_size > min(MAX_EXPANSION * max(info.compress_size, 1), MAX_DATA_BYTES) \
+                    or info.compress_size > size:
+                raise DataError(f"{path}: member {info.filename} declares {info.file_size} bytes, more than "
+                                f"the limit (files.MAX_DATA_BYTES) or than the file can hold")
         with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise DataError(f"{path}: not an .npz archive")
             missing = [k for k in (x_key, y_key) if k is not None and k not in data.files]
             if missing:
                 raise DataError(f"{path}: no array {' or '.join(map(repr, missing))}; it holds "
                                 f"{', '.join(data.files) or 'nothing'}")
             X, y = data[x_key], None if y_key is None else data[y_key]
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except DataError:
-        raise
-    except DAMAGE as err:
-        raise DataError(f"{path}: cannot read as .npz ({_reason(err)})") from None
     return _checked(path, X, y)
 
 
@@ -144,33 +138,31 @@ def load_npy(x_path, y_path=None):
 
 def _read_npy(path):
     """One ``.npy`` array; its header is checked against the file's size before reading."""
+    with _reading(path, "cannot read as .npy"), open(path, "rb") as file:
+        if file.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: not an .npy array")
+        file.seek(0)
+        shape, _, dtype = npy_header(file)
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes != os.fstat(file.fileno()).st_size - file.tell():
+            raise DataError(f"{path}: the header says shape {shape} of {dtype} ({nbytes} bytes) but the file "
+                            f"holds {os.fstat(file.fileno()).st_size - file.tell()} bytes of data")
+        file.seek(0)
+        return np.load(file, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def _reading(path, what):
+    """Whatever reading ``path`` raises becomes a DataError naming it: ``what`` says how
+    it was being read."""
     try:
-        with open(path, "rb") as file:
-            if file.read(6) != b"\x93NUMPY":
-                raise DataError(f"{path}: not an .npy array")
-            file.seek(0)
-            version = np.lib.format.read_magic(file)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(file, max_header_size=10000)
-            if dtype.hasobject:
-                raise DataError(f"{path}: an object array, which is never loaded (it would need pickle)")
-            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-            if nbytes != os.fstat(file.fileno()).st_size - file.tell():
-                raise DataError(f"{path}: the header says shape {shape} of {dtype} ({nbytes} bytes) but the file "
-                                f"holds {os.fstat(file.fileno()).st_size - file.tell()} bytes of data")
-            file.seek(0)
-            return np.load(file, allow_pickle=False)
+        yield
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except DataError:
         raise
     except DAMAGE as err:
-        raise DataError(f"{path}: cannot read as .npy ({_reason(err)})") from None
-
-
-def _reason(err):
-    return str(err)[:200] or type(err).__name__
+        raise DataError(f"{path}: {what} ({str(err)[:200] or type(err).__name__})") from None
 
 
 def load_csv(path, label_column=-1, delimiter=",", header=None):
@@ -185,18 +177,14 @@ def load_csv(path, label_column=-1, delimiter=",", header=None):
     if label_column is not None and (isinstance(label_column, bool)
                                      or not isinstance(label_column, (int, np.integer, str))):
         raise DataError(f"{path}: label_column must be a column index or name, got {label_column!r}")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file, delimiter=delimiter)
+    with _reading(path, "cannot read as CSV"), open(path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file, delimiter=delimiter)
+        try:
             rows = [row for row in reader if row]
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
-    except csv.Error as err:
-        raise DataError(f"{path}, line {reader.line_num}: {err}") from None
-    except (OSError, TypeError) as err:
-        raise DataError(f"{path}: cannot read as CSV ({_reason(err)})") from None
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
+        except csv.Error as err:
+            raise DataError(f"{path}, line {reader.line_num}: {err}") from None
     if not rows:
         raise DataError(f"{path}: empty file")
     names = None
@@ -262,42 +250,35 @@ def read_idx(path):
     for a plain file; at most :data:`MAX_EXPANSION` times its size, for gzip) before that
     many bytes are read, so a small file cannot make it read or allocate more.
     """
-    try:
-        with open(path, "rb") as raw:
-            size = os.fstat(raw.fileno()).st_size
-            compressed = raw.read(2) == b"\x1f\x8b"
-            raw.seek(0)
-            stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-            head = stream.read(4)
-            if len(head) < 4 or head[0] != 0 or head[1] != 0:
-                raise DataError(f"{path}: not an IDX file (the first two bytes must be zero)")
-            type_code, ndim = head[2], head[3]
-            if type_code not in IDX_TYPES:
-                raise DataError(f"{path}: unknown IDX data type 0x{type_code:02x}")
-            if not 1 <= ndim <= IDX_MAX_DIMENSIONS:
-                raise DataError(f"{path}: IDX header declares {ndim} dimensions; expected 1 to {IDX_MAX_DIMENSIONS}")
-            dims = stream.read(4 * ndim)
-            if len(dims) < 4 * ndim:
-                raise DataError(f"{path}: IDX header truncated")
-            shape = struct.unpack(f">{ndim}I", dims)
-            dtype = np.dtype(IDX_TYPES[type_code])
-            expected = dtype.itemsize
-            for d in shape:  # Python integers: no wrap-around
-                expected *= d
-            room = min(MAX_EXPANSION * size, MAX_DATA_BYTES) if compressed else size - 4 - 4 * ndim
-            if expected > room or (not compressed and expected != room):
-                raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) but the file "
-                                f"{'cannot hold that many' if compressed else f'holds {room} bytes'}")
-            body = stream.read(expected)
-            if len(body) != expected or stream.read(1):
-                raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) "
-                                f"but the file holds {'fewer' if len(body) != expected else 'more'}")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except DataError:
-        raise
-    except DAMAGE as err:
-        raise DataError(f"{path}: damaged {'gzip' if compressed else 'IDX'} file ({_reason(err)})") from None
+    with _reading(path, "damaged IDX or gzip file"), open(path, "rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        head = stream.read(4)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0:
+            raise DataError(f"{path}: not an IDX file (the first two bytes must be zero)")
+        type_code, ndim = head[2], head[3]
+        if type_code not in IDX_TYPES:
+            raise DataError(f"{path}: unknown IDX data type 0x{type_code:02x}")
+        if not 1 <= ndim <= IDX_MAX_DIMENSIONS:
+            raise DataError(f"{path}: IDX header declares {ndim} dimensions; expected 1 to {IDX_MAX_DIMENSIONS}")
+        dims = stream.read(4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise DataError(f"{path}: IDX header truncated")
+        shape = struct.unpack(f">{ndim}I", dims)
+        dtype = np.dtype(IDX_TYPES[type_code])
+        expected = dtype.itemsize
+        for d in shape:  # Python integers: no wrap-around
+            expected *= d
+        room = min(MAX_EXPANSION * size, MAX_DATA_BYTES) if compressed else size - 4 - 4 * ndim
+        if expected > room or (not compressed and expected != room):
+            raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) but the file "
+                            f"{'cannot hold that many' if compressed else f'holds {room} bytes'}")
+        body = stream.read(expected)
+        if len(body) != expected or stream.read(1):
+            raise DataError(f"{path}: IDX header says shape {shape} ({expected} bytes of data) "
+                            f"but the file holds {'fewer' if len(body) != expected else 'more'}")
     return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
