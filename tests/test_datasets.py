@@ -303,3 +303,23 @@ def test_whole_number_float_labels_beyond_2_to_the_53_stay_floats(tmp_path):
     np.savez(tmp_path / "d.npz", X=np.zeros((3, 2)), y=np.array([1e20, 0.0, 1.0]))
     _, y = files.load_npz(tmp_path / "d.npz")
     assert y.dtype == np.float64 and y[0] == 1e20
+
+
+def test_csv_class_names_quoted_fields_and_dropped_columns(tmp_path):
+    path = tmp_path / "iris.csv"
+    path.write_text('id,sepal,petal,"species"\n1,5.1,1.4,setosa\n2,"7.0",4.7, versicolor\n3,6.3,6.0,virginica\n')
+    X, y = files.load_csv(path, label_column="species", drop_columns=["id"])
+    np.testing.assert_array_equal(X, [[5.1, 1.4], [7.0, 4.7], [6.3, 6.0]])
+    assert y.tolist() == ["setosa", "versicolor", "virginica"]
+    X, y = files.load_csv(path, label_column=-1, drop_columns=[0, "petal"])
+    assert X.shape == (3, 1) and y.dtype.kind == "U"
+
+
+def test_the_vectorised_csv_parser_reads_what_the_field_by_field_one_would(tmp_path):
+    rng = np.random.default_rng(0)
+    data = np.column_stack([rng.normal(size=(500, 6)), rng.integers(0, 4, 500)])
+    path = tmp_path / "d.csv"
+    np.savetxt(path, data, delimiter=",", fmt="%.17g", header="a,b,c,d,e,f,label", comments="")
+    X, y = files.load_csv(path)
+    np.testing.assert_array_equal(X, data[:, :6])
+    assert y.dtype == np.int64 and np.array_equal(y, data[:, 6])

@@ -54,18 +54,20 @@ def guess_format(path):
     raise DataError(f"{path}: cannot tell the format from the name; give one of {', '.join(FORMATS)}")
 
 
-def load(path, format=None, labels=None, label_column=-1, delimiter=",", header=None):
+def load(path, format=None, labels=None, label_column=-1, delimiter=",", header=None, drop_columns=()):
     """``(X, y)`` from a file of the given (or guessed) format.
 
     ``labels`` names the file holding y for ``npy`` and ``idx``; ``label_column``,
-    ``delimiter`` and ``header`` apply to CSV.  Without labels (no ``labels`` file, an
-    ``.npz`` without ``y``, ``label_column=None``) y is None: enough for prediction.
+    ``delimiter``, ``header`` and ``drop_columns`` apply to CSV.  Without labels (no
+    ``labels`` file, an ``.npz`` without ``y``, ``label_column=None``) y is None: enough
+    for prediction.  Labels may be numbers or class names (strings).
     """
     format = format or guess_format(path)
     if format == "npz":
         return load_npz(path, y_key="y" if _has(path, "y") else None)
     if format == "csv":
-        return load_csv(path, label_column=label_column, delimiter=delimiter, header=header)
+        return load_csv(path, label_column=label_column, delimiter=delimiter, header=header,
+                        drop_columns=drop_columns)
     if format == "npy":
         return load_npy(path, labels)
     if format == "idx":
@@ -97,8 +99,12 @@ def _checked(path, X, y):
         raise DataError(f"{path}: X holds NaN or inf")
     if y is None:
         return X, None
+    if y.dtype.kind == "U" and y.ndim == 1:  # class names
+        if X.shape[0] != y.shape[0]:
+            raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
+        return X, y
     if y.dtype.kind not in "biuf":
-        raise DataError(f"{path}: y must be numeric, got dtype {y.dtype}")
+        raise DataError(f"{path}: y must be numbers or 1-D class names, got dtype {y.dtype}")
     if y.ndim not in (1, 2):
         raise DataError(f"{path}: y must be 1-D labels or 2-D targets, got shape {y.shape}")
     if y.size == 0:
@@ -165,55 +171,79 @@ def _reading(path, what):
         raise DataError(f"{path}: {what} ({str(err)[:200] or type(err).__name__})") from None
 
 
-def load_csv(path, label_column=-1, delimiter=",", header=None):
+def load_csv(path, label_column=-1, delimiter=",", header=None, drop_columns=()):
     """One sample per line; ``label_column`` is an index, a column name (with a header),
-    or None for a file of features only.
+    or None for a file of features only; ``drop_columns`` (indices or names) are skipped.
 
     ``header=None`` decides from the file: the first line is a header only if none of its
     fields is a number and the next line has one (a first line like ``2O,3`` is then a
     malformed data line, reported as such, never silently dropped).  The file is read as
-    UTF-8, a byte-order mark skipped.
+    UTF-8, a byte-order mark skipped.  The numbers are parsed by NumPy's C parser
+    (``np.loadtxt``); labels that are not numbers are class names (strings).  A file
+    that does not parse is read again field by field, to name the line and column at
+    fault.
     """
     if label_column is not None and (isinstance(label_column, bool)
                                      or not isinstance(label_column, (int, np.integer, str))):
         raise DataError(f"{path}: label_column must be a column index or name, got {label_column!r}")
     with _reading(path, "cannot read as CSV"), open(path, newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file, delimiter=delimiter)
         try:
-            rows = [row for row in reader if row]
+            lines = [line for line in file.read().splitlines() if line.strip()]
         except UnicodeDecodeError as err:
             raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
-        except csv.Error as err:
-            raise DataError(f"{path}, line {reader.line_num}: {err}") from None
-    if not rows:
+    if not lines:
         raise DataError(f"{path}: empty file")
+    first, second = ([_fields(path, line, delimiter, n) for n, line in enumerate(lines[:2], 1)] + [None])[:2]
     names = None
     if header is None:
-        header = not any(_is_number(field) for field in rows[0]) and \
-            (len(rows) == 1 or any(_is_number(field) for field in rows[1]))
+        header = not any(_is_number(field) for field in first) and (second is None or any(map(_is_number, second)))
     if header:
-        names, rows = [name.strip() for name in rows[0]], rows[1:]
-    if not rows:
+        names, lines = [name.strip() for name in first], lines[1:]
+    if not lines:
         raise DataError(f"{path}: a header but no data")
-    width = len(rows[0])
+    width = len(first if not header or second is None else second)
     if label_column is not None and width < 2:
         raise DataError(f"{path}: needs at least 2 columns (features and a label), got {width} "
                         f"(delimiter {delimiter!r})")
     column = None if label_column is None else _column(path, label_column, names, width)
-    data = np.empty((len(rows), width))
+    dropped = {_column(path, c, names, width) for c in drop_columns}
+    features = [j for j in range(width) if j != column and j not in dropped]
+    if not features:
+        raise DataError(f"{path}: no feature columns left")
     first_line = 2 if header else 1
-    for n, row in enumerate(rows):
+    try:
+        X = np.loadtxt(lines, delimiter=delimiter, usecols=features, ndmin=2, comments=None, quotechar='"')
+        y = None if column is None else np.loadtxt(lines, delimiter=delimiter, usecols=[column], dtype=str,
+                                                   comments=None, quotechar='"', ndmin=1)
+    except ValueError:
+        _find_bad_field(path, lines, delimiter, width, first_line, column)
+        raise
+    if y is not None:
+        y = np.char.strip(y)
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            pass  # class names
+    return _checked(path, X, y)
+
+
+def _fields(path, line, delimiter, number):
+    try:
+        return next(csv.reader([line], delimiter=delimiter))
+    except (csv.Error, StopIteration) as err:
+        raise DataError(f"{path}, line {number}: {err}") from None
+
+
+def _find_bad_field(path, lines, delimiter, width, first_line, label_column):
+    """Raise the DataError naming the first line or field that does not parse."""
+    for n, line in enumerate(lines):
+        row = _fields(path, line, delimiter, n + first_line)
         if len(row) != width:
             raise DataError(f"{path}, line {n + first_line}: {len(row)} fields, expected {width}")
         for j, field in enumerate(row):
-            try:
-                data[n, j] = float(field)
-            except ValueError:
-                raise DataError(f"{path}, line {n + first_line}, column {j + 1}: {field[:50]!r} is not a number") \
-                    from None
-    if column is None:
-        return _checked(path, data, None)
-    return _checked(path, np.delete(data, column, axis=1), data[:, column])
+            if j != label_column and not _is_number(field):
+                raise DataError(f"{path}, line {n + first_line}, column {j + 1}: {field[:50]!r} is not a number")
+    raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r}")
 
 
 def _is_number(field):
