@@ -195,28 +195,39 @@ def labels(y, n_classes):
 
 
 def encode(labels):
-    """``(classes, indices)``: the distinct labels that occur, sorted, and each label's
-    index among them (as scikit-learn encodes labels); absurd class counts are refused."""
-    labels = real_array("labels", labels)
-    if labels.ndim != 1 or labels.dtype.kind not in "biu":
-        raise ValueError(f"class labels must be 1-D integers, got shape {labels.shape} and dtype {labels.dtype}")
+    """``(classes, indices)``: the distinct labels that occur (integers or names), sorted,
+    and each label's index among them (as scikit-learn encodes labels); absurd class
+    counts are refused."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "biuU":
+        raise ValueError(f"class labels must be 1-D integers or names, got shape {labels.shape} "
+                         f"and dtype {labels.dtype}")
     found, indices = np.unique(labels, return_inverse=True)
     if found.shape[0] > MAX_CLASSES:
         raise ValueError(f"{found.shape[0]} distinct labels: more than {MAX_CLASSES} classes for a softmax; "
                          f"for a numeric target use regression (an identity output)")
-    return found.astype(np.int64), indices.reshape(-1)
+    return classes(found, found.shape[0]), indices.reshape(-1)
+
+
+#: The longest class name kept, in characters.
+MAX_NAME = 256
 
 
 def classes(value, width):
-    """The original labels of ``width`` classes: distinct integers, sorted, as int64."""
-    array = real_array("classes", value)
+    """The labels of ``width`` classes: distinct, sorted integers (int64) or names (str)."""
+    array = np.asarray(value)
     if array.shape != (width,):
         raise ValueError(f"classes must list one label per output unit ({width}), got shape {array.shape}")
-    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()
-                                        and np.abs(array).max(initial=0) < 2 ** 63):
-        raise ValueError("classes must be integer labels")
-    array = array.astype(np.int64)
-    if (np.diff(array) <= 0).any():
+    if array.dtype.kind == "U":
+        if array.dtype.itemsize > 4 * MAX_NAME:
+            raise ValueError(f"class names must be at most {MAX_NAME} characters")
+    else:
+        array = real_array("classes", array)
+        if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()
+                                            and np.abs(array).max(initial=0) < 2 ** 63):
+            raise ValueError("classes must be integer labels or names")
+        array = array.astype(np.int64)
+    if (array[1:] <= array[:-1]).any():
         raise ValueError("classes must be distinct and sorted")
     return array
 

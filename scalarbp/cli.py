@@ -4,8 +4,11 @@ Bad arguments or files end with a one-line message on stderr and exit status 1 (
 arguments argparse itself rejects), never a traceback.
 """
 import argparse
+import contextlib
+import copy
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -21,6 +24,10 @@ class UsageError(ValueError):
     """A combination of arguments that cannot work."""
 
 
+#: Every command's --help shows every default.
+HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
 def _data_options(parser, required):
     parser.add_argument("--data", required=required, metavar="PATH",
                         help="data file: .npz (arrays X, y), .npy (with --labels), CSV, or IDX (with --labels)")
@@ -29,18 +36,22 @@ def _data_options(parser, required):
     parser.add_argument("--label-column", default="-1", metavar="COL",
                         help="CSV label column: index or name (default -1, the last); 'none' for features only")
     parser.add_argument("--delimiter", default=",", help="CSV delimiter (default ',')")
-    parser.add_argument("--header", choices=["auto", "yes", "no"], default="auto", help="CSV header line")
+    parser.add_argument("--header", choices=["auto", "yes", "no"], default="auto",
+                        help="CSV header line (auto: only if no field of line 1 is a number and line 2 has one)")
+    parser.add_argument("--drop-columns", nargs="+", default=[], metavar="COL",
+                        help="CSV columns to skip: indices or names")
 
 
 def _load(args, path=None, labels=None):
     column = args.label_column
     column = None if column.lower() == "none" else int(column) if column.lstrip("-").isdigit() else column
     header = {"auto": None, "yes": True, "no": False}[args.header]
+    drop = [int(c) if c.lstrip("-").isdigit() else c for c in args.drop_columns]
     return datasets.load(path or args.data, format=args.format, labels=labels or args.labels,
-                         label_column=column, delimiter=args.delimiter, header=header)
+                         label_column=column, delimiter=args.delimiter, header=header, drop_columns=drop)
 
 
-def _architecture(parser, hidden_sizes, activation):
+def _architecture(parser, hidden_sizes, activation, output="softmax"):
     """The net's options, spelt the same in every command: ``--hidden-sizes``,
     ``--activation`` (alias ``--hidden``), ``--output``, ``--loss``, ``--l2``, ``--dtype``."""
     parser.add_argument("--hidden-sizes", type=int, nargs="*", default=hidden_sizes, metavar="D",
@@ -49,7 +60,9 @@ def _architecture(parser, hidden_sizes, activation):
     parser.add_argument("--activation", "--hidden", nargs="+", default=[activation], choices=HIDDEN, metavar="ACT",
                         help=f"hidden activation(s), one or one per hidden layer: {', '.join(HIDDEN)} "
                              f"(default {activation})")
-    parser.add_argument("--output", default="softmax", choices=OUTPUTS, help="output activation (default softmax)")
+    parser.add_argument("--output", default=output, choices=OUTPUTS,
+                        help="output activation" + ("" if output else " (default: softmax for classification, "
+                                                                       "identity for regression)"))
     parser.add_argument("--loss", choices=tuple(LOSSES), help="default: the output's natural loss")
 
 
@@ -98,82 +111,212 @@ def _threads(n):
     numba.set_num_threads(n)
 
 
+#: Integer labels with more distinct values than this are a regression target unless
+#: ``--task classification`` says otherwise.
+MAX_INFERRED_CLASSES = 20
+
+#: Seconds a first fit of the default float32 net spends compiling on this project's
+#: 2-core machines with an empty cache (README, "Set up").
+COMPILE_SECONDS = 45
+
+
 def cmd_train(args):
     from .model import MLP
-    from .training import epoch_line
+    from . import optimizers
+    from .training import DEFAULT_OPTIMIZER, Callback, DivergedError, TrainingInterrupted, epoch_line
 
     _threads(args.threads)
-    if args.data is None:
-        (X, y), (X_test, y_test) = datasets.load_digits()
-        source = "embedded UCI digits (1,438 train / 359 test)"
+    for path in (args.save, args.plot):
+        if path:
+            _writable(path)
+    if args.plot:
+        _needs_matplotlib()
+    if args.checkpoint_every and not args.save:
+        raise UsageError("--checkpoint-every needs --save MODEL: the checkpoints are written there")
+    (X, y), (X_test, y_test), source = _training_data(args)
+    if args.resume:
+        refused = sorted(args.given & RESUME_REFUSES)
+        if refused:
+            raise UsageError(f"--resume takes the architecture from {args.resume}; drop "
+                             f"{', '.join('--' + name.replace('_', '-') for name in refused)}")
+        net = MLP.load(args.resume)
+        task = "classification" if net.is_classifier else "regression"
+        note = f"from {args.resume}: {net.epochs_trained} epochs trained"
     else:
-        X, y = _load(args)
-        if y is None:
-            raise UsageError(f"{args.data}: training needs labels or targets")
-        if args.test_data:
-            X_test, y_test = _load(args, args.test_data, args.test_labels)
-        else:
-            (X, y), (X_test, y_test) = datasets.train_test_split(X, y, args.test_fraction, seed=args.seed)
-        source = f"{args.data} ({len(X)} train / {len(X_test)} test)"
-    y_arr = np.asarray(y)
-    classes = None
-    if args.output == "softmax":
-        if y_arr.ndim != 1 or y_arr.dtype.kind not in "iub":
-            raise UsageError("softmax output needs integer class labels; use --output identity for regression")
-        classes, encoded = checks.encode(np.concatenate([y_arr, np.asarray(y_test).reshape(-1)]))
-        y, y_fit_test = encoded[:len(y_arr)], encoded[len(y_arr):]
-        K = len(classes)
-        if np.array_equal(classes, np.arange(K)):
-            classes = None  # labels 0..K-1 are their own indices
-    else:
-        K, y_fit_test = (1 if y_arr.ndim == 1 else y_arr.shape[1]), y_test
-    sizes = [X.shape[1], *args.hidden_sizes, K]
-    net = MLP(sizes, hidden=_activation(args), output=args.output, loss=args.loss, l2=args.l2, dtype=args.dtype,
-              seed=args.seed)
-    net.classes = classes
-    if not args.no_standardize:
-        net.standardizer = datasets.Standardizer().fit(X)
+        task, note = _task(args.task, np.asarray(y))
+    (X, y), validation, (X_test, y_test) = _roles(args, task, X, y, X_test, y_test)
+    if not args.resume:
+        K = len(np.unique(np.concatenate([y, validation[1] if validation else y, y_test]))) \
+            if task == "classification" else (1 if np.ndim(y) == 1 else np.shape(y)[1])
+        net = _new_net(args, X, y, task, K)
+    encode = (lambda labels: net.class_indices(labels)) if task == "classification" else np.asarray
+    if task == "classification" and not args.resume:
+        net.classes, _ = checks.encode(np.concatenate([y, validation[1] if validation else y, y_test]))
+        if net.classes.dtype.kind != "U" and np.array_equal(net.classes, np.arange(len(net.classes))):
+            net.classes = None  # labels 0..K-1 are their own indices
     optimizer = _optimizer(args)
-    print(f"{net}\ndata: {source}\noptimizer: {optimizer}, {args.epochs} epochs, "
-          f"batch {args.batch_size}, backend {args.backend}", flush=True)
+    if optimizer is None and net.optimizer is None:
+        optimizer = optimizers.make(DEFAULT_OPTIMIZER, args.lr)
+    print(f"{net}\ndata: {source}: {len(X)} train / {len(validation[0]) if validation else 0} validation / "
+          f"{len(X_test)} test\ntask: {task} ({note})\noptimizer: {optimizer or net.optimizer} "
+          f"({'continued' if optimizer is None else 'new'}), {args.epochs} epochs, batch {args.batch_size}, "
+          f"backend {args.backend}", flush=True)
+
+    class Checkpoint(Callback):
+        def on_epoch_end(self, epoch, history, net):
+            if args.checkpoint_every and (epoch + 1) % args.checkpoint_every == 0:
+                net.save(args.save)
+                print(f"checkpoint: epoch {net.epochs_trained} saved to {args.save}", flush=True)
+
+    with _compile_notice(net.dtype):  # a throwaway copy's two-sample fit compiles what fit needs
+        copy.deepcopy(net).fit(X[:2], encode(y[:2]), epochs=1, batch_size=2, lr=args.lr, backend=args.backend,
+                               optimizer=copy.deepcopy(optimizer or net.optimizer),
+                               validation_data=(X[:2], encode(y[:2])))
     start = time.perf_counter()
-    history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=optimizer,
-                      seed=args.seed, validation_data=(X_test, y_fit_test), early_stopping=args.early_stopping,
-                      patience=args.patience, backend=args.backend,
-                      verbose=0 if args.quiet else 2)
+    validation_data = None if validation is None else (validation[0], encode(validation[1]))
+    try:
+        history = net.fit(X, encode(y), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          optimizer=optimizer, seed=args.seed, validation_data=validation_data,
+                          early_stopping=args.early_stopping, patience=args.patience, backend=args.backend,
+                          verbose=0 if args.quiet else 2, callbacks=[Checkpoint()])
+    except TrainingInterrupted as err:
+        where = f"epoch {net.epochs_trained}" + (f", step {net.epoch_steps} of the next" if net.epoch_steps else "")
+        _keep(args, net, err.history, f"interrupted at {where}")
+        return 130
+    except DivergedError as err:
+        _keep(args, net, err.history, "diverged; the last good weights")
+        raise
     if args.quiet and history.epochs:
         print(epoch_line(history, history.epochs - 1, args.epochs))
+    if history.stopped_early and args.quiet:
+        print(f"stopped early after epoch {history.epochs}; restored the weights of epoch {history.best_epoch + 1}")
     print(f"trained {history.epochs} epochs in {time.perf_counter() - start:.2f} s")
+    _keep(args, net, history, None)
+    print(_test_line(net, X_test, y_test, args.backend))
+
+
+def _keep(args, net, history, why):
+    """Save the model and the curves where asked, saying so (``why``: an early end)."""
+    prefix = f"{why}: " if why else ""
     if args.save:
         net.save(args.save)
-        print(f"saved model to {args.save}")
-    if args.plot:
-        plot_history(history, args.plot)
-        print(f"saved curves to {args.plot}")
-    name = "accuracy" if net.is_classifier else "R^2"
-    print(f"test {name}: {net.score(X_test, y_test, backend=args.backend):.4f}")
+        print(f"{prefix}saved model to {args.save}", flush=True)
+    if args.plot and history.epochs:
+        history.plot(args.plot)
+        print(f"{prefix}saved curves to {args.plot}", flush=True)
+    if why and not args.save:
+        print(f"{why}; nothing saved (no --save)", flush=True)
 
 
-def plot_history(history, path):
+def _test_line(net, X, y, backend):
+    """The test set's score, computed once, after training."""
+    if net.is_classifier:
+        return f"test accuracy: {net.score(X, y, backend=backend):.4f}"
+    F = net.predict_proba(X, backend=backend)
+    rmse = float(np.sqrt(np.mean((F - np.asarray(y, np.float64).reshape(F.shape)) ** 2)))
+    return f"test R^2: {net.score(X, y, backend=backend):.4f}, RMSE: {rmse:.4g}"
+
+
+#: Options that describe a new net: with --resume the model file's are used.
+RESUME_REFUSES = {"hidden_sizes", "activation", "output", "loss", "l2", "dtype", "task", "no_standardize"}
+
+
+def _training_data(args):
+    """``(X, y), (X_test, y_test), source``: the embedded digits or --data; the test set
+    from --test-data or split off with --test-fraction (stratified for labels)."""
+    if args.data is None:
+        train, test = datasets.load_digits()
+        return train, test, "embedded UCI digits"
+    X, y = _load(args)
+    if y is None:
+        raise UsageError(f"{args.data}: training needs labels or targets")
+    if args.test_data:
+        X_test, y_test = _load(args, args.test_data, args.test_labels)
+        if y_test is None:
+            raise UsageError(f"{args.test_data}: the test set needs labels (--test-labels, or a file that "
+                             f"holds them)")
+        return (X, y), (X_test, y_test), args.data
+    train, test = datasets.train_test_split(X, y, args.test_fraction, seed=args.seed)
+    return train, test, args.data
+
+
+def _task(told, y):
+    """``(task, note)``: classification or regression, as told or inferred from the labels."""
+    names = y.dtype.kind == "U"
+    whole = y.ndim == 1 and (y.dtype.kind in "iub" or names)
+    if told == "regression" and names:
+        raise UsageError("class names cannot be a regression target")
+    if told == "classification" and not whole:
+        raise UsageError("classification needs 1-D integer labels or class names")
+    if told:
+        return told, "as told by --task"
+    if names:
+        return "classification", f"{len(np.unique(y))} class names"
+    if not whole:
+        return "regression", f"{'non-integer' if y.ndim == 1 else f'{y.shape[1]} target columns of'} values"
+    found = np.unique(y)
+    contiguous = found[-1] - found[0] + 1 == len(found)
+    if len(found) <= MAX_INFERRED_CLASSES and contiguous:
+        return "classification", f"{len(found)} classes, labels {found[0]}..{found[-1]}; --task to choose"
+    why = f"{len(found)} distinct integer values" + ("" if contiguous else ", not contiguous")
+    print(f"note: {why}: training a regression; give --task classification to treat them as classes",
+          file=sys.stderr)
+    return "regression", f"inferred: {why}"
+
+
+def _roles(args, task, X, y, X_test, y_test):
+    """Training data, validation data (or None) and test data, never mixed: validation
+    from --validation-data or split off the training data (--validation-fraction,
+    stratified for labels); the test set is used once, after training."""
+    if args.validation_data:
+        X_val, y_val = _load(args, args.validation_data, args.validation_labels)
+        if y_val is None:
+            raise UsageError(f"{args.validation_data}: validation needs labels (--validation-labels)")
+        return (X, y), (X_val, y_val), (X_test, y_test)
+    if not args.validation_fraction:
+        return (X, y), None, (X_test, y_test)
+    if task == "classification":
+        _, indices = checks.encode(np.asarray(y))
+        (train, _), (held_out, _) = datasets.train_test_split(np.arange(len(y)), indices,
+                                                              args.validation_fraction, seed=args.seed)
+    else:
+        (train, _), (held_out, _) = datasets.train_test_split(np.arange(len(y)), np.zeros(len(y)),
+                                                              args.validation_fraction, seed=args.seed)
+    y = np.asarray(y)
+    return (X[train], y[train]), (X[held_out], y[held_out]), (X_test, y_test)
+
+
+def _new_net(args, X, y, task, K):
+    from .model import MLP
+
+    output = args.output or ("softmax" if task == "classification" else "identity")
+    net = MLP([X.shape[1], *args.hidden_sizes, K], hidden=_activation(args), output=output, loss=args.loss,
+              l2=args.l2, dtype=args.dtype, seed=args.seed)
+    if not args.no_standardize:
+        net.standardizer = datasets.Standardizer().fit(X)
+    return net
+
+
+@contextlib.contextmanager
+def _compile_notice(dtype):
+    """Say once on stderr that the kernels are compiling, when the first call takes over a
+    second (the disk cache makes later runs start at once)."""
+    timer = threading.Timer(1.0, lambda: print(
+        f"compiling kernels for {np.dtype(dtype).name}, first run only, ~{COMPILE_SECONDS} s ...",
+        file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
     try:
-        import matplotlib
+        yield
+    finally:
+        timer.cancel()
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+
+def _needs_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install 'scalarbp[plot]'") from None
-    epochs = np.arange(1, history.epochs + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, history.loss, label="train")
-    if history.val_loss:
-        left.plot(epochs, history.val_loss, label="validation")
-        right.plot(epochs, history.val_score, color="C1")
-    left.set(xlabel="epoch", ylabel="loss J", yscale="log", title="loss")
-    left.legend()
-    right.set(xlabel="epoch", ylabel=history.score_name, title=f"validation {history.score_name}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _optimizer(args):
@@ -183,6 +326,11 @@ def _optimizer(args):
     given = {"momentum": args.momentum, "nesterov": args.nesterov or None, "centered": args.centered or None,
              "weight_decay": args.weight_decay}
     given = {name: value for name, value in given.items() if value is not None}
+    if args.optimizer is None:
+        if given:
+            raise UsageError(f"{', '.join('--' + name.replace('_', '-') for name in sorted(given))} "
+                             f"need(s) --optimizer")
+        return None  # fit's default: the net's own optimizer (--resume), else Adam
     takes = OPTIMIZERS[args.optimizer].defaults
     stray = sorted(set(given) - set(takes))
     if stray:
@@ -198,33 +346,51 @@ def cmd_evaluate(args):
     X, y = _load(args)
     if y is None:
         raise UsageError(f"{args.data}: evaluation needs labels or targets")
-    X = _width(net, X, args.data)
-    J, _, _ = net.loss_and_grad(net.transform(X), net.class_indices(y), backend=args.backend)
-    name = "accuracy" if net.is_classifier else "R^2"
-    print(f"{net}\nsamples: {len(X)}\nloss: {J:.4f}\n{name}: {net.score(X, y, backend=args.backend):.4f}")
+    X = _width(net, X, args)
+    with _compile_notice(net.dtype):
+        J, _, _ = net.loss_and_grad(net.transform(X), net.class_indices(y), backend=args.backend)
+    print(f"{net}\nsamples: {len(X)}\nloss: {J:.4f}\n{_test_line(net, X, y, args.backend).removeprefix('test ')}")
 
 
 def cmd_predict(args):
     from .model import MLP
     from .persistence import write_atomically
 
+    if not args.out.endswith((".npy", ".csv")):
+        raise UsageError(f"--out must end in .npy or .csv, got {args.out}")
+    _writable(args.out)
     net = MLP.load(args.model)
     X, _ = _load(args)
-    X = _width(net, X, args.data)
-    result = net.predict_proba(X, backend=args.backend) if args.proba else net.predict(X, backend=args.backend)
+    X = _width(net, X, args)
+    with _compile_notice(net.dtype):
+        result = net.predict_proba(X, backend=args.backend) if args.proba else net.predict(X, backend=args.backend)
     if args.out.endswith(".npy"):
         write_atomically(args.out, lambda file: np.save(file, result))
-    elif args.out.endswith(".csv"):
-        fmt = "%d" if result.dtype.kind == "i" else "%.9g"
-        write_atomically(args.out, lambda file: np.savetxt(file, result.reshape(len(X), -1), delimiter=",", fmt=fmt))
     else:
-        raise UsageError(f"--out must end in .npy or .csv, got {args.out}")
+        header = ""
+        if args.proba and net.output == "softmax":
+            names = net.classes if net.classes is not None else np.arange(net.sizes[-1])
+            header = ",".join(_csv_name(name) for name in names)
+        fmt = "%s" if result.dtype.kind in "iU" else "%.9g"
+        write_atomically(args.out, lambda file: np.savetxt(file, result.reshape(len(X), -1), delimiter=",", fmt=fmt,
+                                                           header=header, comments=""))
     print(f"wrote {len(X)} predictions to {args.out}")
 
 
-def _width(net, X, path):
+def _csv_name(name):
+    """A class name as a CSV header field (quoted when it holds a delimiter or quote)."""
+    name = str(name)
+    return f'"{name.replace(chr(34), chr(34) * 2)}"' if any(c in name for c in ',"\n') else name
+
+
+def _width(net, X, args):
     if X.shape[1] != net.sizes[0]:
-        raise UsageError(f"{path}: {X.shape[1]} features per sample, the model expects {net.sizes[0]}")
+        hint = ""
+        if X.shape[1] == net.sizes[0] - 1 and str(args.label_column).lower() != "none" \
+                and (args.format or datasets.files.guess_format(args.data)) == "csv":
+            hint = (f"; the column {args.label_column} was taken as labels: give --label-column none for a file "
+                    f"of features only")
+        raise UsageError(f"{args.data}: {X.shape[1]} features per sample, the model expects {net.sizes[0]}{hint}")
     return X
 
 
@@ -307,39 +473,56 @@ def parser():
     top.add_argument("--version", action="version", version=f"scalarbp {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train an MLP (default: the embedded digits)",
+    train = sub.add_parser("train", help="train an MLP (default: the embedded digits)", formatter_class=HELP,
                            description="Train an MLP. With no arguments: the embedded UCI digits, 64-128-10, "
-                                       "ReLU, softmax, Adam; prints the test accuracy.")
+                                       "ReLU, softmax, Adam; prints the test accuracy. Three roles, never mixed: "
+                                       "the training data; a validation split of it for the epoch lines and "
+                                       "early stopping; the test set, scored once at the end.")
     _data_options(train, required=False)
-    train.add_argument("--test-data", metavar="PATH", help="held-out data (default: split off --test-fraction)")
-    train.add_argument("--test-labels", metavar="PATH")
-    train.add_argument("--test-fraction", type=float, default=0.2)
-    _architecture(train, [128], "relu")
-    train.add_argument("--l2", type=float, default=0.0)
-    train.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS))
-    train.add_argument("--lr", type=float, default=0.002)
+    train.add_argument("--validation-fraction", type=float, default=0.1,
+                       help="fraction of the training data held out for validation (stratified for labels); "
+                            "0 for none")
+    train.add_argument("--validation-data", metavar="PATH", help="validation data instead of a split")
+    train.add_argument("--validation-labels", metavar="PATH", help="labels file for --validation-data")
+    train.add_argument("--test-data", metavar="PATH", help="test data (default: split off --test-fraction)")
+    train.add_argument("--test-labels", metavar="PATH", help="labels file for --test-data")
+    train.add_argument("--test-fraction", type=float, default=0.2, help="fraction of --data held out as test set")
+    train.add_argument("--task", choices=["classification", "regression"],
+                       help=f"default: inferred (integer labels with at most {MAX_INFERRED_CLASSES} contiguous "
+                            f"values, or names, are classes)")
+    _architecture(train, [128], "relu", output=None)
+    train.add_argument("--l2", type=float, default=0.0, help="L2 penalty weight")
+    train.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
+                       help="default: adam, or the --resume model's own, continued")
+    train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's: adam 0.001, others 0.01; "
+                                               "with --resume the model's)")
     train.add_argument("--momentum", type=float,
                        help="for --optimizer momentum (default 0.9) and rmsprop (default 0)")
     train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)")
     train.add_argument("--centered", action="store_true", help="centered RMSprop (--optimizer rmsprop)")
     train.add_argument("--weight-decay", type=float, help="for --optimizer adamw (default 0.01)")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--early-stopping", action="store_true")
-    train.add_argument("--patience", type=int, default=10)
-    train.add_argument("--backend", default="scalar", choices=ALL)
-    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    train.add_argument("--epochs", type=int, default=30, help="epochs to train (with --resume: more epochs)")
+    train.add_argument("--batch-size", type=int, default=32, help="samples per minibatch")
+    train.add_argument("--early-stopping", action="store_true",
+                       help="stop after --patience epochs without a lower validation loss; restore the best")
+    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
+    train.add_argument("--backend", default="scalar", choices=ALL, help="implementation")
+    train.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="parameter dtype")
     train.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seeds the initialisation, the splits and the shuffles")
     train.add_argument("--no-standardize", action="store_true", help="do not standardize the inputs")
-    train.add_argument("--save", metavar="MODEL", help="save the trained model (.npz)")
+    train.add_argument("--save", metavar="MODEL", help="save the trained model (.npz); also on Ctrl-C")
+    train.add_argument("--checkpoint-every", type=int, metavar="N",
+                       help="save the model to --save every N epochs (atomically)")
+    train.add_argument("--resume", metavar="MODEL",
+                       help="continue training a saved model: its architecture, optimizer state and epoch count")
     train.add_argument("--plot", metavar="PNG", help="save loss/accuracy curves (needs matplotlib)")
-    train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
     train.set_defaults(run=cmd_train)
 
     for name, run, text in (("evaluate", cmd_evaluate, "loss and accuracy (or R^2) of a saved model"),
                             ("predict", cmd_predict, "predictions of a saved model")):
-        command = sub.add_parser(name, help=text, description=text)
+        command = sub.add_parser(name, help=text, description=text, formatter_class=HELP)
         command.add_argument("model", help="a model saved by 'scalarbp train --save'")
         _data_options(command, required=True)
         command.add_argument("--backend", default="scalar", choices=ALL)
@@ -350,11 +533,13 @@ def parser():
 
     for name, run, text in (("gradcheck", cmd_gradcheck, "every backend against finite differences"),
                             ("compare", cmd_compare, "scalar vs row vs column vs finite differences, per layer")):
-        command = sub.add_parser(name, help=text, description=f"{text}, on a random net and batch")
+        command = sub.add_parser(name, help=text, description=f"{text}, on a random net and batch",
+                                 formatter_class=HELP)
         _random_net_options(command, [8, 8], 16)
         command.set_defaults(run=run)
 
     bench = sub.add_parser("bench", help="a quick side-by-side timing against PyTorch and scikit-learn",
+                           formatter_class=HELP,
                            description="One epoch of small cases, scalarbp next to PyTorch and scikit-learn "
                                        "when they are installed (pip install 'scalarbp[bench]'). The full "
                                        "profiling runs are scripts/bench.py.")
@@ -364,6 +549,7 @@ def parser():
     bench.set_defaults(run=cmd_bench)
 
     explain = sub.add_parser("explain", help="every quantity of seed 002's worked example, or of a small net",
+                             formatter_class=HELP,
                              description="Recompute seed 002's worked example (or a small net of your own "
                                          "with --sizes or --hidden-sizes) and print every forward and backward quantity "
                                          "next to its formula.")
@@ -375,12 +561,17 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    top = parser()
+    args = top.parse_args(argv)
+    tokens = {token.split("=")[0] for token in argv if token.startswith("-")}
+    command = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    args.given = {action.dest for action in command._actions if tokens & set(action.option_strings)}
     from .persistence import ModelFileError
     from .training import DivergedError
 
     try:
-        args.run(args)
+        code = args.run(args)
     except BrokenPipeError:  # the reader of our output went away (e.g. "| head")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -391,7 +582,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("scalarbp: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

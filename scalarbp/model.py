@@ -104,8 +104,9 @@ class MLP:
     epoch_steps : int
         Steps done of an interrupted epoch (0 otherwise); the next ``fit`` finishes it.
     classes : ndarray or None
-        The original labels of the output units when they are not ``0..K-1`` (set by the
-        ``train`` command): ``predict`` returns them and ``score`` takes them.
+        The original labels of the output units (integers or names) when they are not
+        ``0..K-1`` (the ``train`` command and the estimators set them): ``predict``
+        returns them and ``score`` takes them.
 
     The architecture (``sizes``, ``hidden``, ``output``, ``loss``, ``dtype``, ``layout``)
     is read-only: the kernels read the layout derived from it.  A net serves one thread
@@ -309,9 +310,9 @@ class MLP:
         """X through the net's standardizer (unchanged if there is none)."""
         return X if self.standardizer is None else self.standardizer.transform(X)
 
-    def fit(self, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=True, seed=None,
+    def fit(self, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
             validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
-            backend="scalar", verbose=0):
+            backend="scalar", verbose=0, callbacks=()):
         """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
 
         Parameters
@@ -319,11 +320,13 @@ class MLP:
         X : array ``(N, sizes[0])`` or ``numpy.memmap`` (read one minibatch at a time)
         y : labels ``(N,)`` or targets ``(N, sizes[-1])``
         epochs, batch_size : int
-        lr : float
-            Learning rate.
-        optimizer : ``"sgd"``, ``"momentum"``, ``"adam"`` or a
-            :class:`scalarbp.optimizers.Optimizer` (e.g. ``Momentum(0.1, nesterov=True)``).
-            Training continues the net's current optimiser state when the name matches.
+        lr : float or None
+            Learning rate; None keeps the rate of the optimiser the net continues with, or
+            takes a new optimiser's default.
+        optimizer : None, ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``
+            or a :class:`scalarbp.optimizers.Optimizer` (e.g. ``Momentum(0.1, nesterov=True)``).
+            None (the default) continues the net's optimiser, its kind and its state, as
+            does its name; a net without one gets Adam.
         shuffle : bool
             Visit the samples in a new random order each epoch.
         seed : int or None
@@ -338,6 +341,8 @@ class MLP:
         backend : ``"scalar"``, ``"literal"`` (seed 001 one sample at a time: slow, for
             reading), ``"row"``, ``"column"`` or ``"cuda"``
         verbose : 0 silent, 1 a line per epoch, 2 also a progress bar on a terminal
+        callbacks : objects with ``on_epoch_end(epoch, history, net)``
+            (:class:`scalarbp.training.Callback`); one that returns True stops training.
 
         Raises
         ------
@@ -353,9 +358,9 @@ class MLP:
                             optimizer=optimizer, shuffle=shuffle, seed=seed,
                             validation_data=validation_data,
                             validation_fraction=validation_fraction, early_stopping=early_stopping,
-                            patience=patience, backend=backend, verbose=verbose)
+                            patience=patience, backend=backend, verbose=verbose, callbacks=callbacks)
 
-    def partial_fit(self, X, y, batch_size=32, lr=0.01, optimizer="sgd", backend="scalar"):
+    def partial_fit(self, X, y, batch_size=32, lr=None, optimizer=None, backend="scalar"):
         """One pass over a chunk of a stream, in order, continuing the optimiser's state."""
         training.fit(self, X, y, epochs=1, batch_size=batch_size, lr=lr, optimizer=optimizer,
                      shuffle=False, backend=backend)
@@ -374,9 +379,12 @@ class MLP:
     def class_indices(self, y):
         """Labels ``y`` as the output unit of each (indices into :attr:`classes` when it is
         set; labels it does not hold are refused, naming them)."""
-        y = checks.real_array("y", y)
+        y = np.asarray(y)
         if self.classes is None or y.ndim != 1:
-            return y
+            return checks.real_array("y", y)
+        if (y.dtype.kind == "U") != (self.classes.dtype.kind == "U"):
+            raise ValueError(f"y holds {'names' if y.dtype.kind == 'U' else 'numbers'}, the model's classes are "
+                             f"{'names' if self.classes.dtype.kind == 'U' else 'numbers'}")
         at = np.minimum(np.searchsorted(self.classes, y), len(self.classes) - 1)
         unknown = self.classes[at] != y
         if unknown.any():
@@ -463,7 +471,7 @@ def _members(config):
     checks.integer("epochs_trained", config["epochs_trained"], 0, MAX_COUNT)
     checks.integer("epoch_steps", config.get("epoch_steps", 0), 0, MAX_COUNT)
     P = Layout(sizes).size
-    members = {"theta": ((P,), dtype), "classes": ((sizes[-1],), np.dtype(np.int64)),
+    members = {"theta": ((P,), dtype), "classes": ((sizes[-1],), persistence.LABELS),
                "standardizer.mean": ((sizes[0],), np.dtype(np.float64)),
                "standardizer.scale": ((sizes[0],), np.dtype(np.float64))}
     if config["optimizer"] is not None:

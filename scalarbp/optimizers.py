@@ -333,10 +333,11 @@ class RMSprop(Optimizer):
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Adam, AdamW, RMSprop)}
 
 
-def make(name, lr, **hyper):
+def make(name, lr=None, **hyper):
     """An optimiser by name: ``sgd``, ``momentum`` (``nesterov=True`` for Nesterov),
-    ``adam``, ``adamw``, ``rmsprop``."""
-    return OPTIMIZERS[checks.choice("optimizer", name, tuple(OPTIMIZERS))](lr, **hyper)
+    ``adam``, ``adamw``, ``rmsprop``; ``lr=None`` takes the class's default rate."""
+    cls = OPTIMIZERS[checks.choice("optimizer", name, tuple(OPTIMIZERS))]
+    return cls(**hyper) if lr is None else cls(lr, **hyper)
 
 
 def _positive(name, value):

@@ -49,6 +49,10 @@ KEYS = {"sizes", "hidden", "output", "loss", "l2", "dtype", "epochs_trained", "o
 #: Keys a configuration may hold besides :data:`KEYS`.
 OPTIONAL_KEYS = {"epoch_steps"}
 
+#: Stands for the dtype of class labels in a member list: int64, or names (unicode) of at
+#: most 256 characters.
+LABELS = "labels"
+
 #: What can go wrong inside a damaged archive or ``.npy`` header, as Python reports it.
 DAMAGE = (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
           RuntimeError, SyntaxError, tokenize.TokenError, UnicodeDecodeError, RecursionError, OverflowError,
@@ -248,6 +252,8 @@ def _read_array(name, archive, info, key, shape, dtype):
     """Member ``key``, its header checked against ``shape`` and ``dtype`` before any data is read."""
     with archive.open(info) as member:
         found_shape, found_dtype = _header(member)
+        if dtype == LABELS:
+            dtype = found_dtype if found_dtype.kind == "U" and found_dtype.itemsize <= 1024 else np.int64
         if found_shape != tuple(shape) or found_dtype != np.dtype(dtype):
             raise ModelFileError(f"{name}: array '{key}' has shape {found_shape} and dtype {found_dtype}, "
                                  f"the configuration needs {tuple(shape)} and {np.dtype(dtype)}")
@@ -257,7 +263,7 @@ def _read_array(name, archive, info, key, shape, dtype):
         array = np.empty(shape, dtype)
         if member.readinto(memoryview(array.reshape(-1)).cast("B")) != array.nbytes:
             raise ModelFileError(f"{name}: array '{key}' is truncated")
-    if not np.isfinite(array).all():
+    if array.dtype.kind != "U" and not np.isfinite(array).all():
         raise ModelFileError(f"{name}: array '{key}' holds NaN or inf")
     return array
 

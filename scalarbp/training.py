@@ -14,7 +14,6 @@ update is not finite raises :class:`DivergedError` with the weights of the last 
 step.
 """
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,18 +74,23 @@ class History:
 
     ``loss``: mean training loss over the epoch's minibatches (the penalised J);
     ``val_loss``/``val_score``: on the validation data, if any, ``val_score`` being
-    accuracy for classifiers and R^2 for regression (``score_name``); ``seconds``: wall
-    time of each epoch.  With early stopping, ``best_epoch`` is the epoch whose weights
-    were restored (0-based within this fit).
+    accuracy for classifiers and R^2 for regression (``score_name``); ``lr``: the
+    learning rate at the epoch's end; ``seconds``: wall time of each epoch.  With early
+    stopping, ``best_epoch`` is the epoch whose weights were restored (0-based within
+    this fit); ``stopped_by`` says what ended training early, if anything.
+
+    ``print(history)`` shows a short table; :meth:`to_csv` and :meth:`plot` export it.
     """
 
     score_name: str = "accuracy"
     loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
     val_score: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    stopped_by: str | None = None
 
     @property
     def val_accuracy(self):
@@ -95,6 +99,68 @@ class History:
     @property
     def epochs(self):
         return len(self.loss)
+
+    def columns(self):
+        """``{name: values}`` of every per-epoch record that holds values."""
+        columns = {"epoch": list(range(1, self.epochs + 1)), "loss": self.loss, "val_loss": self.val_loss,
+                   f"val_{self.score_name}": self.val_score, "lr": self.lr, "seconds": self.seconds}
+        return {name: values for name, values in columns.items() if len(values) == self.epochs}
+
+    def __str__(self):
+        columns = self.columns()
+        shown = list(range(self.epochs)) if self.epochs <= 10 else [*range(5), None, *range(self.epochs - 4,
+                                                                                              self.epochs)]
+        lines = ["  ".join(f"{name:>12}" for name in columns)]
+        for e in shown:
+            lines.append("  ".join(f"{'...':>12}" if e is None else f"{values[e]:>12.6g}" for values in columns.values()))
+        if self.best_epoch is not None:
+            lines.append(f"best epoch {self.best_epoch + 1} (weights restored)")
+        if self.stopped_by:
+            lines.append(f"stopped by {self.stopped_by}")
+        return "\n".join(lines)
+
+    def to_csv(self, path):
+        """Write one row per epoch (header: the column names) to ``path``, atomically."""
+        from .persistence import write_atomically
+
+        columns = self.columns()
+        rows = np.column_stack([np.asarray(values, np.float64) for values in columns.values()]) if columns else \
+            np.empty((0, 0))
+        write_atomically(path, lambda file: np.savetxt(file, rows, delimiter=",", fmt="%.10g",
+                                                       header=",".join(columns), comments=""))
+
+    def plot(self, path=None):
+        """Loss (and validation loss and score) per epoch with matplotlib; saved to
+        ``path`` if given; returns the figure."""
+        try:
+            import matplotlib
+            if path is not None:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'scalarbp[plot]'") from None
+        epochs = np.arange(1, self.epochs + 1)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        left.plot(epochs, self.loss, label="train")
+        if self.val_loss:
+            left.plot(epochs, self.val_loss, label="validation")
+            right.plot(epochs, self.val_score, color="C1")
+        left.set(xlabel="epoch", ylabel="loss J", yscale="log", title="loss")
+        left.legend()
+        right.set(xlabel="epoch", ylabel=self.score_name, title=f"validation {self.score_name}")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+        return fig
+
+
+class Callback:
+    """Called by ``fit`` after every epoch (its history updated, the weights those of the
+    epoch's end): return True from :meth:`on_epoch_end` to stop training there."""
+
+    def on_epoch_end(self, epoch, history, net):
+        return False
 
 
 class Batches:
@@ -177,14 +243,23 @@ def _targets(net, y, N):
     return None, checks.targets(y_array, N, net.sizes[-1], net.loss, net.dtype)
 
 
+#: The defaults of ``fit``, the ``train`` command and the estimators (README, "Defaults").
+DEFAULT_OPTIMIZER = "adam"
+
+
 def _optimizer(net, optimizer, lr):
-    """The optimiser to use: a given instance, or the net's own if it has that name."""
+    """The optimiser to use, continuing what the net has unless told otherwise: a given
+    instance; the net's own when ``optimizer`` is None or its name (its kind, state and,
+    unless ``lr`` is given, its rate); else a new one by name (``lr=None``: its default)."""
     if isinstance(optimizer, optimizers.Optimizer):
         net.optimizer = optimizer
-    elif net.optimizer is not None and net.optimizer.name == optimizer:
-        net.optimizer.lr = optimizers.make(optimizer, lr).lr
+    elif net.optimizer is not None and optimizer in (None, net.optimizer.name):
+        pass
     else:
-        net.optimizer = optimizers.make(optimizer, lr)
+        net.optimizer = optimizers.make(DEFAULT_OPTIMIZER if optimizer is None else optimizer, lr)
+        return net.optimizer
+    if lr is not None:
+        net.optimizer.lr = optimizers.make(net.optimizer.name, lr).lr  # (checked as a new one would be)
     return net.optimizer
 
 
@@ -243,9 +318,9 @@ class Interrupts:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=True, seed=None,
+def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
-        backend="scalar", verbose=0):
+        backend="scalar", verbose=0, callbacks=()):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
     engine = backends.get(backend)
     epochs = checks.integer("epochs", epochs, 0)
@@ -255,13 +330,17 @@ def fit(net, X, y, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", shuffle=T
     shuffle = checks.boolean("shuffle", shuffle)
     early_stopping = checks.boolean("early_stopping", early_stopping)
     seed = int(np.random.default_rng().integers(2 ** 63)) if seed is None else checks.integer("seed", seed, 0)
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        if not callable(getattr(callback, "on_epoch_end", None)):
+            raise TypeError(f"callbacks must have an on_epoch_end(epoch, history, net) method, got {callback!r}")
     with net.in_use():
         return _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-                    validation_fraction, early_stopping, patience, verbose)
+                    validation_fraction, early_stopping, patience, verbose, callbacks)
 
 
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-         validation_fraction, early_stopping, patience, verbose):
+         validation_fraction, early_stopping, patience, verbose, callbacks):
     subset = None
     if validation_fraction:
         if validation_data is not None:
@@ -285,7 +364,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     history = History(score_name="accuracy" if net.is_classifier else "r2")
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
-    progress = Progress(verbose >= 2)
+    progress = Progress(verbose >= 2, epochs, n_batches - net.epoch_steps + (epochs - 1) * n_batches)
     step = engine.stepper(net, batches)
     sizes = CallSizes()
     sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
@@ -308,9 +387,9 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 if reason:
                     raise _diverged(net, step, order, batch_size, grad, snapshot, b, tried[done], reason,
                                     opt, history)
-                progress.update(epoch, epochs, b, n_batches)
+                progress.update(epoch, done, losses[b - done:b])
                 if interrupts.requested and b < n_batches:  # (at the end, the epoch is counted first)
-                    progress.done()
+                    progress.close()
                     raise _interrupted(net, n_batches, history)
             net.epochs_trained += 1
             net.epoch_steps = 0
@@ -319,23 +398,32 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 X_val, T_val, y_val = validation
                 history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
                 history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
+            history.lr.append(opt.lr)
             history.seconds.append(time.perf_counter() - start)
-            progress.done()
             if verbose:
-                print(epoch_line(history, epoch, epochs), flush=True)
+                progress.write(epoch_line(history, epoch, epochs))
 
             if early_stopping:
                 monitored = history.val_loss[-1] if validation is not None else history.loss[-1]
                 if monitored < best[0]:
                     best = (monitored, epoch, Snapshot(net))
                 elif epoch - best[1] >= patience:
-                    history.stopped_early = True
+                    history.stopped_early, history.stopped_by = True, "early stopping"
                     break
+            if any(callback.on_epoch_end(epoch, history, net) for callback in callbacks):
+                history.stopped_by = "a callback"
+                break
             if interrupts.requested and epoch + 1 < epochs:  # (during validation)
+                progress.close()
                 raise _interrupted(net, n_batches, history)
+    progress.close()
     if early_stopping and best[2] is not None:
         best[2].restore(net)  # the best epoch's weights, with the counters that describe them
         history.best_epoch = best[1]
+        if verbose and history.stopped_early:
+            print(f"stopped early after epoch {history.epochs}; restored the weights of epoch {best[1] + 1} "
+                  f"(lowest {'validation' if validation is not None else 'training'} loss {best[0]:.4f})",
+                  flush=True)
     return history
 
 
@@ -374,21 +462,34 @@ def epoch_line(history, epoch, epochs):
 
 
 class Progress:
-    """A one-line progress bar on stderr, redrawn at most every 0.1 s (only on a terminal)."""
+    """A progress bar (``tqdm.auto``: a terminal's or a notebook's) over every step of the
+    fit: epoch, steps, rate, time left, the running loss.  Off unless asked for, and off
+    when stderr is not a terminal."""
 
-    def __init__(self, enabled):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.last = 0.0
+    def __init__(self, enabled, epochs, steps):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
 
-    def update(self, epoch, epochs, step, steps):
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.1 and step < steps):
+            self.bar = tqdm(total=steps, unit="step", disable=None, leave=False, dynamic_ncols=True)
+        self.epochs, self.loss = epochs, None
+
+    def update(self, epoch, steps, losses):
+        if self.bar is None or steps == 0:
             return
-        self.last = now
-        filled = int(30 * step / steps)
-        sys.stderr.write(f"\repoch {epoch + 1:>3}/{epochs} [{'=' * filled}{' ' * (30 - filled)}] {step}/{steps}")
-        sys.stderr.flush()
+        mean = float(np.mean(losses))
+        self.loss = mean if self.loss is None else 0.9 * self.loss + 0.1 * mean
+        self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
+        self.bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
+        self.bar.update(steps)
 
-    def done(self):
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 60 + "\r")
+    def write(self, line):
+        """A line of output that does not break the bar."""
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

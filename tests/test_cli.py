@@ -59,7 +59,7 @@ def test_train_splits_a_single_file_and_accepts_every_option(capsys, digits_file
                          "--batch-size", "16", "--backend", "row", "--threads", "1", "--seed", "3",
                          "--l2", "0.001", "--early-stopping", "--patience", "1", "--no-standardize")
     assert code == 0, err
-    assert "MLP(64-16-8-10" in out and "(269 train / 90 test)" in out
+    assert "MLP(64-16-8-10" in out and ": 239 train / 30 validation / 90 test" in out
 
 
 def test_plot_writes_a_png(capsys, tmp_path):
