@@ -135,11 +135,15 @@ def cmd_train(args):
         raise UsageError("--checkpoint-every needs --save MODEL: the checkpoints are written there")
     (X, y), (X_test, y_test), source = _training_data(args)
     if args.resume:
-        refused = sorted(args.given & RESUME_REFUSES)
+        net = MLP.load(args.resume)
+        theirs = {"hidden_sizes": list(net.sizes[1:-1]), "activation": list(net.hidden), "output": net.output,
+                  "loss": net.loss, "l2": net.l2, "dtype": net.dtype.name, "no_standardize": net.standardizer is None,
+                  "task": "classification" if net.is_classifier else "regression"}
+        ours = {**vars(args), "activation": args.activation * (len(net.hidden) if len(args.activation) == 1 else 1)}
+        refused = sorted(name for name in args.given & set(theirs) if ours[name] != theirs[name])
         if refused:
             raise UsageError(f"--resume takes the architecture from {args.resume}; drop "
                              f"{', '.join('--' + name.replace('_', '-') for name in refused)}")
-        net = MLP.load(args.resume)
         task = "classification" if net.is_classifier else "regression"
         note = f"from {args.resume}: {net.epochs_trained} epochs trained"
     else:
@@ -215,10 +219,6 @@ def _test_line(net, X, y, backend):
     F = net.predict_proba(X, backend=backend)
     rmse = float(np.sqrt(np.mean((F - np.asarray(y, np.float64).reshape(F.shape)) ** 2)))
     return f"test R^2: {net.score(X, y, backend=backend):.4f}, RMSE: {rmse:.4g}"
-
-
-#: Options that describe a new net: with --resume the model file's are used.
-RESUME_REFUSES = {"hidden_sizes", "activation", "output", "loss", "l2", "dtype", "task", "no_standardize"}
 
 
 def _training_data(args):
