@@ -404,7 +404,7 @@ def cmd_gradcheck(args):
         error = gradcheck(net, X, Y, backend=backend)
         worst = max(worst, error)
         print(f"{backend:>7}: largest relative error vs finite differences {error:.2e}")
-    tolerance = 1e-6 if net.dtype == np.float64 else 1e-2
+    tolerance = 1e-6 if net.dtype == np.float64 else 1e-3  # (float32: its own rounding, ~1e-5)
     if worst > tolerance:
         raise UsageError(f"gradient check failed: {worst:.2e} > {tolerance:g}")
 

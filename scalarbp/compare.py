@@ -18,7 +18,7 @@ def gradients(net, X, Y):
     grads = {name: backends.get(name).loss_and_grad(net, X, T)[1] for name in backends.BACKENDS}
     exact = net.astype("float64")
     grads["finite differences"] = numerical_gradient(
-        exact, X.astype(np.float64), T.astype(np.float64), backends.get("row"), DEFAULT_EPS["float64"])
+        exact, X.astype(np.float64), T.astype(np.float64), backends.get("row"), DEFAULT_EPS)
     return grads
 
 

@@ -1,23 +1,32 @@
 """scikit-learn estimators around :class:`scalarbp.MLP` (needs the optional scikit-learn).
 
-``ScalarMLPClassifier`` and ``ScalarMLPRegressor`` follow scikit-learn's conventions: the
-constructor only stores its arguments, ``fit`` learns ``net_`` (the trained
-:class:`scalarbp.MLP`), ``history_``, ``n_features_in_`` and, for the classifier,
-``classes_`` (any labels, mapped to 0..K-1).  They work in ``Pipeline``, ``clone``,
-``GridSearchCV`` and ``cross_val_score``.
+``ScalarMLPClassifier`` and ``ScalarMLPRegressor`` take scikit-learn's ``MLPClassifier``
+/ ``MLPRegressor`` parameters with the same meanings (``solver="sgd"`` is SGD with
+``momentum`` and ``nesterovs_momentum``; ``alpha`` is the L2 weight per sample, as there;
+training stops when the loss, or the validation score with ``early_stopping``, has not
+improved by ``tol`` for ``n_iter_no_change`` epochs), plus scalarbp's own ``dtype`` and
+``backend``.  After ``fit`` they hold scikit-learn's attributes (``n_iter_``,
+``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``,
+``coefs_`` and ``intercepts_`` in scikit-learn's ``(in, out)`` layout, ``classes_``,
+``n_features_in_``, ``out_activation_``, ``t_``) and ``net_``, the trained
+:class:`scalarbp.MLP`.  They pass ``check_estimator`` and work in ``Pipeline``,
+``GridSearchCV`` and ``cross_val_score``; a fitted ``MLPClassifier`` or ``MLPRegressor``
+is imported with ``from_sklearn``.
 """
 import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.validation import check_is_fitted, column_or_1d
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("scalarbp.sklearn needs scikit-learn: pip install 'scalarbp[sklearn]'") from err
 
-from . import checks
+from . import checks, optimizers
 from .model import MLP
+from .training import Callback, Snapshot
 
 try:
     from sklearn.utils.validation import validate_data
@@ -25,33 +34,164 @@ except ImportError:  # scikit-learn < 1.6
     def validate_data(estimator, X, y="no_validation", reset=True, **kwargs):
         return estimator._validate_data(X, y, reset=reset, **kwargs)
 
+#: scikit-learn's activation names and scalarbp's.
+ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity",
+               "leaky_relu": "leaky_relu", "sigmoid": "sigmoid"}
+
+#: scikit-learn's output activation names (``out_activation_``) for scalarbp's outputs.
+OUT_ACTIVATIONS = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
+
+
+class _Stopping(Callback):
+    """scikit-learn's rule: stop when the training loss (or, with early stopping, the
+    validation score) has not improved by ``tol`` for more than ``n_iter_no_change``
+    epochs; with early stopping, keep the best epoch's weights."""
+
+    def __init__(self, estimator, validation):
+        self.estimator, self.validation = estimator, validation
+        self.count, self.best = 0, None
+
+    def on_epoch_end(self, epoch, history, net):
+        est = self.estimator
+        est.loss_curve_.append(history.loss[-1])
+        if self.validation is not None:
+            score = net.score(*self.validation)
+            est.validation_scores_.append(score)
+            if score < est.best_validation_score_ + est.tol:
+                self.count += 1
+            else:
+                self.count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_, self.best = score, Snapshot(net)
+        else:
+            if history.loss[-1] > est.best_loss_ - est.tol:
+                self.count += 1
+            else:
+                self.count = 0
+            est.best_loss_ = min(est.best_loss_, history.loss[-1])
+        if est.verbose:
+            print(f"Iteration {len(est.loss_curve_)}, loss = {history.loss[-1]:.8f}")
+        return self.count > est.n_iter_no_change
+
 
 class _ScalarMLP(BaseEstimator):
     """Shared parameters and training of the two estimators."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", l2=0.0, optimizer="adam", lr=0.001,
-                 epochs=200, batch_size=32, dtype="float64", backend="scalar", random_state=None):
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
+                 tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, dtype="float64", backend="scalar"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
-        self.l2 = l2
-        self.optimizer = optimizer
-        self.lr = lr
-        self.epochs = epochs
+        self.solver = solver
+        self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
         self.backend = backend
-        self.random_state = random_state
 
-    def _fit(self, X, targets, n_outputs, output):
-        hidden = self.hidden_layer_sizes
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
-        sizes = [X.shape[1], *(checks.integer("hidden_layer_sizes", d, 1) for d in hidden), n_outputs]
-        # One draw from the random_state, as scikit-learn's estimators do: an int or a fresh
-        # RandomState(0) gives the same model every time; None a new one.
-        seed = int(check_random_state(self.random_state).randint(2 ** 31))
-        self.net_ = MLP(sizes, hidden=self.activation, output=output, l2=self.l2, dtype=self.dtype, seed=seed)
-        self.history_ = self.net_.fit(X, targets, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                      optimizer=self.optimizer, seed=seed, backend=self.backend)
+    # --- parameters, checked as scikit-learn checks them --------------------------------
+
+    def _hidden(self):
+        sizes = self.hidden_layer_sizes
+        sizes = (sizes,) if isinstance(sizes, (int, np.integer)) else tuple(sizes)
+        return [checks.integer("hidden_layer_sizes", d, 1) for d in sizes]
+
+    def _optimizer(self):
+        lr = self.learning_rate_init
+        if self.solver == "sgd":
+            momentum = self.momentum
+            if momentum == 0:
+                return optimizers.make("sgd", lr)
+            return optimizers.make("momentum", lr, momentum=momentum,
+                                   nesterov=checks.boolean("nesterovs_momentum", self.nesterovs_momentum))
+        if self.solver in ("adam", "adamw"):
+            return optimizers.make(self.solver, lr, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not available in scalarbp; use 'adam', 'sgd', 'adamw' or 'rmsprop'")
+        return optimizers.make(self.solver, lr)
+
+    def _batch(self, n_samples):
+        if isinstance(self.batch_size, str) and self.batch_size == "auto":
+            return min(200, n_samples)
+        return min(checks.integer("batch_size", self.batch_size, 1), n_samples)
+
+    def _check_parameters(self):
+        checks.choice("activation", self.activation, tuple(ACTIVATIONS))
+        checks.integer("max_iter", self.max_iter, 1)
+        checks.integer("n_iter_no_change", self.n_iter_no_change, 1)
+        for name in ("shuffle", "warm_start", "early_stopping"):
+            checks.boolean(name, getattr(self, name))
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must lie in (0, 1), got {self.validation_fraction}")
+        checks.l2(self.alpha)
+        if not (isinstance(self.tol, (int, float, np.floating)) and self.tol >= 0):
+            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
+
+    # --- training -------------------------------------------------------------------------
+
+    def _net(self, X, n_outputs, output):
+        """The net to train: the fitted one with warm_start (same shapes), else a new one."""
+        sizes = [X.shape[1], *self._hidden(), n_outputs]
+        if checks.boolean("warm_start", self.warm_start) and hasattr(self, "net_") \
+                and list(self.net_.sizes) == sizes and self.net_.output == output:
+            return self.net_, False
+        loss = "binary_cross_entropy" if output == "sigmoid" else None
+        return MLP(sizes, hidden=ACTIVATIONS[self.activation], output=output, loss=loss,
+                   dtype=self.dtype, seed=self._seed), True
+
+    def _fit(self, X, targets, n_outputs, output, epochs, incremental=False, partial=False):
+        self._check_parameters()
+        self._seed = int(check_random_state(self.random_state).randint(2 ** 31))
+        net, new = (self.net_, False) if incremental and hasattr(self, "net_") else self._net(X, n_outputs, output)
+        batch = self._batch(len(X))
+        net.l2 = self.alpha / batch  # scikit-learn's penalty: alpha/2 ||W||^2 per batch of n samples, / n
+        if new or not incremental and not self.warm_start:
+            self.loss_curve_, self.validation_scores_ = [], []
+            self.best_loss_, self.best_validation_score_ = np.inf, -np.inf
+            self.n_iter_, self.t_ = 0, 0
+        optimizer = self._optimizer() if new or net.optimizer is None else None
+        validation = None
+        X_train, y_train = X, targets
+        if self.early_stopping and not incremental:
+            from sklearn.model_selection import train_test_split
+            stratify = targets if targets.ndim == 1 else None
+            X_train, X_val, y_train, y_val = train_test_split(X, targets, test_size=self.validation_fraction,
+                                                              random_state=self._seed, stratify=stratify)
+            validation = (X_val, y_val)
+        stopping = _Stopping(self, validation)
+        history = net.fit(X_train, y_train, epochs=epochs, batch_size=batch, optimizer=optimizer,
+                          lr=self.learning_rate_init, shuffle=checks.boolean("shuffle", self.shuffle),
+                          seed=self._seed + self.n_iter_, backend=self.backend, callbacks=[stopping])
+        if stopping.best is not None:
+            stopping.best.restore(net)
+        self.net_ = net
+        self.n_iter_ += history.epochs
+        self.t_ += history.epochs * len(X_train)
+        if validation is None:
+            self.best_validation_score_ = None
+        else:
+            self.best_loss_ = None
+        if not partial and history.epochs == epochs and stopping.count <= self.n_iter_no_change:
+            from sklearn.exceptions import ConvergenceWarning
+            import warnings
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and the optimization "
+                          f"hasn't converged yet.", ConvergenceWarning)
         return self
 
     def _outputs(self, X):
@@ -59,24 +199,127 @@ class _ScalarMLP(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self.net_.forward(X, backend=self.backend)
 
+    @property
+    def coefs_(self):
+        """Weights per layer in scikit-learn's layout: ``coefs_[k]`` is ``(in, out)``."""
+        check_is_fitted(self, "net_")
+        return [W.T.copy() for W in self.net_.weights]
+
+    @property
+    def intercepts_(self):
+        check_is_fitted(self, "net_")
+        return [b.copy() for b in self.net_.biases]
+
+    @property
+    def n_layers_(self):
+        check_is_fitted(self, "net_")
+        return len(self.net_.sizes)
+
+    @property
+    def n_outputs_(self):
+        check_is_fitted(self, "net_")
+        return self.net_.sizes[-1]
+
+    @property
+    def out_activation_(self):
+        check_is_fitted(self, "net_")
+        return OUT_ACTIVATIONS[self.net_.output]
+
+    @classmethod
+    def _from_sklearn(cls, est, output, n_outputs):
+        """An estimator with ``est``'s parameters and ``est``'s fitted weights (for a
+        binary ``MLPClassifier``'s single logistic unit: two softmax units, the first with
+        zero weights, which give the same probabilities)."""
+        names = cls().get_params()
+        params = {k: v for k, v in est.get_params().items() if k in names}
+        model = cls(**params)
+        coefs = [np.asarray(W, np.float64) for W in est.coefs_]
+        intercepts = [np.asarray(b, np.float64) for b in est.intercepts_]
+        if n_outputs == 2 and coefs[-1].shape[1] == 1:
+            coefs[-1] = np.hstack([np.zeros_like(coefs[-1]), coefs[-1]])
+            intercepts[-1] = np.concatenate([[0.0], intercepts[-1]])
+        sizes = [coefs[0].shape[0], *(W.shape[1] for W in coefs)]
+        loss = "binary_cross_entropy" if output == "sigmoid" else None
+        model.net_ = MLP(sizes, hidden=ACTIVATIONS[est.activation], output=output, loss=loss)
+        model.net_.weights = [W.T for W in coefs]
+        model.net_.biases = intercepts
+        model.n_features_in_ = coefs[0].shape[0]
+        for name in ("n_iter_", "loss_curve_", "best_loss_", "t_"):
+            setattr(model, name, getattr(est, name, None))
+        model.validation_scores_ = getattr(est, "validation_scores_", None) or []
+        model.best_validation_score_ = getattr(est, "best_validation_score_", None)
+        return model
+
 
 class ScalarMLPClassifier(ClassifierMixin, _ScalarMLP):
-    """A softmax MLP classifier trained with cross-entropy (see :class:`scalarbp.MLP`)."""
+    """A softmax MLP classifier trained with cross-entropy; multilabel targets (an
+    indicator matrix) get sigmoid outputs and binary cross-entropy, as in scikit-learn."""
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        check_classification_targets(y)
-        self.classes_, labels = np.unique(y, return_inverse=True)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True)
+        targets, n_outputs, output = self._targets(y, reset=True)
+        return self._fit(X, targets, n_outputs, output, checks.integer("max_iter", self.max_iter, 1))
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y), continuing the training; the first call needs ``classes``."""
+        first = not hasattr(self, "net_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, reset=first)
+        if first:
+            self.classes_ = np.unique(classes)
+            self._binarizer = None
+        targets, n_outputs, output = self._targets(y, reset=False)
+        return self._fit(X, targets, n_outputs, output, 1, incremental=not first, partial=True)
+
+    def _targets(self, y, reset):
+        """Class indices (or a 0/1 matrix for multilabel), the output width and activation."""
+        if np.ndim(y) == 2 and np.shape(y)[1] == 1:
+            y = column_or_1d(y, warn=True)  # (a column of labels, as scikit-learn's MLPClassifier takes it)
+        if reset:
+            check_classification_targets(y)
+            if type_of_target(y) == "multilabel-indicator":
+                self._binarizer = LabelBinarizer().fit(y)
+                self.classes_ = self._binarizer.classes_
+            else:
+                self._binarizer = None
+                self.classes_ = np.unique(y)
+        if self._binarizer is not None:
+            return np.asarray(y, np.float64), len(self.classes_), "sigmoid"
         if len(self.classes_) < 2:
             raise ValueError(f"ScalarMLPClassifier needs at least 2 classes in y, got {len(self.classes_)} class")
-        return self._fit(X, labels, len(self.classes_), "softmax")
+        y = np.asarray(y).reshape(-1)
+        at = np.searchsorted(self.classes_, y)
+        if (at >= len(self.classes_)).any() or (self.classes_[np.minimum(at, len(self.classes_) - 1)] != y).any():
+            raise ValueError(f"y holds labels not in classes: {sorted(set(y) - set(self.classes_))[:5]}")
+        return at, len(self.classes_), "softmax"
 
     def predict_proba(self, X):
         return self._outputs(X)
 
     def predict(self, X):
         proba = self.predict_proba(X)  # checks fitted-ness before classes_ is touched
+        if self._binarizer is not None:
+            return (proba > 0.5).astype(int)
         return self.classes_[proba.argmax(axis=1)]
+
+    @classmethod
+    def from_sklearn(cls, est):
+        """A ScalarMLPClassifier that predicts what a fitted ``MLPClassifier`` predicts."""
+        multilabel = getattr(est, "_label_binarizer", None) is not None and est._label_binarizer.y_type_ == \
+            "multilabel-indicator"
+        model = cls._from_sklearn(est, "sigmoid" if multilabel else "softmax", len(est.classes_))
+        model.classes_ = np.asarray(est.classes_)
+        model._binarizer = est._label_binarizer if multilabel else None
+        return model
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multilabel": True}
 
 
 class ScalarMLPRegressor(RegressorMixin, _ScalarMLP):
@@ -84,14 +327,32 @@ class ScalarMLPRegressor(RegressorMixin, _ScalarMLP):
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True)
+        targets = self._targets(y)
+        return self._fit(X, targets, targets.shape[1], "identity", checks.integer("max_iter", self.max_iter, 1))
+
+    def partial_fit(self, X, y):
+        """One epoch over (X, y), continuing the training."""
+        first = not hasattr(self, "net_")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True,
+                             reset=first)
+        targets = self._targets(y)
+        return self._fit(X, targets, targets.shape[1], "identity", 1, incremental=not first, partial=True)
+
+    def _targets(self, y):
         y = np.asarray(y, np.float64)
         self._flat = y.ndim == 1
-        targets = y.reshape(len(y), -1)
-        return self._fit(X, targets, targets.shape[1], "identity")
+        return y.reshape(len(y), -1)
 
     def predict(self, X):
         F = self._outputs(X)
         return F[:, 0] if self._flat else F
+
+    @classmethod
+    def from_sklearn(cls, est):
+        """A ScalarMLPRegressor that predicts what a fitted ``MLPRegressor`` predicts."""
+        model = cls._from_sklearn(est, "identity", est.n_outputs_)
+        model._flat = est.n_outputs_ == 1
+        return model
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -332,7 +332,8 @@ def test_the_train_command_encodes_the_labels_that_occur(tmp_path, capsys):
     labels = np.array([7, 10 ** 9, 2_000_000])[y]
     np.savez(tmp_path / "d.npz", X=X, y=labels)
     model = tmp_path / "m.npz"
-    assert main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "5", "--quiet", "--save", str(model)]) == 0
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "5", "--quiet", "--save", str(model),
+                 "--task", "classification"]) == 0
     net = scalarbp.MLP.load(model)
     assert net.sizes[-1] == 3 and net.classes.tolist() == [7, 2_000_000, 10 ** 9]
     assert set(net.predict(X).tolist()) <= {7, 2_000_000, 10 ** 9}
@@ -340,7 +341,8 @@ def test_the_train_command_encodes_the_labels_that_occur(tmp_path, capsys):
     np.savez(tmp_path / "many.npz", X=np.zeros((20001, 1)), y=np.arange(20001))
     capsys.readouterr()
     many = str(tmp_path / "many.npz")
-    assert main(["train", "--data", many, "--test-data", many, "--epochs", "1", "--quiet"]) == 1
+    assert main(["train", "--data", many, "--test-data", many, "--epochs", "1", "--quiet", "--task",
+                 "classification"]) == 1
     assert "more than 10000 classes for a softmax" in capsys.readouterr().err
 
 
@@ -348,10 +350,10 @@ def test_estimators_take_a_random_state_object_reproducibly():
     pytest.importorskip("sklearn")
     from scalarbp.sklearn import ScalarMLPClassifier
     X, y = make_blobs(100, n_features=3, centers=2, seed=0)
-    fitted = [ScalarMLPClassifier((8,), epochs=2, random_state=np.random.RandomState(0)).fit(X, y) for _ in range(2)]
+    fitted = [ScalarMLPClassifier((8,), max_iter=2, random_state=np.random.RandomState(0)).fit(X, y) for _ in range(2)]
     assert np.array_equal(fitted[0].net_.theta, fitted[1].net_.theta)
     with pytest.raises(TypeError, match="hidden_layer_sizes must be an integer, got 2.7"):
-        ScalarMLPClassifier((2.7,), epochs=1).fit(X, y)
+        ScalarMLPClassifier((2.7,), max_iter=1).fit(X, y)
 
 
 def test_a_validation_split_of_a_memmap_does_not_copy_the_training_set(tmp_path):

@@ -1,9 +1,14 @@
-"""scikit-learn compatibility (skipped without the optional scikit-learn)."""
+"""scikit-learn compatibility (skipped without the optional scikit-learn): the estimator
+checks, scikit-learn's parameter names and attributes, and models imported from it."""
+import warnings
+
 import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
-from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
@@ -16,24 +21,28 @@ from scalarbp.sklearn import ScalarMLPClassifier, ScalarMLPRegressor  # noqa: E4
 # array-api-compat and SCIPY_ARRAY_API.  No check is skipped by us.
 
 
-@parametrize_with_checks([ScalarMLPClassifier(epochs=50, random_state=0),
-                          ScalarMLPRegressor(epochs=50, random_state=0)])
+@parametrize_with_checks([ScalarMLPClassifier(max_iter=50, random_state=0),
+                          ScalarMLPRegressor(max_iter=200, random_state=0)])
 def test_passes_scikit_learns_estimator_checks(estimator, check):
-    check(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
 
 
 def test_classifier_in_a_pipeline_with_cross_validation():
     (X, y), _ = datasets.load_digits()
-    pipeline = make_pipeline(StandardScaler(), ScalarMLPClassifier(hidden_layer_sizes=(32,), epochs=20,
-                                                                   lr=0.003, random_state=0))
-    scores = cross_val_score(pipeline, X, y, cv=3)
+    pipeline = make_pipeline(StandardScaler(), ScalarMLPClassifier(hidden_layer_sizes=(32,), max_iter=200,
+                                                                   learning_rate_init=0.003, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(pipeline, X, y, cv=3)
     assert scores.min() > 0.9
 
 
 def test_classifier_maps_arbitrary_labels():
     X, y = datasets.make_blobs(120, centers=2, seed=0)
     names = np.array(["cat", "dog"])[y]
-    model = ScalarMLPClassifier(hidden_layer_sizes=(8,), epochs=30, random_state=0).fit(X, names)
+    model = ScalarMLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=0).fit(X, names)
     assert set(model.predict(X)) <= {"cat", "dog"} and model.score(X, names) > 0.95
     assert model.predict_proba(X).shape == (120, 2)
 
@@ -42,6 +51,91 @@ def test_regressor_fits_a_line():
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (200, 2))
     y = 3 * X[:, 0] - X[:, 1]
-    model = ScalarMLPRegressor(hidden_layer_sizes=(16,), activation="tanh", epochs=100, lr=0.01,
+    model = ScalarMLPRegressor(hidden_layer_sizes=(16,), activation="tanh", max_iter=300, learning_rate_init=0.01,
                                random_state=0).fit(X, y)
     assert model.predict(X).shape == (200,) and model.score(X, y) > 0.95
+
+
+def test_scikit_learns_parameters_mean_what_they_mean_there():
+    X, y = datasets.make_blobs(300, n_features=4, centers=3, seed=0)
+    model = ScalarMLPClassifier((16, 8), activation="logistic", solver="sgd", momentum=0.5,
+                                nesterovs_momentum=False, learning_rate_init=0.05, alpha=0.01, batch_size=50,
+                                max_iter=500, tol=1e-3, n_iter_no_change=3, random_state=0).fit(X, y)
+    net = model.net_
+    assert net.hidden == ("sigmoid", "sigmoid") and net.optimizer.name == "momentum"
+    assert net.optimizer.hyper == {"momentum": 0.5, "nesterov": False} and net.l2 == pytest.approx(0.01 / 50)
+    assert model.n_iter_ == len(model.loss_curve_) < 500  # stopped by tol / n_iter_no_change
+    assert model.best_loss_ == min(model.loss_curve_) and model.best_validation_score_ is None
+    assert [W.shape for W in model.coefs_] == [(4, 16), (16, 8), (8, 3)]
+    assert [b.shape for b in model.intercepts_] == [(16,), (8,), (3,)]
+    assert model.out_activation_ == "softmax" and model.n_layers_ == 4 and model.t_ == model.n_iter_ * 300
+
+
+def test_early_stopping_keeps_the_best_validation_score():
+    (X, y), _ = datasets.load_digits()
+    model = ScalarMLPClassifier((32,), early_stopping=True, n_iter_no_change=3, max_iter=200,
+                                random_state=0).fit(X, y)
+    assert len(model.validation_scores_) == model.n_iter_ < 200
+    assert model.best_validation_score_ == max(model.validation_scores_) and model.best_loss_ is None
+
+
+def test_partial_fit_needs_classes_first_and_warm_start_continues():
+    X, y = datasets.make_blobs(200, n_features=3, centers=3, seed=0)
+    model = ScalarMLPClassifier((8,), learning_rate_init=0.05, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        model.partial_fit(X, y)
+    for _ in range(30):
+        model.partial_fit(X, y, classes=[0, 1, 2])
+    assert model.n_iter_ == 30 and model.score(X, y) > 0.9
+    warm = ScalarMLPClassifier((8,), max_iter=5, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm.fit(X, y)
+        first = warm.net_.theta.copy()
+        warm.fit(X, y)
+    assert warm.n_iter_ == 10 and not np.array_equal(first, warm.net_.theta)
+
+
+def test_multilabel_targets_get_sigmoid_outputs():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 0] + X[:, 1] > 0]).astype(int)
+    model = ScalarMLPClassifier((16,), max_iter=300, random_state=0).fit(X, Y)
+    assert model.net_.output == "sigmoid" and model.out_activation_ == "logistic"
+    assert model.predict(X).shape == (300, 3) and model.score(X, Y) > 0.8
+
+
+def test_a_random_state_object_gives_the_same_model():
+    X, y = datasets.make_blobs(100, n_features=3, centers=2, seed=0)
+    a, b = (ScalarMLPClassifier((8,), max_iter=3, random_state=np.random.RandomState(0)) for _ in range(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert np.array_equal(a.fit(X, y).net_.theta, b.fit(X, y).net_.theta)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(activation="tanh", hidden_layer_sizes=(7, 5))])
+def test_a_scikit_learn_model_imports_with_the_same_probabilities(kwargs):
+    (X, y), (X_test, _) = datasets.load_digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = MLPClassifier(max_iter=5, random_state=0, **kwargs).fit(X, y)
+        binary = MLPClassifier(max_iter=5, random_state=0, **kwargs).fit(X, y % 2)
+        regressor = MLPRegressor(max_iter=5, random_state=0, **kwargs).fit(X, y.astype(float))
+    for est in (theirs, binary):
+        ours = ScalarMLPClassifier.from_sklearn(est)
+        np.testing.assert_allclose(ours.predict_proba(X_test), est.predict_proba(X_test), rtol=1e-10, atol=1e-12)
+        assert np.array_equal(ours.predict(X_test), est.predict(X_test))
+    np.testing.assert_allclose(ScalarMLPRegressor.from_sklearn(regressor).predict(X_test), regressor.predict(X_test),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_grid_search_with_two_jobs_gives_the_results_of_one():
+    X, y = datasets.make_blobs(200, n_features=4, centers=3, seed=0)
+    grid = {"hidden_layer_sizes": [(8,), (16,)], "learning_rate_init": [0.001, 0.01]}
+    results = []
+    for jobs in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search = GridSearchCV(ScalarMLPClassifier(max_iter=20, random_state=0), grid, cv=2, n_jobs=jobs).fit(X, y)
+        results.append(search.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(*results)

@@ -184,3 +184,11 @@ def test_ctrl_c_saves_the_trained_model_and_exits_130(tmp_path):
     net = scalarbp.MLP.load(model)
     assert net.optimizer.t == net.epochs_trained * 324 + net.epoch_steps > 0  # 1,294 samples in 4s
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_gradcheck_passes_on_correct_float32_gradients(capsys, activation):
+    code, out, err = run(capsys, "gradcheck", "--dtype", "float32", "--activation", activation)
+    assert code == 0, err
+    errors = [float(line.split()[-1]) for line in out.splitlines() if "largest relative error" in line]
+    assert len(errors) == 4 and max(errors) < 1e-4
