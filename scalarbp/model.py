@@ -275,15 +275,17 @@ class MLP:
         with self.in_use():
             return engine.forward(self, X)
 
-    def loss_and_grad(self, X, Y, backend="scalar"):
+    def loss_and_grad(self, X, Y, backend="scalar", weights=None):
         """The objective and its gradient on one batch.
 
-        ``J = (1/N) sum_n Loss(f(x_n), y_n) + (l2/2) sum_k ||W_k||_F^2``.
+        ``J = (1/N) sum_n Loss(f(x_n), y_n) + (l2/2) sum_k ||W_k||_F^2``, or with
+        ``weights`` the weighted mean ``sum_n w_n Loss_n / sum_n w_n`` (plus the penalty).
 
         Parameters
         ----------
         X : array ``(N, sizes[0])``
         Y : integer labels ``(N,)`` or targets ``(N, sizes[-1])``
+        weights : array ``(N,)`` of non-negative weights, or None
 
         Returns
         -------
@@ -294,8 +296,10 @@ class MLP:
         engine = self._backend(backend)
         X = checks.inputs(X, self.sizes[0], self.dtype)
         T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        if weights is not None:
+            weights = training.sample_weights(self, np.zeros(X.shape[0]), weights, None)
         with self.in_use():
-            J, grad = engine.loss_and_grad(self, X, T)
+            J, grad = engine.loss_and_grad(self, X, T, weights=weights)
         dW, db = self.layout.views(grad)
         return J, dW, db
 
@@ -312,7 +316,8 @@ class MLP:
 
     def fit(self, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
             validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
-            backend="scalar", verbose=0, callbacks=()):
+            backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
+            warmup_steps=0, clip_norm=None):
         """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
 
         Parameters
@@ -343,6 +348,18 @@ class MLP:
         verbose : 0 silent, 1 a line per epoch, 2 also a progress bar on a terminal
         callbacks : objects with ``on_epoch_end(epoch, history, net)``
             (:class:`scalarbp.training.Callback`); one that returns True stops training.
+        sample_weight : array ``(N,)`` or None
+            Weights of the samples in the loss: each minibatch's J is the weighted mean
+            ``sum w_n Loss_n / sum w_n`` (the output deltas weighted alike).
+        class_weight : ``{label: weight}``, ``"balanced"`` or None
+            Weights by class (multiplying ``sample_weight``); ``"balanced"`` is
+            scikit-learn's ``N / (K * count(label))``.
+        schedule : None, ``"step"``, ``"cosine"``, ``"reduce_on_plateau"`` or a
+            :class:`scalarbp.schedules.Schedule`: the learning rate of every step.
+        warmup_steps : int
+            Linear warm-up of the rate over the first steps of training.
+        clip_norm : float or None
+            Clip the gradient's global norm to this (``clip_grad_norm_``'s rule).
 
         Raises
         ------
@@ -358,7 +375,9 @@ class MLP:
                             optimizer=optimizer, shuffle=shuffle, seed=seed,
                             validation_data=validation_data,
                             validation_fraction=validation_fraction, early_stopping=early_stopping,
-                            patience=patience, backend=backend, verbose=verbose, callbacks=callbacks)
+                            patience=patience, backend=backend, verbose=verbose, callbacks=callbacks,
+                            sample_weight=sample_weight, class_weight=class_weight, schedule=schedule,
+                            warmup_steps=warmup_steps, clip_norm=clip_norm)
 
     def partial_fit(self, X, y, batch_size=32, lr=None, optimizer=None, backend="scalar"):
         """One pass over a chunk of a stream, in order, continuing the optimiser's state."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backends, checks, metrics, optimizers
+from . import backends, checks, metrics, optimizers, schedules
 from .backends import BAD_UPDATE
 
 
@@ -173,9 +173,11 @@ class Batches:
     it is gathered.
     """
 
-    def __init__(self, net, X, y, batch_size, subset=None):
+    def __init__(self, net, X, y, batch_size, subset=None, weights=None):
         self.X, N = _rows(net, X)
         self.labels, self.T = _targets(net, y, N)
+        self.weights = weights  # one per sample of X, or None
+        self.wb = None if weights is None else np.empty(batch_size, net.dtype)
         self.subset = np.arange(N) if subset is None else subset
         self.N = self.subset.shape[0]
         self.xb = np.empty((batch_size, net.sizes[0]), net.dtype)
@@ -207,16 +209,22 @@ class Batches:
             tb[np.arange(n), self.labels[rows]] = 1
         else:
             np.take(self.T, rows, axis=0, out=tb)
-        return xb, tb
+        if self.weights is None:
+            return xb, tb, None
+        wb = self.wb[:n]
+        np.take(self.weights, rows, out=wb)
+        return xb, tb, wb
 
     def whole(self):
-        """The data as compiled loops take it: ``(X, labels, Y)``, X standardised once and
-        of the net's dtype; ``labels`` int64 class labels (then ``Y`` is empty) or empty."""
+        """The data as compiled loops take it: ``(X, labels, Y, weights)``, X standardised
+        once and of the net's dtype; ``labels`` int64 class labels (then ``Y`` is empty) or
+        empty; ``weights`` one per sample, or empty."""
         X = self.X if self.standardizer is None else self.standardizer.transform(self.X)
         X = np.ascontiguousarray(X, dtype=self.xb.dtype)
         labels = self.labels if self.labels is not None else np.empty(0, np.int64)
         Y = self.T if self.T is not None else np.empty((0, self.tb.shape[1]), self.tb.dtype)
-        return X, labels, Y
+        weights = self.weights if self.weights is not None else np.empty(0, self.xb.dtype)
+        return X, labels, Y, weights
 
 
 def _rows(net, X):
@@ -320,7 +328,8 @@ class Interrupts:
 
 def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
-        backend="scalar", verbose=0, callbacks=()):
+        backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
+        warmup_steps=0, clip_norm=None):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
     engine = backends.get(backend)
     epochs = checks.integer("epochs", epochs, 0)
@@ -334,13 +343,60 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
     for callback in callbacks:
         if not callable(getattr(callback, "on_epoch_end", None)):
             raise TypeError(f"callbacks must have an on_epoch_end(epoch, history, net) method, got {callback!r}")
+    warmup_steps = checks.integer("warmup_steps", warmup_steps, 0)
+    clip = 0.0 if clip_norm is None else _positive_number("clip_norm", clip_norm)
+    schedule = schedules.make(schedule, epochs, net.epochs_trained)
     with net.in_use():
         return _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-                    validation_fraction, early_stopping, patience, verbose, callbacks)
+                    validation_fraction, early_stopping, patience, verbose, callbacks,
+                    (sample_weight, class_weight), (schedule, warmup_steps, clip))
+
+
+def _positive_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def sample_weights(net, y, sample_weight, class_weight):
+    """One weight per sample (or None): ``sample_weight`` times the weight of the sample's
+    class; ``class_weight`` a ``{label: weight}`` mapping or ``"balanced"``, scikit-learn's
+    ``N / (K * count(label))``."""
+    if sample_weight is None and class_weight is None:
+        return None
+    y = np.asarray(y)
+    N = y.shape[0]
+    weights = np.ones(N)
+    if sample_weight is not None:
+        given = checks.real_array("sample_weight", sample_weight)
+        if given.shape != (N,):
+            raise ValueError(f"sample_weight must hold one weight per sample ({N}), got shape {given.shape}")
+        checks.finite("sample_weight", given)
+        if (given < 0).any() or given.sum() <= 0:
+            raise ValueError("sample_weight must be >= 0 with a positive sum")
+        weights = weights * given
+    if class_weight is not None:
+        if not (net.is_classifier and net.output == "softmax" and y.ndim == 1):
+            raise ValueError("class_weight needs class labels and a softmax output")
+        labels = checks.labels(y, net.sizes[-1])
+        if isinstance(class_weight, str):
+            checks.choice("class_weight", class_weight, ("balanced",))
+            counts = np.bincount(labels, minlength=net.sizes[-1])
+            present = counts > 0
+            per_class = np.zeros(net.sizes[-1])
+            per_class[present] = N / (present.sum() * counts[present])
+        else:
+            per_class = np.ones(net.sizes[-1])
+            for label, weight in dict(class_weight).items():
+                per_class[checks.integer("class_weight label", label, 0, net.sizes[-1] - 1)] = \
+                    _positive_number(f"class_weight[{label}]", weight)
+        weights = weights * per_class[labels]
+    return weights.astype(net.dtype)
 
 
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-         validation_fraction, early_stopping, patience, verbose, callbacks):
+         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan):
     subset = None
     if validation_fraction:
         if validation_data is not None:
@@ -349,7 +405,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         validation_data = (np.asarray(X[held_out]), np.asarray(y)[held_out])
     batch_size = min(batch_size, len(X) if subset is None else len(subset))
     opt = _optimizer(net, optimizer, lr)
-    batches = Batches(net, X, y, batch_size, subset)
+    schedule, warmup_steps, clip = plan
+    batches = Batches(net, X, y, batch_size, subset, sample_weights(net, y, *weighting))
     validation = None
     if validation_data is not None:
         X_val, y_val = validation_data
@@ -368,6 +425,14 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     step = engine.stepper(net, batches)
     sizes = CallSizes()
     sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
+
+    def hypers_for(first, count):
+        """The hyper-parameters of steps ``first .. first + count - 1`` of the current epoch,
+        one row each, the scheduled learning rate first."""
+        hypers = np.tile(opt.hyper_array(), (count, 1))
+        hypers[:, 0] = schedules.rates(schedule, opt.lr, warmup_steps, net.epochs_trained, first, count, n_batches)
+        return hypers
+
     with Interrupts() as interrupts:
         for epoch in range(epochs):
             start = time.perf_counter()
@@ -378,14 +443,16 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             b = first
             while b < n_batches:
                 b1 = min(b + sizes.steps, n_batches)
+                hypers = hypers_for(b, b1 - b)
                 began = time.perf_counter()
-                done, tried, reason = step(order[b * batch_size:b1 * batch_size], batch_size, grad)
+                done, tried, reason = step(order[b * batch_size:b1 * batch_size], batch_size, grad, hypers, clip)
                 sizes.measured(done, time.perf_counter() - began)
                 losses[b:b + done] = tried[:done]
                 b += done
                 net.epoch_steps = b
                 if reason:
                     raise _diverged(net, step, order, batch_size, grad, snapshot, b, tried[done], reason,
+                                    (hypers_for, clip),
                                     opt, history)
                 progress.update(epoch, done, losses[b - done:b])
                 if interrupts.requested and b < n_batches:  # (at the end, the epoch is counted first)
@@ -398,7 +465,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 X_val, T_val, y_val = validation
                 history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
                 history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
-            history.lr.append(opt.lr)
+            history.lr.append(float(hypers[done - 1, 0]) if done else opt.lr)
             history.seconds.append(time.perf_counter() - start)
             if verbose:
                 progress.write(epoch_line(history, epoch, epochs))
@@ -410,6 +477,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 elif epoch - best[1] >= patience:
                     history.stopped_early, history.stopped_by = True, "early stopping"
                     break
+            schedule.epoch_end(history, opt)
             if any(callback.on_epoch_end(epoch, history, net) for callback in callbacks):
                 history.stopped_by = "a callback"
                 break
@@ -434,7 +502,7 @@ def _interrupted(net, n_batches, history):
                                f"point, and the next fit continues from it", history)
 
 
-def _diverged(net, step, order, batch_size, grad, snapshot, b, J, reason, opt, history):
+def _diverged(net, step, order, batch_size, grad, snapshot, b, J, reason, replay, opt, history):
     """The DivergedError for step ``b`` of this epoch, the net left with the weights of
     step ``b - 1``: when the step's update was applied, by restoring the epoch's snapshot
     and replaying the steps since (bit for bit the same: the steps are deterministic)."""
@@ -442,7 +510,8 @@ def _diverged(net, step, order, batch_size, grad, snapshot, b, J, reason, opt, h
         first = snapshot.epoch_steps
         snapshot.restore(net)
         if b > first:
-            step(order[first * batch_size:b * batch_size], batch_size, grad)
+            hypers_for, clip = replay
+            step(order[first * batch_size:b * batch_size], batch_size, grad, hypers_for(first, b - first), clip)
         net.epoch_steps = b
         what = "the update gave NaN or inf weights"
     else:

@@ -62,9 +62,12 @@ def phases(case, repeats=5):
         for xb, _ in batches:
             kernels.forward(net.theta, net.layout.table, codes, xb, work)
 
+    unweighted = np.empty(0, net.dtype)
+
     def forward_backward():
         for xb, yb in batches:
-            kernels.loss_and_grad(net.theta, grad, net.layout.table, codes, net.loss_code, 0.0, xb, yb, work)
+            kernels.loss_and_grad(net.theta, grad, net.layout.table, codes, net.loss_code, 0.0, xb, yb, unweighted,
+                                  work)
 
     zero = np.zeros_like(grad)
 

@@ -41,28 +41,42 @@ class Backend(abc.ABC):
         """Outputs ``(N, d_T)`` for inputs ``X`` ``(N, d_0)``."""
 
     @abc.abstractmethod
-    def loss_and_grad(self, net, X, T, grad=None):
+    def loss_and_grad(self, net, X, T, grad=None, weights=None):
         """``(J, grad)``: the penalised mean loss on targets ``T`` ``(N, d_T)`` and its
-        gradient, flat like ``net.theta`` (written into ``grad`` when one is given)."""
+        gradient, flat like ``net.theta`` (written into ``grad`` when one is given).
+        ``weights`` (one per sample) make the mean a weighted one, ``sum w_n Loss_n /
+        sum w_n``."""
 
     def stepper(self, net, data):
-        """A function ``steps(rows, batch_size, grad) -> (steps applied, losses, reason)``
-        that runs the minibatches of the sample indices ``rows`` with ``net.optimizer``.
-        It stops early when a step's loss or gradient is not finite (``reason``
-        :data:`BAD_GRADIENT`: the step is not applied) or its update gives a parameter that
-        is not finite (:data:`BAD_UPDATE`: the step is applied, and the caller rolls back);
-        ``losses`` then holds that step's loss last.  ``data`` is a
-        :class:`scalarbp.training.Batches`.  This default runs the steps one by one from
-        Python; a backend may run them in compiled code."""
-        def steps(rows, batch_size, grad):
+        """A function ``steps(rows, batch_size, grad, hypers, clip) -> (steps applied,
+        losses, reason)`` that runs the minibatches of the sample indices ``rows`` with
+        ``net.optimizer``, ``hypers[b]`` the hyper-parameters of step ``b`` (the learning
+        rate first) and the gradient's norm clipped to ``clip`` (0: not clipped).  It stops
+        early when a step's loss or gradient is not finite (``reason`` :data:`BAD_GRADIENT`:
+        the step is not applied) or its update gives a parameter that is not finite
+        (:data:`BAD_UPDATE`: the step is applied, and the caller rolls back); ``losses``
+        then holds that step's loss last.  ``data`` is a :class:`scalarbp.training.Batches`.
+        This default runs the steps one by one from Python; a backend may run them in
+        compiled code."""
+        from ..optimizers import update
+
+        def steps(rows, batch_size, grad, hypers, clip):
             losses = []
+            opt = net.optimizer
             for start in range(0, rows.shape[0], batch_size):
-                xb, tb = data.gather(rows[start:start + batch_size])
-                J, _ = self.loss_and_grad(net, xb, tb, grad)
+                xb, tb, wb = data.gather(rows[start:start + batch_size])
+                J, _ = self.loss_and_grad(net, xb, tb, grad, wb)
                 losses.append(J)
                 if not (np.isfinite(J) and np.isfinite(grad.sum())):
                     return len(losses) - 1, np.array(losses), BAD_GRADIENT
-                if not net.optimizer.step(net.theta, grad):
+                if clip > 0:
+                    norm = float(np.sqrt(np.dot(grad, grad)))
+                    if clip / (norm + 1e-6) < 1:
+                        grad *= grad.dtype.type(clip / (norm + 1e-6))
+                code, states, _, t = opt.arguments(net.theta)
+                finite = update(code, net.theta, grad, states, hypers[len(losses) - 1], t + 1)
+                opt.t += 1
+                if not finite:
                     return len(losses) - 1, np.array(losses), BAD_UPDATE
             return len(losses), np.array(losses), 0
         return steps
@@ -86,8 +100,8 @@ class Reference(Backend):
     def forward(self, net, X):
         return self._forward(net, X)
 
-    def loss_and_grad(self, net, X, T, grad=None):
-        return self._loss_and_grad(net, X, T, grad)
+    def loss_and_grad(self, net, X, T, grad=None, weights=None):
+        return self._loss_and_grad(net, X, T, grad, weights)
 
 
 def get(name):

@@ -34,22 +34,26 @@ def forward(net, X):
     return _forward(net, X.T)[1][-1].T
 
 
-def trace(net, X, T):
+def trace(net, X, T, weights=None):
     """Every intermediate of one forward and backward pass, samples as columns.
 
     Returns a dict: ``a``, ``h`` (lists over layers, ``h[0] = x``), ``y`` (the targets,
-    as columns), ``L`` (mean loss),
+    as columns), ``L`` (mean loss, weighted by ``weights`` if given),
     ``J`` (with the penalty), ``grad_a`` and ``grad_h`` (lists over layers 1..T; ``grad_h``
     of the output layer is None), ``dW`` and ``db`` (lists over layers).
     """
     x, y = X.T, T.T
     a, h = _forward(net, x)
     N = x.shape[1]
-    L = sample_losses(a[-1], h[-1], y, net.loss, axis=0).sum() / N
+    losses = sample_losses(a[-1], h[-1], y, net.loss, axis=0)
+    share = None if weights is None else (N * weights / weights.sum()).astype(X.dtype)  # N w_n / sum w
+    L = (losses if share is None else losses * share).sum() / N
     J = L + 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights) if net.l2 else L
     depth = len(a)
     grad_a, grad_h, dW, db = [None] * depth, [None] * depth, [None] * depth, [None] * depth
     grad_a[-1] = output_delta(a[-1], h[-1], y, net.output, net.loss, axis=0) / N
+    if share is not None:
+        grad_a[-1] = grad_a[-1] * share[None, :]
     for k in range(depth - 1, -1, -1):
         dW[k] = grad_a[k] @ h[k].T + net.l2 * net.weights[k]
         db[k] = grad_a[k].sum(axis=1)
@@ -60,10 +64,10 @@ def trace(net, X, T):
             "dW": dW, "db": db}
 
 
-def loss_and_grad(net, X, T, grad=None):
-    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``
-    (written into ``grad`` when one is given)."""
-    t = trace(net, X, T)
+def loss_and_grad(net, X, T, grad=None, weights=None):
+    """``(J, grad)``: the penalised mean loss (weighted by ``weights``, one per sample, if
+    given) and its gradient, flat like ``net.theta`` (written into ``grad`` if given)."""
+    t = trace(net, X, T, weights)
     grad = np.empty_like(net.theta) if grad is None else grad
     dW, db = net.layout.views(grad)
     for k in range(len(dW)):

@@ -383,7 +383,9 @@ class Cuda(Backend):
         dev.k["outputs"][_grid1(N)](dev.a[-1][:N], out, net.codes[-1])
         return out.copy_to_host()
 
-    def loss_and_grad(self, net, X, T, grad=None):
+    def loss_and_grad(self, net, X, T, grad=None, weights=None):
+        if weights is not None:
+            raise RuntimeError("sample weights are not available on the cuda backend; use a CPU backend")
         dev = self.device_net(net, X.shape[0])
         state = _state(1)
         _run(dev.plan(cuda.to_device(X), cuda.to_device(T), state), 0)
@@ -396,7 +398,10 @@ class Cuda(Backend):
         (a memmap) goes step by step instead."""
         if not data.in_memory:
             return super().stepper(net, data)
-        return Trainer(self, net, *data.whole()).steps
+        X, labels, Y, weights = data.whole()
+        if weights.shape[0]:
+            raise RuntimeError("sample weights are not available on the cuda backend; use a CPU backend")
+        return Trainer(self, net, X, labels, Y).steps
 
 
 class Trainer:
@@ -408,16 +413,18 @@ class Trainer:
         self.state = _state(0)
         self.dev, self.plans = None, {}
 
-    def steps(self, rows, batch_size, grad):
+    def steps(self, rows, batch_size, grad, hypers, clip):
         """Run the minibatches of ``rows``; returns (steps applied, losses of the steps
         tried, why it stopped early or 0), as :meth:`.Backend.stepper` describes."""
         net, opt = self.net, self.net.optimizer
+        if clip:
+            raise RuntimeError("gradient clipping is not available on the cuda backend; use a CPU backend")
         dev = self.backend.device_net(net, batch_size)
         if dev is not self.dev:  # (validation in between may have grown the device copy)
             self.dev, self.plans = dev, {}
-        code, states, hyper, t = opt.arguments(net.theta)
+        code, states, _, t = opt.arguments(net.theta)
         d_states = [cuda.to_device(s) for s in states]
-        d_hyper = cuda.to_device(hyper)
+        d_hypers = cuda.to_device(hypers)
         order = cuda.to_device(rows)
         n_steps = -(-rows.shape[0] // batch_size)
         if self.state.shape[0] < 3 + n_steps:
@@ -433,8 +440,8 @@ class Trainer:
             dev.k["gather"][(-(-width // TILE), -(-n // TILE)), (TILE, TILE)](self.X, self.labels, self.Y, order,
                                                                                start, xb, yb)
             _run(launches, b)
-            dev.k["update"][_grid1(net.theta.shape[0])](code, dev.theta, dev.grad, *d_states, d_hyper, t + b + 1,
-                                                        b, state)
+            dev.k["update"][_grid1(net.theta.shape[0])](code, dev.theta, dev.grad, *d_states, d_hypers[b],
+                                                        t + b + 1, b, state)
         result = state.copy_to_host()
         reason = int(result[0])
         done = int(result[1]) if reason else n_steps

@@ -86,11 +86,13 @@ def predict(theta, layers, codes, X, work):
 
 
 @kernel
-def loss_and_grad(theta, grad, layers, codes, loss_code, l2, X, Y, work):
+def loss_and_grad(theta, grad, layers, codes, loss_code, l2, X, Y, weights, work):
     """J and dJ/dtheta (into ``grad``) for the batch (X, Y); returns ``(J, s)``.
 
-    ``s`` is the sum of every gradient entry: finite exactly when no entry is NaN or
-    inf (barring overflow), so the training loop checks one number.
+    ``weights`` (one per sample, or empty for none) make J the weighted mean
+    ``sum_n w_n Loss_n / sum_n w_n``.  ``s`` is the sum of every gradient entry: finite
+    exactly when no entry is NaN or inf (barring overflow), so the training loop checks
+    one number.
     """
     N, T = X.shape[0], layers.shape[0]
     forward(theta, layers, codes, X, work)
@@ -98,6 +100,8 @@ def loss_and_grad(theta, grad, layers, codes, loss_code, l2, X, Y, work):
     # delta^T_nj = dPhi/df_j g'(a_nj) / N; (f - y) / N for softmax + cross-entropy (seed 003)
     output_layer(layer(work.a, layers, T - 1, N), layer(work.h, layers, T - 1, N), Y, codes[T - 1], loss_code,
                  theta.dtype.type(1.0 / N), delta, work.losses)
+    if weights.shape[0] > 0:
+        weigh(delta, work.losses, weights)                 # delta_n, Loss_n *= N w_n / sum_m w_m
     J = 0.0
     for n in range(N):
         J += work.losses[n]                                 # J = (1/N) sum_n Loss_n (seed 003's E_in)
@@ -122,35 +126,39 @@ def loss_and_grad(theta, grad, layers, codes, loss_code, l2, X, Y, work):
 
 
 @kernel
-def train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, order, batch_size,
-                optimizer, work, xb, yb, batch_losses):
+def train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weights, order, batch_size,
+                optimizer, clip, work, xb, yb, wb, batch_losses):
     """One epoch of minibatch training, every step in compiled code.
 
     Minibatch ``b`` holds the samples ``order[b * batch_size:(b + 1) * batch_size]``: their
     rows of ``X`` are gathered into ``xb`` and their targets into ``yb`` (1-D buffers; one-hot
-    rows of ``labels`` when it is not empty, else rows of ``Y``).  Each step computes J and
-    the gradient, checks both are finite, then applies the optimiser: ``optimizer`` is
-    ``(code, states, hyper, t)`` as :func:`scalarbp.optimizers.update` takes them, ``t``
-    the step count before the epoch.  Returns ``(steps, reason)``: ``reason`` 0 when all
+    rows of ``labels`` when it is not empty, else rows of ``Y``; the samples' ``weights``
+    into ``wb`` when there are any).  Each step computes J and the gradient, checks both
+    are finite, scales the gradient to norm ``clip`` if it is longer (``clip`` 0: never),
+    then applies the optimiser: ``optimizer`` is ``(code, states, hypers, t)``, ``hypers``
+    one row of hyper-parameters per step (the learning-rate schedule is column 0) as
+    :func:`scalarbp.optimizers.update` takes them, ``t`` the step count before the run.  Returns ``(steps, reason)``: ``reason`` 0 when all
     ``steps`` ran; 1 when the next step's loss or gradient was NaN or inf (it is not
     applied, so theta keeps the last finite weights); 2 when the next step's update gave
     a NaN or inf parameter (theta and the optimiser state then hold that step's values,
     and the caller rolls back: :func:`scalarbp.training.fit`).
     """
-    code, states, hyper, t = optimizer
+    code, states, hypers, t = optimizer
     d, K = X.shape[1], layers[layers.shape[0] - 1, D_OUT]
     N = order.shape[0]
     steps = (N + batch_size - 1) // batch_size
     for b in range(steps):
         start = b * batch_size
         n = min(batch_size, N - start)
-        Xb, Yb = rows(xb, n, d), rows(yb, n, K)
-        gather(X, labels, Y, order[start:start + n], Xb, Yb)
-        J, grad_sum = loss_and_grad(theta, grad, layers, codes, loss_code, l2, Xb, Yb, work)
+        Xb, Yb, wn = rows(xb, n, d), rows(yb, n, K), wb[:n if weights.shape[0] > 0 else 0]
+        gather(X, labels, Y, weights, order[start:start + n], Xb, Yb, wn)
+        J, grad_sum = loss_and_grad(theta, grad, layers, codes, loss_code, l2, Xb, Yb, wn, work)
         batch_losses[b] = J
         if not (np.isfinite(J) and np.isfinite(grad_sum)):
             return b, BAD_GRADIENT
-        if not update(code, theta, grad, states, hyper, t + b + 1):
+        if clip > 0:
+            clip_norm(grad, clip)
+        if not update(code, theta, grad, states, hypers[b], t + b + 1):
             return b, BAD_UPDATE
     return steps, 0
 
@@ -159,9 +167,11 @@ def train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, order, 
 
 
 @kernel
-def gather(X, labels, Y, samples, Xb, Yb):
+def gather(X, labels, Y, weights, samples, Xb, Yb, wb):
     """Rows ``samples`` of X into Xb, and their targets into Yb (one-hot rows of
-    ``labels`` when it is not empty, else rows of Y)."""
+    ``labels`` when it is not empty, else rows of Y), their weights into wb (if any)."""
+    for m in range(wb.shape[0]):
+        wb[m] = weights[samples[m]]
     for m in range(samples.shape[0]):
         row = samples[m]
         for j in range(X.shape[1]):
@@ -173,6 +183,34 @@ def gather(X, labels, Y, samples, Xb, Yb):
         else:
             for j in range(Yb.shape[1]):
                 Yb[m, j] = Y[row, j]
+
+
+@kernel
+def weigh(delta, losses, weights):
+    """Sample n's share of the batch from 1/N to w_n / sum_m w_m: its delta row and its loss
+    times N w_n / sum_m w_m (so that J = sum_n w_n Loss_n / sum_m w_m)."""
+    total = 0.0
+    for n in range(weights.shape[0]):
+        total += weights[n]
+    for n in range(delta.shape[0]):
+        share = delta.dtype.type(delta.shape[0] * weights[n] / total)
+        losses[n] *= share
+        for j in range(delta.shape[1]):
+            delta[n, j] *= share
+
+
+@kernel
+def clip_norm(grad, clip):
+    """grad *= clip / (||grad|| + 1e-6) when that is below 1: the gradient's global norm
+    clipped to ``clip`` (``torch.nn.utils.clip_grad_norm_``'s rule)."""
+    s = 0.0
+    for m in range(grad.shape[0]):
+        s += grad[m] * grad[m]
+    factor = clip / (np.sqrt(s) + 1e-6)
+    if factor < 1:
+        scale = grad.dtype.type(factor)
+        for m in range(grad.shape[0]):
+            grad[m] *= scale
 
 
 @kernel

@@ -125,8 +125,9 @@ class Literal(Backend):
         outputs(net.theta, net.layout.table, net.codes, X, h, f, out)
         return out
 
-    def loss_and_grad(self, net, X, T, grad=None):
+    def loss_and_grad(self, net, X, T, grad=None, weights=None):
         N, P = X.shape[0], net.theta.shape[0]
+        share = None if weights is None else (N * weights / weights.sum()).astype(net.dtype)  # N w_n / sum w
         chunk = max(1, min(N, BUDGET // (P * net.dtype.itemsize)))
         h, f, delta = self.buffers(net, chunk)
         G = np.empty((chunk, P), net.dtype)
@@ -138,6 +139,9 @@ class Literal(Backend):
             n = min(chunk, N - start)
             per_sample_gradients(net.theta, net.layout.table, net.codes, net.loss_code, X[start:start + n],
                                  T[start:start + n], net.dtype.type(1.0 / N), h, f, delta, G, losses)
+            if share is not None:  # sample n's gradient and loss weighted: dPhi_n/dtheta * N w_n / sum w
+                G[:n] *= share[start:start + n, None]
+                losses[:n] *= share[start:start + n]
             add_over_samples(G, n, grad)
             total += float(np.sum(losses[:n], dtype=np.float64))
         J = total / N

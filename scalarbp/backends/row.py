@@ -36,18 +36,22 @@ def forward(net, X):
     return _forward(net, X)[1][-1]
 
 
-def loss_and_grad(net, X, T, grad=None):
-    """``(J, grad)``: the penalised mean loss and its gradient, flat like ``net.theta``
-    (written into ``grad`` when one is given)."""
+def loss_and_grad(net, X, T, grad=None, weights=None):
+    """``(J, grad)``: the penalised mean loss (weighted by ``weights``, one per sample, if
+    given) and its gradient, flat like ``net.theta`` (written into ``grad`` if given)."""
     S, Xs = _forward(net, X)
     N = X.shape[0]
-    J = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1).sum() / N
+    losses = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1)
+    share = None if weights is None else (N * weights / weights.sum()).astype(X.dtype)  # N w_n / sum w
+    J = (losses if share is None else losses * share).sum() / N
     if net.l2:
         J += 0.5 * net.l2 * sum((W * W).sum() for W in net.weights)
 
     grad = np.empty_like(net.theta) if grad is None else grad
     dW, db = net.layout.views(grad)
     delta = output_delta(S[-1], Xs[-1], T, net.output, net.loss, axis=1) / N
+    if share is not None:
+        delta *= share[:, None]
     for l in range(len(S) - 1, -1, -1):
         dU = Xs[l].T @ delta
         dW[l][...] = dU.T + net.l2 * net.weights[l]

@@ -28,8 +28,8 @@ def start_threads():
 class Workspace:
     """Scratch buffers for batches of up to ``capacity`` samples of one architecture.
 
-    ``work`` is the :class:`.kernels.Work` the kernels take (see there); ``xb``/``yb``
-    receive the minibatch :func:`.kernels.train_epoch` gathers.
+    ``work`` is the :class:`.kernels.Work` the kernels take (see there); ``xb``/``yb``/``wb``
+    receive the minibatch (and its sample weights) :func:`.kernels.train_epoch` gathers.
     """
 
     def __init__(self, layout, capacity, dtype):
@@ -47,6 +47,7 @@ class Workspace:
             sums=np.empty(widest_out, dtype))
         self.xb = np.empty(N * sizes[0], dtype)
         self.yb = np.empty(N * sizes[-1], dtype)
+        self.wb = np.empty(N, dtype)
 
     def fits(self, net, N):
         return self.key == (net.sizes, net.dtype) and self.capacity >= N
@@ -73,12 +74,13 @@ class Scalar(Backend):
         kernels.predict(net.theta, net.layout.table, net.codes, X, work.work)
         return work.output(X.shape[0])
 
-    def loss_and_grad(self, net, X, T, grad=None):
+    def loss_and_grad(self, net, X, T, grad=None, weights=None):
         work = self.workspace(net, X.shape[0])
         grad = np.empty_like(net.theta) if grad is None else grad
+        weights = np.empty(0, net.dtype) if weights is None else weights
         start_threads()
         J, _ = kernels.loss_and_grad(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, T,
-                                     work.work)
+                                     weights, work.work)
         return float(J), grad
 
     def stepper(self, net, data):
@@ -86,15 +88,16 @@ class Scalar(Backend):
         standardised once; data on disk (a memmap) goes step by step instead."""
         if not data.in_memory:
             return super().stepper(net, data)
-        X, labels, Y = data.whole()
+        X, labels, Y, weights = data.whole()
 
-        def steps(rows, batch_size, grad):
+        def steps(rows, batch_size, grad, hypers, clip):
             work = self.workspace(net, min(batch_size, rows.shape[0]))
             losses = np.empty(-(-rows.shape[0] // batch_size))
+            code, states, _, t = net.optimizer.arguments(net.theta)
             start_threads()
-            done, reason = kernels.train_epoch(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X,
-                                       labels, Y, rows, batch_size, net.optimizer.arguments(net.theta), work.work,
-                                       work.xb, work.yb, losses)
+            done, reason = kernels.train_epoch(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2,
+                                               X, labels, Y, weights, rows, batch_size, (code, states, hypers, t),
+                                               clip, work.work, work.xb, work.yb, work.wb, losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
