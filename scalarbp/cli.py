@@ -148,6 +148,8 @@ def cmd_train(args):
         note = f"from {args.resume}: {net.epochs_trained} epochs trained"
     else:
         task, note = _task(args.task, np.asarray(y))
+    if args.class_weight and task != "classification":
+        raise UsageError("--class-weight needs a classification task")
     (X, y), validation, (X_test, y_test) = _roles(args, task, X, y, X_test, y_test)
     if not args.resume:
         K = len(np.unique(np.concatenate([y, validation[1] if validation else y, y_test]))) \
@@ -182,7 +184,9 @@ def cmd_train(args):
         history = net.fit(X, encode(y), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           optimizer=optimizer, seed=args.seed, validation_data=validation_data,
                           early_stopping=args.early_stopping, patience=args.patience, backend=args.backend,
-                          verbose=0 if args.quiet else 2, callbacks=[Checkpoint()])
+                          verbose=0 if args.quiet else 2, callbacks=[Checkpoint()], schedule=args.schedule,
+                          warmup_steps=args.warmup_steps, clip_norm=args.clip_norm,
+                          class_weight=args.class_weight if task == "classification" else None)
     except TrainingInterrupted as err:
         where = f"epoch {net.epochs_trained}" + (f", step {net.epoch_steps} of the next" if net.epoch_steps else "")
         _keep(args, net, err.history, f"interrupted at {where}")
@@ -503,6 +507,11 @@ def parser():
     train.add_argument("--weight-decay", type=float, help="for --optimizer adamw (default 0.01)")
     train.add_argument("--epochs", type=int, default=30, help="epochs to train (with --resume: more epochs)")
     train.add_argument("--batch-size", type=int, default=32, help="samples per minibatch")
+    train.add_argument("--schedule", choices=["step", "cosine", "reduce_on_plateau"],
+                       help="learning-rate schedule over the epochs of this run (default: constant)")
+    train.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    train.add_argument("--clip-norm", type=float, help="clip the gradient's global norm to this")
+    train.add_argument("--class-weight", choices=["balanced"], help="weigh classes by N / (K * count)")
     train.add_argument("--early-stopping", action="store_true",
                        help="stop after --patience epochs without a lower validation loss; restore the best")
     train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
