@@ -20,6 +20,7 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.validation import _check_sample_weight as _sklearn_sample_weight
     from sklearn.utils.validation import check_is_fitted, column_or_1d
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("scalarbp.sklearn needs scikit-learn: pip install 'scalarbp[sklearn]'") from err
@@ -33,6 +34,11 @@ try:
 except ImportError:  # scikit-learn < 1.6
     def validate_data(estimator, X, y="no_validation", reset=True, **kwargs):
         return estimator._validate_data(X, y, reset=reset, **kwargs)
+
+def _check_sample_weight(sample_weight, X):
+    """scikit-learn's check of ``sample_weight`` (None stays None: unweighted)."""
+    return None if sample_weight is None else _sklearn_sample_weight(sample_weight, X, dtype=np.float64)
+
 
 #: scikit-learn's activation names and scalarbp's.
 ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity",
@@ -155,7 +161,7 @@ class _ScalarMLP(BaseEstimator):
         return MLP(sizes, hidden=ACTIVATIONS[self.activation], output=output, loss=loss,
                    dtype=self.dtype, seed=self._seed), True
 
-    def _fit(self, X, targets, n_outputs, output, epochs, incremental=False, partial=False):
+    def _fit(self, X, targets, n_outputs, output, epochs, incremental=False, partial=False, sample_weight=None):
         self._check_parameters()
         self._seed = int(check_random_state(self.random_state).randint(2 ** 31))
         net, new = (self.net_, False) if incremental and hasattr(self, "net_") else self._net(X, n_outputs, output)
@@ -167,17 +173,20 @@ class _ScalarMLP(BaseEstimator):
             self.n_iter_, self.t_ = 0, 0
         optimizer = self._optimizer() if new or net.optimizer is None else None
         validation = None
-        X_train, y_train = X, targets
+        X_train, y_train, w_train = X, targets, sample_weight
         if self.early_stopping and not incremental:
             from sklearn.model_selection import train_test_split
             stratify = targets if targets.ndim == 1 else None
-            X_train, X_val, y_train, y_val = train_test_split(X, targets, test_size=self.validation_fraction,
-                                                              random_state=self._seed, stratify=stratify)
+            parts = train_test_split(X, targets, *([] if sample_weight is None else [sample_weight]),
+                                     test_size=self.validation_fraction, random_state=self._seed, stratify=stratify)
+            X_train, X_val, y_train, y_val = parts[:4]
+            w_train = parts[4] if sample_weight is not None else None
             validation = (X_val, y_val)
         stopping = _Stopping(self, validation)
         history = net.fit(X_train, y_train, epochs=epochs, batch_size=batch, optimizer=optimizer,
                           lr=self.learning_rate_init, shuffle=checks.boolean("shuffle", self.shuffle),
-                          seed=self._seed + self.n_iter_, backend=self.backend, callbacks=[stopping])
+                          seed=self._seed + self.n_iter_, backend=self.backend, callbacks=[stopping],
+                          sample_weight=w_train)
         if stopping.best is not None:
             stopping.best.restore(net)
         self.net_ = net
@@ -255,12 +264,14 @@ class ScalarMLPClassifier(ClassifierMixin, _ScalarMLP):
     """A softmax MLP classifier trained with cross-entropy; multilabel targets (an
     indicator matrix) get sigmoid outputs and binary cross-entropy, as in scikit-learn."""
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y); ``sample_weight`` weighs each sample's loss."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True)
         targets, n_outputs, output = self._targets(y, reset=True)
-        return self._fit(X, targets, n_outputs, output, checks.integer("max_iter", self.max_iter, 1))
+        return self._fit(X, targets, n_outputs, output, checks.integer("max_iter", self.max_iter, 1),
+                         sample_weight=_check_sample_weight(sample_weight, X))
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), continuing the training; the first call needs ``classes``."""
         first = not hasattr(self, "net_")
         if first and classes is None:
@@ -270,7 +281,8 @@ class ScalarMLPClassifier(ClassifierMixin, _ScalarMLP):
             self.classes_ = np.unique(classes)
             self._binarizer = None
         targets, n_outputs, output = self._targets(y, reset=False)
-        return self._fit(X, targets, n_outputs, output, 1, incremental=not first, partial=True)
+        return self._fit(X, targets, n_outputs, output, 1, incremental=not first, partial=True,
+                         sample_weight=_check_sample_weight(sample_weight, X))
 
     def _targets(self, y, reset):
         """Class indices (or a 0/1 matrix for multilabel), the output width and activation."""
@@ -325,18 +337,21 @@ class ScalarMLPClassifier(ClassifierMixin, _ScalarMLP):
 class ScalarMLPRegressor(RegressorMixin, _ScalarMLP):
     """An MLP regressor with an identity output trained with mean squared error."""
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y); ``sample_weight`` weighs each sample's loss."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True)
         targets = self._targets(y)
-        return self._fit(X, targets, targets.shape[1], "identity", checks.integer("max_iter", self.max_iter, 1))
+        return self._fit(X, targets, targets.shape[1], "identity", checks.integer("max_iter", self.max_iter, 1),
+                         sample_weight=_check_sample_weight(sample_weight, X))
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing the training."""
         first = not hasattr(self, "net_")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True,
                              reset=first)
         targets = self._targets(y)
-        return self._fit(X, targets, targets.shape[1], "identity", 1, incremental=not first, partial=True)
+        return self._fit(X, targets, targets.shape[1], "identity", 1, incremental=not first, partial=True,
+                         sample_weight=_check_sample_weight(sample_weight, X))
 
     def _targets(self, y):
         y = np.asarray(y, np.float64)
