@@ -24,8 +24,14 @@ class UsageError(ValueError):
     """A combination of arguments that cannot work."""
 
 
-#: Every command's --help shows every default.
-HELP = argparse.ArgumentDefaultsHelpFormatter
+class HELP(argparse.ArgumentDefaultsHelpFormatter):
+    """Every command's --help shows every default (an option whose help already says what
+    its absence means, or whose default is None, is left as it is)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or "") or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _data_options(parser, required):
@@ -80,11 +86,11 @@ def _random_net_options(parser, hidden_sizes, batch_size, activation="tanh"):
                              "--output-size")
     parser.add_argument("--l2", type=float, default=0.01,
                         help="penalty weight (default 0.01; explain: 1 for seed 002's example, else 0)")
-    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="parameter dtype")
     parser.add_argument("--batch-size", "--batch", type=int, default=batch_size,
                         help=f"samples in the random batch (default {batch_size}; explain: more than 1 shows "
                              f"the batch form of seeds 003 and 004)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the net and the random batch")
 
 
 def _random_problem(args):
@@ -534,7 +540,7 @@ def parser():
         command = sub.add_parser(name, help=text, description=text, formatter_class=HELP)
         command.add_argument("model", help="a model saved by 'scalarbp train --save'")
         _data_options(command, required=True)
-        command.add_argument("--backend", default="scalar", choices=ALL)
+        command.add_argument("--backend", default="scalar", choices=ALL, help="implementation")
         if name == "predict":
             command.add_argument("--out", required=True, help="output file, .npy or .csv")
             command.add_argument("--proba", action="store_true", help="write output activations, not labels")
@@ -552,9 +558,10 @@ def parser():
                            description="One epoch of small cases, scalarbp next to PyTorch and scikit-learn "
                                        "when they are installed (pip install 'scalarbp[bench]'). The full "
                                        "profiling runs are scripts/bench.py.")
-    bench.add_argument("--cases", nargs="+", default=["digits", "mnist1d"], choices=["digits", "mnist1d"])
-    bench.add_argument("--repeats", type=int, default=3)
-    bench.add_argument("--threads", type=int)
+    bench.add_argument("--cases", nargs="+", default=["digits", "mnist1d"], choices=["digits", "mnist1d"],
+                       help="benchmark cases")
+    bench.add_argument("--repeats", type=int, default=3, help="timed epochs per case and library")
+    bench.add_argument("--threads", type=int, help="threads for every library (default: all cores)")
     bench.set_defaults(run=cmd_bench)
 
     explain = sub.add_parser("explain", help="every quantity of seed 002's worked example, or of a small net",
