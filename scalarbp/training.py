@@ -484,6 +484,9 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             if interrupts.requested and epoch + 1 < epochs:  # (during validation)
                 progress.close()
                 raise _interrupted(net, n_batches, history)
+        if interrupts.requested:  # (in the last run of steps: not lost, but the work is complete)
+            progress.close()
+            raise _interrupted(net, n_batches, history)
     progress.close()
     if early_stopping and best[2] is not None:
         best[2].restore(net)  # the best epoch's weights, with the counters that describe them

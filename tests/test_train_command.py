@@ -166,29 +166,35 @@ def test_a_first_run_that_compiles_says_so_once(capsys, monkeypatch):
     assert code == 0 and err.count(f"compiling kernels for float32, first run only, ~{cli.COMPILE_SECONDS} s") == 1
 
 
-CHILD = [sys.executable, "-m", "scalarbp", "train", "--epochs", "100000", "--batch-size", "4", "--quiet"]
+CHILD = [sys.executable, "-m", "scalarbp", "train", "--epochs", "100000", "--batch-size", "4"]
 
 
 def test_ctrl_c_saves_the_trained_model_and_exits_130(tmp_path):
     model = tmp_path / "m.npz"
     child = subprocess.Popen(CHILD + ["--save", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, cwd=tmp_path)
-    for line in child.stdout:  # the header is printed once the data and the net are ready
-        if line.startswith("optimizer:"):
+    for line in child.stdout:  # once training runs (after any compiling), an epoch line a few ms
+        if line.startswith("epoch"):
             break
-    time.sleep(2.0)
+    time.sleep(0.5)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 130, err
     assert "interrupted at epoch" in out and f"saved model to {model}" in out
     net = scalarbp.MLP.load(model)
-    assert net.optimizer.t == net.epochs_trained * 324 + net.epoch_steps > 0  # 1,294 samples in 4s
+    assert net.optimizer.t == net.epochs_trained * 324 + net.epoch_steps > 0  # 1,295 samples in 4s
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-def test_gradcheck_passes_on_correct_float32_gradients(capsys, activation):
-    code, out, err = run(capsys, "gradcheck", "--dtype", "float32", "--activation", activation)
-    assert code == 0, err
-    errors = [float(line.split()[-1]) for line in out.splitlines() if "largest relative error" in line]
-    assert len(errors) == 4 and max(errors) < 1e-4
+def test_ctrl_c_in_the_last_steps_of_a_fit_is_not_lost():
+    from scalarbp.training import TrainingInterrupted
+
+    class Press(scalarbp.training.Callback):
+        def on_epoch_end(self, epoch, history, net):
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C during the last epoch would
+
+    net = scalarbp.MLP([2, 3], seed=0)
+    X, y = datasets.make_spirals(20, seed=0)
+    with pytest.raises(TrainingInterrupted):
+        net.fit(X, y, epochs=1, callbacks=[Press()])
+    assert net.epochs_trained == 1 and net.epoch_steps == 0
