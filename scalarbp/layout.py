@@ -39,6 +39,23 @@ class Layout:
         self.table.flags.writeable = False
         self.size = at
 
+    # A layout never changes, and its table must stay read-only whatever copies it: the
+    # compiled kernels are specialised on that flag, and a writable copy would compile
+    # them all a second time.
+    def __reduce__(self):
+        return Layout, (self.sizes,)
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__:
+            raise AttributeError(f"a Layout is fixed; make a new one for other sizes (tried to set {name})")
+        super().__setattr__(name, value)
+
     @property
     def depth(self):
         """Number of weight layers T."""

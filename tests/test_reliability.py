@@ -226,10 +226,13 @@ except training.TrainingInterrupted as err:
 def test_ctrl_c_keeps_the_last_step_and_counters_that_describe_it(tmp_path):
     path = tmp_path / "interrupted.npz"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "ready"
-    time.sleep(1.0)
-    child.send_signal(signal.SIGINT)
-    out, _ = child.communicate(timeout=120)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        child.kill()  # (never left running, whatever failed)
     assert child.returncode == 0, out
     report = json.loads(out)
     assert "training interrupted" in report["message"]
@@ -371,3 +374,20 @@ def test_a_validation_split_of_a_memmap_does_not_copy_the_training_set(tmp_path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 0.5 * X.nbytes  # the held-out tenth and its work buffers; a copy of the rest is 0.9
+
+
+def test_copies_and_pickles_of_a_net_keep_a_read_only_layout_and_need_no_second_compile():
+    import copy
+    import pickle
+    net = scalarbp.MLP([2, 4, 3], seed=0)
+    for other in (copy.deepcopy(net), copy.copy(net), pickle.loads(pickle.dumps(net))):
+        assert not other.layout.table.flags.writeable
+    with pytest.raises(AttributeError, match="a Layout is fixed"):
+        net.layout.size = 3
+    from scalarbp.backends import kernels
+    X, _ = make_spirals(10, seed=0)
+    net.predict(X)
+    before = len(kernels.predict.signatures)
+    copy.deepcopy(net).predict(X)
+    pickle.loads(pickle.dumps(net)).predict(X)
+    assert len(kernels.predict.signatures) == before

@@ -173,12 +173,15 @@ def test_ctrl_c_saves_the_trained_model_and_exits_130(tmp_path):
     model = tmp_path / "m.npz"
     child = subprocess.Popen(CHILD + ["--save", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, cwd=tmp_path)
-    for line in child.stdout:  # once training runs (after any compiling), an epoch line a few ms
-        if line.startswith("epoch"):
-            break
-    time.sleep(0.5)
-    child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=120)
+    try:
+        for line in child.stdout:  # once training runs (after any compiling), an epoch line a few ms
+            if line.startswith("epoch"):
+                break
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()  # (never left running, whatever failed)
     assert child.returncode == 130, err
     assert "interrupted at epoch" in out and f"saved model to {model}" in out
     net = scalarbp.MLP.load(model)
