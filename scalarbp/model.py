@@ -303,6 +303,56 @@ class MLP:
         dW, db = self.layout.views(grad)
         return J, dW, db
 
+    # --- per-example gradients ---------------------------------------------------------------
+
+    def per_example_grads(self, X, Y, backend="scalar", flat=False):
+        """Every sample's own loss and gradient: seed 001's ``dPhi_n/dw_ij = delta_ni f_nj``
+        before seed 004 sums them (:mod:`scalarbp.backends.per_example`).
+
+        Returns ``(losses, dW, db)``, ``losses`` of shape ``(N,)`` and ``dW[k]``, ``db[k]``
+        shaped like ``weights[k]``, ``biases[k]`` with a leading ``N`` axis; with
+        ``flat=True``, ``(losses, G)`` with ``G`` of shape ``(N, P)``, each row laid out like
+        ``theta``.  The loss of a sample has no ``1/N`` and no L2 penalty (whose gradient,
+        ``l2 W``, is the same for every sample).  Memory is ``N x P`` values: for many
+        samples, use :meth:`iter_per_example_grads`.
+        """
+        engine = self._backend(backend)
+        X = checks.inputs(X, self.sizes[0], self.dtype)
+        T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        G = np.empty((X.shape[0], self.layout.size), self.dtype)
+        with self.in_use():
+            losses, _ = engine.per_example(self, X, T, G)
+        if flat:
+            return losses, G
+        N = X.shape[0]
+        table = self.layout.table.tolist()
+        return (losses, [G[:, w_at:b_at].reshape(N, d_out, d_in) for d_in, d_out, w_at, b_at, _ in table],
+                [G[:, b_at:b_at + d_out] for _, d_out, _, b_at, _ in table])
+
+    def iter_per_example_grads(self, X, Y, chunk=None, backend="scalar"):
+        """``(start, losses, G)`` for consecutive chunks of samples, ``G`` of shape
+        ``(n, P)``: per-example gradients in bounded memory (``chunk`` samples at a time; by
+        default as many as fit in 64 MiB)."""
+        X = checks.inputs(X, self.sizes[0], self.dtype)
+        T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        chunk = max(1, (64 << 20) // (self.layout.size * self.dtype.itemsize)) if chunk is None else \
+            checks.integer("chunk", chunk, 1)
+        for start in range(0, X.shape[0], chunk):
+            losses, G = self.per_example_grads(X[start:start + chunk], T[start:start + chunk], backend, flat=True)
+            yield start, losses, G
+
+    def per_example_grad_norms(self, X, Y, backend="scalar"):
+        """``(losses, norms)``: every sample's loss and the norm of its gradient,
+        ``||dLoss_n/dtheta||^2 = sum_k ||delta^k_n||^2 (||h^{k-1}_n||^2 + 1)`` (an outer
+        product's norm is the product of its factors' norms), without forming the gradients
+        on the scalar backend: ``O(N x units)`` extra work, no ``N x P`` memory."""
+        engine = self._backend(backend)
+        X = checks.inputs(X, self.sizes[0], self.dtype)
+        T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        with self.in_use():
+            losses, squares = engine.per_example(self, X, T, np.empty((0, self.layout.size), self.dtype))
+        return losses, np.sqrt(squares)
+
     # --- training and prediction ---------------------------------------------------------
 
     @property

@@ -47,6 +47,16 @@ class Backend(abc.ABC):
         ``weights`` (one per sample) make the mean a weighted one, ``sum w_n Loss_n /
         sum w_n``."""
 
+    def per_example(self, net, X, T, G):
+        """``(losses, squared norms)`` of every sample's own loss and gradient (no ``1/N``, no
+        penalty; :mod:`.per_example`), and the gradients into G ``(N, P)`` when it has rows.
+        This default runs the NumPy reference."""
+        from .per_example import reference
+
+        if G.shape[0] == 0:
+            G = np.empty((X.shape[0], net.theta.shape[0]), net.dtype)
+        return reference(net, X, T, G)
+
     def stepper(self, net, data):
         """A function ``steps(rows, batch_size, grad, hypers, clip) -> (steps applied,
         losses, reason)`` that runs the minibatches of the sample indices ``rows`` with

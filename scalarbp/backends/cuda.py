@@ -393,6 +393,9 @@ class Cuda(Backend):
         dev.grad.copy_to_host(grad)
         return float(state.copy_to_host()[3]), grad
 
+    def per_example(self, net, X, T, G):
+        raise RuntimeError("per-example gradients are not available on the cuda backend yet; use a CPU backend")
+
     def stepper(self, net, data):
         """Steps on the device (:class:`Trainer`), the data uploaded once; data on disk
         (a memmap) goes step by step instead."""

@@ -151,4 +151,15 @@ class Literal(Backend):
         return J, grad
 
 
+    def per_example(self, net, X, T, G):
+        """Seed 001 as written: each sample's gradient, G[n], before the sum over samples."""
+        N = X.shape[0]
+        h, f, delta = self.buffers(net, N)
+        G = np.empty((N, net.theta.shape[0]), net.dtype) if G.shape[0] == 0 else G
+        losses = np.empty(N, net.dtype)
+        per_sample_gradients(net.theta, net.layout.table, net.codes, net.loss_code, X, T, net.dtype.type(1.0),
+                             h, f, delta, G, losses)
+        return losses, np.einsum("np,np->n", G, G, dtype=np.float64)
+
+
 BACKEND = Literal()

@@ -83,6 +83,15 @@ class Scalar(Backend):
                                      weights, work.work)
         return float(J), grad
 
+    def per_example(self, net, X, T, G):
+        from .per_example import per_example
+
+        work = self.workspace(net, X.shape[0])
+        norms = np.empty(X.shape[0])
+        start_threads()
+        per_example(net.theta, net.layout.table, net.codes, net.loss_code, X, T, work.work, G, norms)
+        return work.work.losses[:X.shape[0]].copy(), norms
+
     def stepper(self, net, data):
         """Whole runs of steps in compiled code (:func:`.kernels.train_epoch`), the data
         standardised once; data on disk (a memmap) goes step by step instead."""
