@@ -443,6 +443,16 @@ def cmd_explain(args):
     if args.errata:
         print("\n".join(errata_lines()))
         return
+    if args.per_example:
+        from .explain import explain_per_example
+
+        if args.sizes is None and args.hidden_sizes is None:
+            args.sizes = [2, 3, 2]
+        args.batch_size = max(args.batch_size, 2)
+        args.l2 = 0.0 if args.l2 is None else args.l2
+        net, X, Y = _random_problem(args)
+        print("\n".join(explain_per_example(net, X, Y)))
+        return
     if args.sizes is None and args.hidden_sizes is None:
         if args.batch_size != 1:
             raise UsageError("seed 002's example has one sample; give --sizes or --hidden-sizes with --batch-size")
@@ -571,6 +581,8 @@ def parser():
                                          "next to its formula.")
     _random_net_options(explain, None, 1, "relu")
     explain.add_argument("--errata", action="store_true", help="list every erratum of the notes, with its test")
+    explain.add_argument("--per-example", action="store_true",
+                         help="each sample's own gradient (seed 004's outer products) and the norm identity")
     explain.add_argument("--plot", metavar="PNG", help="draw the net: units, weights, deltas (needs matplotlib)")
     explain.set_defaults(run=cmd_explain, l2=None)
     return top

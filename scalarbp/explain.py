@@ -35,14 +35,15 @@ def seed_002(l2=1.0):
     return net, np.array([[6.0, 3.0]]), np.array([1])
 
 
-def _fmt(value):
+def _fmt(value, indent=None):
+    """A value as text; a matrix's later rows indented by ``indent`` (the table's, by default)."""
     array = np.asarray(value, np.float64)
     if array.ndim == 0:
         return f"{float(array):.4f}"
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     return np.array2string(array, precision=4, suppress_small=True, separator=", ",
-                           max_line_width=200).replace("\n", "\n" + " " * INDENT)
+                           max_line_width=200).replace("\n", "\n" + " " * (INDENT if indent is None else indent))
 
 
 def _trace(net, X, y, names):
@@ -156,6 +157,30 @@ def _outer_products(lines, show, net, t, h_name):
         show(f"δ{k + 1}_{n + 1} {h_name[k]}_{n + 1}^T", f"sample {n + 1}", outer, per_sample=False)
     penalty = f" + {net.l2:g} W{k + 1}" if net.l2 else ""
     show("sum", f"sum_n{penalty} (= dJ/dW{k + 1})", total + net.l2 * net.weights[k], per_sample=False)
+
+
+def explain_per_example(net, X, y):
+    """Lines of text: each sample's own gradient (seed 001 before seed 004's sum) and the
+    identity that gives its norm without it (:mod:`scalarbp.backends.per_example`)."""
+    net, X, t, a_name, h_name = _trace(net, X, y, None)
+    N, depth = X.shape[0], len(t["a"])
+    losses, G = net.per_example_grads(X, y, backend="row", flat=True)
+    _, norms = net.per_example_grad_norms(X, y)
+    lines = [f"{net}", f"Per sample (seed 001: dLoss_n/dw_ij = δ_ni h_nj, each sample's own; seed 004 sums these "
+             f"N x n x 1 times N x 1 x m outer products into dJ/dW), N = {N}, no 1/N, no penalty"]
+    for n in range(N):
+        lines.append(f"  sample {n + 1}: Loss = {_fmt(losses[n])}")
+        squares = []
+        for k in range(depth - 1, -1, -1):
+            delta, below = t["grad_a"][k][:, n] * N, t["h"][k][:, n]  # (the trace's deltas carry 1/N)
+            lines.append(f"    {'δ' + str(k + 1) + '_' + str(n + 1):<{LABEL}} = {_fmt(delta)}")
+            head = f"    {'dLoss/dW' + str(k + 1):<{LABEL}} = δ{k + 1}_{n + 1} {h_name[k]}_{n + 1}^T = "
+            lines.append(head + _fmt(np.outer(delta, below), len(head)))
+            squares.append(float(delta @ delta) * (float(below @ below) + 1))
+        lines.append(f"    ||g_n||^2 from the gradient = {float(G[n] @ G[n]):.6g}; "
+                     f"sum_k ||δ^k_n||^2 (||h^(k-1)_n||^2 + 1) = " + " + ".join(f"{q:.6g}" for q in squares[::-1])
+                     + f" = {sum(squares):.6g}; per_example_grad_norms: {norms[n] ** 2:.6g}")
+    return lines
 
 
 def explain_seed_002(l2=1.0):

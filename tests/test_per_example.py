@@ -78,3 +78,14 @@ def test_float32_per_example_gradients_follow_float64():
     _, G32 = net.astype("float32").per_example_grads(X, Y, flat=True)
     assert G32.dtype == np.float32
     np.testing.assert_allclose(G32, G64, rtol=1e-4, atol=1e-6)
+
+
+def test_explain_per_example_shows_each_samples_outer_products_and_the_norm_identity(capsys):
+    from scalarbp.cli import main
+    assert main(["explain", "--per-example"]) == 0
+    out = capsys.readouterr().out
+    assert "sample 1:" in out and "sample 2:" in out and "dLoss/dW2      = δ2_1 h1_1^T" in out
+    for line in out.splitlines():
+        if "||g_n||^2 from the gradient" in line:
+            values = [float(part.split("=")[-1].split(";")[0].split(":")[-1]) for part in line.split(";")]
+            assert values[0] == pytest.approx(values[1], rel=1e-5) == pytest.approx(values[2], rel=1e-5)
