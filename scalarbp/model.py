@@ -367,7 +367,8 @@ class MLP:
     def fit(self, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
             validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
             backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
-            warmup_steps=0, clip_norm=None):
+            warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
+            target_epsilon=None):
         """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
 
         Parameters
@@ -410,6 +411,14 @@ class MLP:
             Linear warm-up of the rate over the first steps of training.
         clip_norm : float or None
             Clip the gradient's global norm to this (``clip_grad_norm_``'s rule).
+        dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon
+            Differentially private training (DP-SGD, :mod:`scalarbp.privacy`): each
+            sample's gradient clipped to norm ``dp_clip``, Gaussian noise of standard
+            deviation ``dp_noise * dp_clip``, Poisson sampling at rate
+            ``batch_size / N`` (``dp_sampling="shuffle"``: fixed-size shuffled batches,
+            outside the privacy analysis); with ``dp_delta``, ``history.epsilon`` after each
+            epoch (needs ``dp-accounting``); ``target_epsilon`` stops training there, or
+            without ``dp_noise`` picks the noise that reaches it over ``epochs``.
 
         Raises
         ------
@@ -427,7 +436,8 @@ class MLP:
                             validation_fraction=validation_fraction, early_stopping=early_stopping,
                             patience=patience, backend=backend, verbose=verbose, callbacks=callbacks,
                             sample_weight=sample_weight, class_weight=class_weight, schedule=schedule,
-                            warmup_steps=warmup_steps, clip_norm=clip_norm)
+                            warmup_steps=warmup_steps, clip_norm=clip_norm, dp_clip=dp_clip, dp_noise=dp_noise,
+                            dp_delta=dp_delta, dp_sampling=dp_sampling, target_epsilon=target_epsilon)
 
     def partial_fit(self, X, y, batch_size=32, lr=None, optimizer=None, backend="scalar"):
         """One pass over a chunk of a stream, in order, continuing the optimiser's state."""

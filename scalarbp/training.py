@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backends, checks, metrics, optimizers, schedules
-from .backends import BAD_UPDATE
+from . import backends, checks, metrics, optimizers, privacy, schedules
+from .backends import BAD_GRADIENT, BAD_UPDATE
 
 
 class DivergedError(FloatingPointError):
@@ -87,6 +87,7 @@ class History:
     val_loss: list = field(default_factory=list)
     val_score: list = field(default_factory=list)
     lr: list = field(default_factory=list)
+    epsilon: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
@@ -103,7 +104,8 @@ class History:
     def columns(self):
         """``{name: values}`` of every per-epoch record that holds values."""
         columns = {"epoch": list(range(1, self.epochs + 1)), "loss": self.loss, "val_loss": self.val_loss,
-                   f"val_{self.score_name}": self.val_score, "lr": self.lr, "seconds": self.seconds}
+                   f"val_{self.score_name}": self.val_score, "lr": self.lr, "epsilon": self.epsilon,
+                   "seconds": self.seconds}
         return {name: values for name, values in columns.items() if len(values) == self.epochs}
 
     def __str__(self):
@@ -194,6 +196,10 @@ class Batches:
 
     def gather(self, rows):
         n = rows.shape[0]
+        if n > self.xb.shape[0]:  # (a Poisson-sampled batch can be larger than batch_size)
+            self.xb, self.tb = np.empty((2 * n, self.xb.shape[1]), self.xb.dtype), np.empty((2 * n, self.tb.shape[1]),
+                                                                                          self.tb.dtype)
+            self.wb = None if self.wb is None else np.empty(2 * n, self.wb.dtype)
         xb, tb = self.xb[:n], self.tb[:n]
         if self.in_memory:
             np.take(self.X, rows, axis=0, out=xb)
@@ -329,7 +335,8 @@ class Interrupts:
 def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
         backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
-        warmup_steps=0, clip_norm=None):
+        warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
+        target_epsilon=None):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
     engine = backends.get(backend)
     epochs = checks.integer("epochs", epochs, 0)
@@ -346,10 +353,24 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
     warmup_steps = checks.integer("warmup_steps", warmup_steps, 0)
     clip = 0.0 if clip_norm is None else _positive_number("clip_norm", clip_norm)
     schedule = schedules.make(schedule, epochs, net.epochs_trained)
+    private = None
+    if dp_clip is not None:
+        if clip or sample_weight is not None or class_weight is not None:
+            raise ValueError("DP-SGD clips each sample's gradient itself: drop clip_norm, sample_weight and "
+                             "class_weight")
+        if dp_noise is None:
+            if target_epsilon is None or dp_delta is None:
+                raise ValueError("give dp_noise, or target_epsilon and dp_delta to choose it")
+            n_train = len(X) if not validation_fraction else len(X) - max(1, int(round(validation_fraction * len(X))))
+            q = min(batch_size, n_train) / n_train
+            dp_noise = privacy.noise_for(target_epsilon, q, epochs * -(-n_train // batch_size), dp_delta)
+        private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling)
+    elif dp_noise is not None or dp_delta is not None or target_epsilon is not None:
+        raise ValueError("dp_noise, dp_delta and target_epsilon need dp_clip (DP-SGD)")
     with net.in_use():
         return _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
                     validation_fraction, early_stopping, patience, verbose, callbacks,
-                    (sample_weight, class_weight), (schedule, warmup_steps, clip))
+                    (sample_weight, class_weight), (schedule, warmup_steps, clip), (private, target_epsilon))
 
 
 def _positive_number(name, value):
@@ -396,7 +417,7 @@ def sample_weights(net, y, sample_weight, class_weight):
 
 
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan):
+         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp):
     subset = None
     if validation_fraction:
         if validation_data is not None:
@@ -422,7 +443,10 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2, epochs, n_batches - net.epoch_steps + (epochs - 1) * n_batches)
-    step = engine.stepper(net, batches)
+    private, target_epsilon = dp
+    q = batch_size / batches.N
+    step = engine.stepper(net, batches) if private is None else _private_stepper(net, engine, batches, private,
+                                                                                    seed, q)
     sizes = CallSizes()
     sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
 
@@ -466,6 +490,9 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
                 history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
             history.lr.append(float(hypers[done - 1, 0]) if done else opt.lr)
+            if private is not None and private.delta is not None:
+                history.epsilon.append(privacy.epsilon(q, private.noise, opt.t, private.delta)
+                                       if private.noise > 0 else np.inf)
             history.seconds.append(time.perf_counter() - start)
             if verbose:
                 progress.write(epoch_line(history, epoch, epochs))
@@ -478,6 +505,9 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                     history.stopped_early, history.stopped_by = True, "early stopping"
                     break
             schedule.epoch_end(history, opt)
+            if target_epsilon is not None and history.epsilon and history.epsilon[-1] >= target_epsilon:
+                history.stopped_by = f"target_epsilon {target_epsilon}"
+                break
             if any(callback.on_epoch_end(epoch, history, net) for callback in callbacks):
                 history.stopped_by = "a callback"
                 break
@@ -496,6 +526,47 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                   f"(lowest {'validation' if validation is not None else 'training'} loss {best[0]:.4f})",
                   flush=True)
     return history
+
+
+def _private_stepper(net, engine, batches, private, seed, q):
+    """Steps of DP-SGD (:mod:`scalarbp.privacy`): a Poisson-sampled batch per step (or the
+    shuffled one), every sample's gradient clipped to ``private.clip``, Gaussian noise of
+    standard deviation ``noise * clip``, divided by the expected batch size, the penalty's
+    gradient added; then the optimiser's step.  Step numbers (the optimiser's count) key
+    the sampling and the noise, so a run is the same on any number of threads and on
+    resume."""
+    poisson = private.sampling == "poisson"
+
+    def steps(rows, batch_size, grad, hypers, clip):
+        opt, losses = net.optimizer, []
+        for s in range(-(-rows.shape[0] // batch_size)):
+            number = opt.t + 1
+            batch = privacy.poisson_batch(seed, number, batches.subset, q) if poisson else \
+                rows[s * batch_size:(s + 1) * batch_size]
+            total = 0.0
+            if batch.shape[0]:
+                xb, tb, _ = batches.gather(batch)
+                total, _ = engine.clipped_grad(net, xb, tb, private.clip, grad)
+            else:
+                grad[...] = 0
+            if private.noise:
+                grad += net.dtype.type(private.noise * private.clip) * privacy.noise(seed, number, grad.shape[0],
+                                                                                     net.dtype)
+            grad /= net.dtype.type(q * batches.N if poisson else batch.shape[0])  # the expected batch size
+            if net.l2:
+                for dW, W in zip(net.layout.views(grad)[0], net.weights):
+                    dW += net.dtype.type(net.l2) * W
+            losses.append(total / max(batch.shape[0], 1) + (0.5 * net.l2 * sum(float(np.vdot(W, W))
+                                                                                for W in net.weights)))
+            if not (np.isfinite(losses[-1]) and np.isfinite(grad).all()):
+                return s, np.array(losses), BAD_GRADIENT
+            code, states, _, t = opt.arguments(net.theta)
+            finite = optimizers.update(code, net.theta, grad, states, hypers[s], t + 1)
+            opt.t += 1
+            if not finite:
+                return s, np.array(losses), BAD_UPDATE
+        return len(losses), np.array(losses), 0
+    return steps
 
 
 def _interrupted(net, n_batches, history):

@@ -57,6 +57,17 @@ class Backend(abc.ABC):
             G = np.empty((X.shape[0], net.theta.shape[0]), net.dtype)
         return reference(net, X, T, G)
 
+    def clipped_grad(self, net, X, T, clip, grad):
+        """DP-SGD's ``sum_n min(1, clip / (||g_n|| + 1e-6)) g_n`` into ``grad`` (g_n: sample
+        n's loss gradient, no penalty); returns ``(sum of losses, norms)``.  This default
+        clips the per-example gradients of :meth:`per_example` (``N x P`` memory)."""
+        G = np.empty((X.shape[0], net.theta.shape[0]), net.dtype)
+        losses, squares = self.per_example(net, X, T, G)
+        norms = np.sqrt(squares)
+        factors = np.minimum(1.0, clip / (norms + 1e-6)).astype(net.dtype)
+        grad[...] = factors @ G
+        return float(np.sum(losses, dtype=np.float64)), norms
+
     def stepper(self, net, data):
         """A function ``steps(rows, batch_size, grad, hypers, clip) -> (steps applied,
         losses, reason)`` that runs the minibatches of the sample indices ``rows`` with

@@ -92,6 +92,17 @@ class Scalar(Backend):
         per_example(net.theta, net.layout.table, net.codes, net.loss_code, X, T, work.work, G, norms)
         return work.work.losses[:X.shape[0]].copy(), norms
 
+    def clipped_grad(self, net, X, T, clip, grad):
+        from .private import clipped_grad
+
+        N = X.shape[0]
+        work = self.workspace(net, max(N, 1))
+        norms, factors = np.empty(N), np.empty(N)
+        start_threads()
+        total = clipped_grad(net.theta, grad, net.layout.table, net.codes, net.loss_code, X, T, clip, work.work,
+                             norms, factors)
+        return float(total), norms
+
     def stepper(self, net, data):
         """Whole runs of steps in compiled code (:func:`.kernels.train_epoch`), the data
         standardised once; data on disk (a memmap) goes step by step instead."""

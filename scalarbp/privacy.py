@@ -1,0 +1,89 @@
+"""Differentially private training (DP-SGD): per-example clipping, Gaussian noise, Poisson
+sampling, and the privacy spent, from the scalar form.
+
+A step of DP-SGD (Abadi et al. 2016; the same update as Opacus'):
+
+1. a batch: with ``sampling="poisson"`` each training sample joins independently with
+   probability ``q = batch_size / N`` (what the privacy analysis assumes); with
+   ``"shuffle"``, the fixed-size shuffled batches of ordinary training (then the epsilon
+   reported assumes Poisson sampling, which such batches do not give: no guarantee);
+2. ``sum_n min(1, C / (||g_n|| + 1e-6)) g_n``: every sample's gradient clipped to norm C
+   (:mod:`scalarbp.backends.private`: its delta rows scaled before the weight sums);
+3. plus Gaussian noise ``N(0, sigma^2 C^2)`` on every parameter, drawn from a
+   counter-based generator (NumPy's Philox keyed by the seed, counter the step number: the
+   same noise for any number of threads, and on resume);
+4. divided by the expected batch size ``q N`` (the batch size, for shuffled batches); the
+   L2 penalty's gradient ``l2 W`` is added unclipped; then the optimiser's step.
+
+Privacy accounting uses Google's ``dp-accounting`` (``pip install 'scalarbp[privacy]'``):
+:func:`epsilon` for the steps taken, :func:`noise_for` the sigma that reaches a target.
+"""
+import numpy as np
+
+from . import checks
+
+SAMPLINGS = ("poisson", "shuffle")
+
+
+class Privacy:
+    """The DP-SGD settings of a fit: ``clip`` C, ``noise`` sigma, ``delta``, ``sampling``."""
+
+    def __init__(self, clip, noise, delta, sampling):
+        if isinstance(clip, bool) or not isinstance(clip, (int, float, np.floating)) or not 0 < clip < np.inf:
+            raise ValueError(f"dp_clip must be a positive number, got {clip!r}")
+        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise < np.inf:
+            raise ValueError(f"dp_noise must be a number >= 0, got {noise!r}")
+        if delta is not None and not 0 < delta < 1:
+            raise ValueError(f"dp_delta must lie in (0, 1), got {delta!r}")
+        self.clip, self.noise, self.delta = float(clip), float(noise), delta
+        self.sampling = checks.choice("dp_sampling", sampling, SAMPLINGS)
+
+
+#: Philox draws consecutive blocks by incrementing the counter's low words; the step number
+#: and the purpose (noise 0, sampling 1) sit in the high words, so no two streams overlap.
+
+
+def noise(seed, step, size, dtype):
+    """Standard normal noise for ``step``: Philox keyed by the seed, the step in the counter."""
+    generator = np.random.Generator(np.random.Philox(key=seed % 2 ** 64, counter=[0, 0, step, 0]))
+    return generator.standard_normal(size, dtype=np.dtype(dtype).type)
+
+
+def poisson_batch(seed, step, subset, q):
+    """The samples of ``subset`` that join the batch of ``step``, each with probability q."""
+    generator = np.random.Generator(np.random.Philox(key=seed % 2 ** 64, counter=[0, 0, step, 1]))
+    return subset[generator.random(subset.shape[0]) < q]
+
+
+def epsilon(q, noise_multiplier, steps, delta, accountant="rdp"):
+    """The epsilon spent by ``steps`` Poisson-sampled Gaussian steps at ``delta``
+    (``dp-accounting``'s RDP or PLD accountant)."""
+    try:
+        import dp_accounting
+    except ImportError:
+        raise ImportError("privacy accounting needs dp-accounting: pip install 'scalarbp[privacy]'") from None
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(noise_multiplier)), steps)
+    if accountant == "rdp":
+        spent = dp_accounting.rdp.RdpAccountant()
+    else:
+        spent = dp_accounting.pld.PLDAccountant()
+    spent.compose(event)
+    return float(spent.get_epsilon(delta))
+
+
+def noise_for(target_epsilon, q, steps, delta):
+    """The smallest noise multiplier whose ``steps`` steps spend at most ``target_epsilon``
+    (bisection on :func:`epsilon`)."""
+    low, high = 0.0, 1.0
+    while epsilon(q, high, steps, delta) > target_epsilon:
+        low, high = high, 2 * high
+        if high > 1e4:
+            raise ValueError(f"no noise multiplier below 1e4 reaches epsilon {target_epsilon}")
+    for _ in range(40):
+        middle = (low + high) / 2
+        if epsilon(q, middle, steps, delta) > target_epsilon:
+            low = middle
+        else:
+            high = middle
+    return high

@@ -1,0 +1,112 @@
+"""DP-SGD: per-example clipping from the deltas, seeded noise, Poisson sampling, and the
+privacy spent; Opacus' step and accountant where they are installed."""
+import numba
+import numpy as np
+import pytest
+from conftest import problem
+
+import scalarbp
+from scalarbp import privacy
+from scalarbp.backends import get
+from scalarbp.datasets import load_digits
+
+
+@pytest.mark.parametrize("backend", ["scalar", "literal", "row", "column"])
+def test_the_clipped_sum_is_each_samples_gradient_scaled_to_at_most_the_bound(backend):
+    net, X, Y = problem([4, 7, 5, 3], "tanh", N=9)
+    T = np.eye(3)[Y]
+    _, G = net.per_example_grads(X, Y, backend="row", flat=True)
+    clip = np.median(np.linalg.norm(G, axis=1))  # half the samples clipped
+    grad = np.empty_like(net.theta)
+    total, norms = get(backend).clipped_grad(net, X, T, clip, grad)
+    factors = np.minimum(1, clip / (np.linalg.norm(G, axis=1) + 1e-6))
+    np.testing.assert_allclose(grad, factors @ G, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(norms, np.linalg.norm(G, axis=1), rtol=1e-12)
+    assert (factors * norms <= clip * (1 + 1e-12)).all() and (factors < 1).any() and (factors == 1).any()
+
+
+def test_dp_sgd_is_the_same_on_every_cpu_backend_and_any_thread_count():
+    (X, y), _ = load_digits()
+    runs = {}
+    for backend, threads in (("scalar", 2), ("scalar", 1), ("row", 2)):
+        numba.set_num_threads(threads)
+        net = scalarbp.MLP([64, 16, 10], seed=0)
+        net.fit(X[:400], y[:400], epochs=2, batch_size=40, lr=0.3, optimizer="sgd", seed=7, backend=backend,
+                dp_clip=1.0, dp_noise=1.1)
+        runs[(backend, threads)] = net.theta
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert np.array_equal(runs[("scalar", 2)], runs[("scalar", 1)])
+    np.testing.assert_allclose(runs[("scalar", 2)], runs[("row", 2)], rtol=1e-10, atol=1e-12)
+
+
+def test_the_noise_has_the_mechanisms_mean_and_variance():
+    """One step with and without noise: the difference is -lr sigma C xi / B per parameter."""
+    (X, y), _ = load_digits()
+    thetas = []
+    for noise in (0.0, 2.0):
+        net = scalarbp.MLP([64, 128, 10], seed=0)
+        net.fit(X[:32], y[:32], epochs=1, batch_size=32, lr=0.1, optimizer="sgd", seed=3, dp_clip=0.5, dp_noise=noise,
+                dp_sampling="shuffle", shuffle=False)
+        thetas.append(net.theta.copy())
+    xi = (thetas[1] - thetas[0]) / (-0.1 * 2.0 * 0.5 / 32)
+    assert abs(xi.mean()) < 4 / np.sqrt(xi.size) and abs(xi.std() - 1) < 0.02
+    assert np.array_equal(privacy.noise(3, 1, 10, np.float64), privacy.noise(3, 1, 10, np.float64))
+
+
+def test_poisson_sampling_draws_each_sample_with_the_rate():
+    subset = np.arange(10_000)
+    sizes = [privacy.poisson_batch(5, step, subset, 0.01).shape[0] for step in range(1, 201)]
+    assert abs(np.mean(sizes) - 100) < 3 and np.std(sizes) == pytest.approx(np.sqrt(100 * 0.99), rel=0.2)
+
+
+def test_epsilon_is_recorded_and_a_target_stops_or_plans_training():
+    pytest.importorskip("dp_accounting")
+    (X, y), _ = load_digits()
+    net = scalarbp.MLP([64, 16, 10], seed=0)
+    history = net.fit(X, y, epochs=3, batch_size=64, lr=0.5, optimizer="sgd", seed=0, dp_clip=1.0, dp_noise=1.1,
+                      dp_delta=1e-5)
+    assert len(history.epsilon) == 3 and history.epsilon[0] < history.epsilon[1] < history.epsilon[2]
+    q, steps = 64 / 1438, net.optimizer.t
+    assert history.epsilon[-1] == pytest.approx(privacy.epsilon(q, 1.1, steps, 1e-5))
+    stopped = scalarbp.MLP([64, 16, 10], seed=0).fit(X, y, epochs=10, batch_size=64, lr=0.5, optimizer="sgd", seed=0,
+                                                     dp_clip=1.0, dp_noise=1.1, dp_delta=1e-5,
+                                                     target_epsilon=history.epsilon[1])
+    assert stopped.epochs == 2 and stopped.stopped_by.startswith("target_epsilon")
+    sigma = privacy.noise_for(2.0, q, 3 * 23, 1e-5)
+    assert privacy.epsilon(q, sigma, 3 * 23, 1e-5) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_epsilon_agrees_with_opacus_rdp_accountant():
+    pytest.importorskip("dp_accounting")
+    accountants = pytest.importorskip("opacus.accountants")
+    q, sigma, steps, delta = 64 / 16384, 1.1, 3 * 256, 1e-5
+    theirs = accountants.RDPAccountant()
+    theirs.history = [(sigma, q, steps)]
+    assert privacy.epsilon(q, sigma, steps, delta) == pytest.approx(theirs.get_epsilon(delta), rel=0.01)
+
+
+def test_one_clipped_step_equals_opacus():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("opacus")
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    (X, y), _ = load_digits()
+    X, y = X[:48], y[:48]
+    net = scalarbp.MLP([64, 16, 10], seed=0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10)).double()
+    with torch.no_grad():
+        for layer, W, b in zip(model[::2], net.weights, net.biases):
+            layer.weight.copy_(torch.from_numpy(W))
+            layer.bias.copy_(torch.from_numpy(b))
+    gsm = GradSampleModule(model, loss_reduction="mean")
+    optimizer = DPOptimizer(torch.optim.SGD(gsm.parameters(), lr=0.1), noise_multiplier=0.0, max_grad_norm=0.5,
+                            expected_batch_size=48, loss_reduction="mean")
+    loss = torch.nn.functional.cross_entropy(gsm(torch.from_numpy(X)), torch.from_numpy(y))
+    loss.backward()
+    optimizer.step()
+    net.fit(X, y, epochs=1, batch_size=48, lr=0.1, optimizer="sgd", shuffle=False, dp_clip=0.5, dp_noise=0.0,
+            dp_sampling="shuffle")
+    for layer, W, b in zip(model[::2], net.weights, net.biases):
+        np.testing.assert_allclose(W, layer.weight.detach().numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(b, layer.bias.detach().numpy(), rtol=1e-10, atol=1e-13)
