@@ -192,7 +192,9 @@ def cmd_train(args):
                           early_stopping=args.early_stopping, patience=args.patience, backend=args.backend,
                           verbose=0 if args.quiet else 2, callbacks=[Checkpoint()], schedule=args.schedule,
                           warmup_steps=args.warmup_steps, clip_norm=args.clip_norm,
-                          class_weight=args.class_weight if task == "classification" else None)
+                          class_weight=args.class_weight if task == "classification" else None,
+                          dp_clip=args.dp_clip, dp_noise=args.dp_noise, dp_delta=args.dp_delta,
+                          dp_sampling=args.dp_sampling, target_epsilon=args.target_epsilon)
     except TrainingInterrupted as err:
         where = f"epoch {net.epochs_trained}" + (f", step {net.epoch_steps} of the next" if net.epoch_steps else "")
         _keep(args, net, err.history, f"interrupted at {where}")
@@ -528,6 +530,14 @@ def parser():
     train.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
     train.add_argument("--clip-norm", type=float, help="clip the gradient's global norm to this")
     train.add_argument("--class-weight", choices=["balanced"], help="weigh classes by N / (K * count)")
+    train.add_argument("--dp-clip", type=float, metavar="C", help="DP-SGD: clip each sample's gradient to norm C")
+    train.add_argument("--dp-noise", type=float, metavar="SIGMA", help="DP-SGD: noise multiplier (std sigma C)")
+    train.add_argument("--dp-delta", type=float, metavar="DELTA", help="DP-SGD: report epsilon at this delta "
+                                                                        "(needs scalarbp[privacy])")
+    train.add_argument("--dp-sampling", choices=["poisson", "shuffle"], default="poisson",
+                       help="DP-SGD batches: Poisson sampling (the analysis assumes it) or shuffled fixed-size")
+    train.add_argument("--target-epsilon", type=float, help="DP-SGD: stop at this epsilon, or choose the noise "
+                                                            "for it when --dp-noise is not given")
     train.add_argument("--early-stopping", action="store_true",
                        help="stop after --patience epochs without a lower validation loss; restore the best")
     train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")

@@ -4,11 +4,12 @@
 / ``MLPRegressor`` parameters with the same meanings (``solver="sgd"`` is SGD with
 ``momentum`` and ``nesterovs_momentum``; ``alpha`` is the L2 weight per sample, as there;
 training stops when the loss, or the validation score with ``early_stopping``, has not
-improved by ``tol`` for ``n_iter_no_change`` epochs), plus scalarbp's own ``dtype`` and
-``backend``.  After ``fit`` they hold scikit-learn's attributes (``n_iter_``,
+improved by ``tol`` for ``n_iter_no_change`` epochs), plus scalarbp's own ``dtype``,
+``backend`` and DP-SGD's ``dp_clip``, ``dp_noise``, ``dp_delta``, ``dp_sampling``,
+``target_epsilon`` (:mod:`scalarbp.privacy`).  After ``fit`` they hold scikit-learn's attributes (``n_iter_``,
 ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``,
 ``coefs_`` and ``intercepts_`` in scikit-learn's ``(in, out)`` layout, ``classes_``,
-``n_features_in_``, ``out_activation_``, ``t_``) and ``net_``, the trained
+``n_features_in_``, ``out_activation_``, ``t_``; ``epsilon_`` with DP-SGD) and ``net_``, the trained
 :class:`scalarbp.MLP`.  They pass ``check_estimator`` and work in ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score``; a fitted ``MLPClassifier`` or ``MLPRegressor``
 is imported with ``from_sklearn``.
@@ -87,7 +88,8 @@ class _ScalarMLP(BaseEstimator):
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
                  tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, dtype="float64", backend="scalar"):
+                 n_iter_no_change=10, dtype="float64", backend="scalar", dp_clip=None, dp_noise=None, dp_delta=None,
+                 dp_sampling="poisson", target_epsilon=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -110,6 +112,11 @@ class _ScalarMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
         self.backend = backend
+        self.dp_clip = dp_clip
+        self.dp_noise = dp_noise
+        self.dp_delta = dp_delta
+        self.dp_sampling = dp_sampling
+        self.target_epsilon = target_epsilon
 
     # --- parameters, checked as scikit-learn checks them --------------------------------
 
@@ -186,7 +193,9 @@ class _ScalarMLP(BaseEstimator):
         history = net.fit(X_train, y_train, epochs=epochs, batch_size=batch, optimizer=optimizer,
                           lr=self.learning_rate_init, shuffle=checks.boolean("shuffle", self.shuffle),
                           seed=self._seed + self.n_iter_, backend=self.backend, callbacks=[stopping],
-                          sample_weight=w_train)
+                          sample_weight=w_train, dp_clip=self.dp_clip, dp_noise=self.dp_noise,
+                          dp_delta=self.dp_delta, dp_sampling=self.dp_sampling, target_epsilon=self.target_epsilon)
+        self.epsilon_ = history.epsilon[-1] if history.epsilon else None
         if stopping.best is not None:
             stopping.best.restore(net)
         self.net_ = net

@@ -601,6 +601,8 @@ def epoch_line(history, epoch, epochs):
     line = f"epoch {epoch + 1:>3}/{epochs}  loss {history.loss[-1]:.4f}"
     if history.val_loss:
         line += f"  val_loss {history.val_loss[-1]:.4f}  val_{history.score_name} {history.val_score[-1]:.4f}"
+    if history.epsilon:
+        line += f"  epsilon {history.epsilon[-1]:.3f}"
     return line + f"  {history.seconds[-1]:.2f} s"
 
 

@@ -110,3 +110,24 @@ def test_one_clipped_step_equals_opacus():
     for layer, W, b in zip(model[::2], net.weights, net.biases):
         np.testing.assert_allclose(W, layer.weight.detach().numpy(), rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(b, layer.bias.detach().numpy(), rtol=1e-10, atol=1e-13)
+
+
+def test_the_estimators_and_the_command_train_privately(capsys):
+    pytest.importorskip("dp_accounting")
+    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    from scalarbp.cli import main
+    from scalarbp.sklearn import ScalarMLPClassifier
+    (X, y), (X_test, y_test) = load_digits()
+    model = ScalarMLPClassifier((32,), solver="sgd", learning_rate_init=0.5, momentum=0.0, batch_size=64,
+                                max_iter=4, n_iter_no_change=100, random_state=0, dp_clip=1.0, dp_noise=1.1,
+                                dp_delta=1e-5)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    assert model.epsilon_ == pytest.approx(privacy.epsilon(64 / 1438, 1.1, model.net_.optimizer.t, 1e-5))
+    assert model.score(X_test, y_test) > 0.7
+    code = main(["train", "--dp-clip", "1", "--target-epsilon", "2", "--dp-delta", "1e-5", "--epochs", "3",
+                 "--optimizer", "sgd", "--lr", "0.5", "--batch-size", "64", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "epsilon 2.000" in out
