@@ -32,7 +32,8 @@ from scalarbp import timing
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", choices=list(benchmark.CASES) + list(benchmark.GPU_CASES),
+    parser.add_argument("--cases", nargs="+",
+                        choices=list(benchmark.CASES) + list(benchmark.GPU_CASES) + list(benchmark.DP_CASES),
                         help="default: the four CPU cases, or the GPU cases with --device cuda")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: scalarbp's cuda backend against PyTorch CUDA")
@@ -47,10 +48,14 @@ def main(argv=None):
     parser.add_argument("--busy", action="store_true",
                         help="each case's epoch beside a competing 2-thread PyTorch job (mean of 8), against its "
                              "quiet one-thread time")
+    parser.add_argument("--dp", action="store_true",
+                        help="DP-SGD (clip 1, noise 1.1) beside plain scalarbp and Opacus, on the DP cases")
     parser.add_argument("--json", help="write every number to this file")
     parser.add_argument("--png", help="bar chart of the ratios to PyTorch (needs matplotlib)")
     args = parser.parse_args(argv)
 
+    if args.dp:
+        return dp_report(args)
     timing.start_torch(args.threads)  # before any Numba parallel region: see its docstring
     numba.set_num_threads(args.threads)
     try:  # NumPy's BLAS (the peak, the floor, the row backend) on as many threads as the rest
@@ -131,6 +136,27 @@ def main(argv=None):
             json.dump(report, f, indent=1)
     if args.png:
         chart(report, args.png)
+
+
+def dp_report(args):
+    """The DP-SGD table: seconds per epoch and the ratios the privacy issue asks for."""
+    timing.start_torch(args.threads)
+    numba.set_num_threads(args.threads)
+    print(f"machine: {timing.machine()}; threads: {args.threads}; clip 1.0, noise 1.1, SGD, float32\n")
+    print("| case | sizes, N, batch | scalarbp | DP-SGD | DP-SGD, no noise | Opacus | DP / plain | DP / Opacus |")
+    print("|---|---|---|---|---|---|---|---|")
+    report = {}
+    for name in args.cases or list(benchmark.DP_CASES):
+        case = benchmark.DP_CASES[name]
+        r = report[name] = benchmark.dp_epochs(case, args.repeats, max(1, min(args.repeats, 2)))
+        plain, private, opacus = r["scalarbp"], r["scalarbp DP-SGD"], r.get("Opacus DP-SGD")
+        theirs = ("-", "-") if opacus is None else (f"{opacus:.2f} s", f"{private / opacus:.3f}")
+        print(f"| {name} | {'-'.join(map(str, case.sizes))}, {case.N:,}, {case.batch} | {plain:.3f} s | "
+              f"{private:.3f} s | {r['scalarbp DP-SGD, no noise']:.3f} s | {theirs[0]} | {private / plain:.2f} | "
+              f"{theirs[1]} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": timing.machine(), "dp": report}, f, indent=1)
 
 
 def chart(report, path):
