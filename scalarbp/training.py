@@ -535,6 +535,8 @@ def _private_stepper(net, engine, batches, private, seed, q):
     gradient added; then the optimiser's step.  Step numbers (the optimiser's count) key
     the sampling and the noise, so a run is the same on any number of threads and on
     resume."""
+    from .backends.private import add_noise
+
     poisson = private.sampling == "poisson"
 
     def steps(rows, batch_size, grad, hypers, clip):
@@ -550,8 +552,7 @@ def _private_stepper(net, engine, batches, private, seed, q):
             else:
                 grad[...] = 0
             if private.noise:
-                grad += net.dtype.type(private.noise * private.clip) * privacy.noise(seed, number, grad.shape[0],
-                                                                                     net.dtype)
+                add_noise(grad, seed % 2 ** 64, number, private.noise * private.clip)
             grad /= net.dtype.type(q * batches.N if poisson else batch.shape[0])  # the expected batch size
             if net.l2:
                 for dW, W in zip(net.layout.views(grad)[0], net.weights):

@@ -131,3 +131,19 @@ def test_the_estimators_and_the_command_train_privately(capsys):
                  "--optimizer", "sgd", "--lr", "0.5", "--batch-size", "64", "--quiet"])
     out = capsys.readouterr().out
     assert code == 0 and "epsilon 2.000" in out
+
+
+def test_the_vectorised_noise_is_standard_normal_and_independent_of_threads():
+    from scalarbp.backends.private import add_noise
+    x = privacy.noise(11, 3, 10_000_001, np.float32).astype(np.float64)
+    assert abs(x.mean()) < 5 / np.sqrt(x.size) and abs(x.std() - 1) < 5 * np.sqrt(0.5 / x.size)
+    assert ((x - x.mean()) ** 4).mean() / x.var() ** 2 == pytest.approx(3.0, abs=0.01)   # kurtosis
+    for z, p, within in ((1, 0.31731, 0.003), (2, 0.04550, 0.01), (3, 0.00270, 0.03)):  # tails, to ~5 sigma
+        assert np.mean(np.abs(x) > z) == pytest.approx(p, rel=within)
+    assert x[-1] != 0 and not np.array_equal(privacy.noise(11, 4, 10, np.float32), privacy.noise(11, 3, 10, np.float32))
+    a, b = np.zeros(100_001), np.zeros(100_001)
+    numba.set_num_threads(1)
+    add_noise(a, 7, 1, 0.5)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    add_noise(b, 7, 1, 0.5)
+    assert np.array_equal(a, b)
