@@ -85,6 +85,22 @@ def integer(name, value, low, high=None):
     return value
 
 
+def positive(name, value):
+    """``value`` as a float, checked to be a finite number > 0 (not a bool or a string)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def non_negative(name, value):
+    """``value`` as a float, checked to be a finite number >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
 def boolean(name, value):
     """``value`` as a bool: True or False (or NumPy's), never a string like ``'no'``."""
     if not isinstance(value, (bool, np.bool_)):
@@ -192,6 +208,17 @@ def labels(y, n_classes):
     if y.size and (y.min() < 0 or y.max() >= n_classes):  # before the cast: 1e20 would wrap
         raise ValueError(f"labels must lie in [0, {n_classes}), got values from {y.min():g} to {y.max():g}")
     return y.astype(np.int64)
+
+
+def sample_weights(value, n):
+    """One weight per sample, each finite and >= 0, with a positive sum."""
+    weights = real_array("sample_weight", value)
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weight must hold one weight per sample ({n}), got shape {weights.shape}")
+    finite("sample_weight", weights)
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("sample_weight must be >= 0 with a positive sum")
+    return weights
 
 
 def encode(labels):

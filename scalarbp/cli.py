@@ -142,15 +142,15 @@ def cmd_train(args):
     (X, y), (X_test, y_test), source = _training_data(args)
     if args.resume:
         net = MLP.load(args.resume)
+        task = "classification" if net.is_classifier else "regression"
         theirs = {"hidden_sizes": list(net.sizes[1:-1]), "activation": list(net.hidden), "output": net.output,
                   "loss": net.loss, "l2": net.l2, "dtype": net.dtype.name, "no_standardize": net.standardizer is None,
-                  "task": "classification" if net.is_classifier else "regression"}
+                  "task": task}
         ours = {**vars(args), "activation": args.activation * (len(net.hidden) if len(args.activation) == 1 else 1)}
         refused = sorted(name for name in args.given & set(theirs) if ours[name] != theirs[name])
         if refused:
             raise UsageError(f"--resume takes the architecture from {args.resume}; drop "
                              f"{', '.join('--' + name.replace('_', '-') for name in refused)}")
-        task = "classification" if net.is_classifier else "regression"
         note = f"from {args.resume}: {net.epochs_trained} epochs trained"
     else:
         task, note = _task(args.task, np.asarray(y))
@@ -158,14 +158,14 @@ def cmd_train(args):
         raise UsageError("--class-weight needs a classification task")
     (X, y), validation, (X_test, y_test) = _roles(args, task, X, y, X_test, y_test)
     if not args.resume:
-        K = len(np.unique(np.concatenate([y, validation[1] if validation else y, y_test]))) \
-            if task == "classification" else (1 if np.ndim(y) == 1 else np.shape(y)[1])
+        classes = None
+        if task == "classification":  # every label that occurs, in any of the three roles
+            classes, _ = checks.encode(np.concatenate([y, *([validation[1]] if validation else []), y_test]))
+        K = len(classes) if classes is not None else (1 if np.ndim(y) == 1 else np.shape(y)[1])
         net = _new_net(args, X, y, task, K)
+        if classes is not None and (classes.dtype.kind == "U" or not np.array_equal(classes, np.arange(K))):
+            net.classes = classes  # (labels 0..K-1 are their own indices)
     encode = (lambda labels: net.class_indices(labels)) if task == "classification" else np.asarray
-    if task == "classification" and not args.resume:
-        net.classes, _ = checks.encode(np.concatenate([y, validation[1] if validation else y, y_test]))
-        if net.classes.dtype.kind != "U" and np.array_equal(net.classes, np.arange(len(net.classes))):
-            net.classes = None  # labels 0..K-1 are their own indices
     optimizer = _optimizer(args)
     if optimizer is None and net.optimizer is None:
         optimizer = optimizers.make(DEFAULT_OPTIMIZER, args.lr)

@@ -268,6 +268,11 @@ class MLP:
     def _backend(self, backend):
         return backends.get(backend)
 
+    def _batch(self, X, Y):
+        """``(X, T)``: inputs and targets checked and converted as the kernels take them."""
+        X = checks.inputs(X, self.sizes[0], self.dtype)
+        return X, checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+
     def forward(self, X, backend="scalar"):
         """Output activations ``(N, sizes[-1])`` for inputs ``X`` of shape ``(N, sizes[0])``."""
         engine = self._backend(backend)
@@ -294,10 +299,9 @@ class MLP:
         db : list of arrays shaped like ``biases``
         """
         engine = self._backend(backend)
-        X = checks.inputs(X, self.sizes[0], self.dtype)
-        T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        X, T = self._batch(X, Y)
         if weights is not None:
-            weights = training.sample_weights(self, np.zeros(X.shape[0]), weights, None)
+            weights = checks.sample_weights(weights, X.shape[0]).astype(self.dtype)
         with self.in_use():
             J, grad = engine.loss_and_grad(self, X, T, weights=weights)
         dW, db = self.layout.views(grad)
@@ -317,8 +321,7 @@ class MLP:
         samples, use :meth:`iter_per_example_grads`.
         """
         engine = self._backend(backend)
-        X = checks.inputs(X, self.sizes[0], self.dtype)
-        T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        X, T = self._batch(X, Y)
         G = np.empty((X.shape[0], self.layout.size), self.dtype)
         with self.in_use():
             losses, _ = engine.per_example(self, X, T, G)
@@ -333,8 +336,7 @@ class MLP:
         """``(start, losses, G)`` for consecutive chunks of samples, ``G`` of shape
         ``(n, P)``: per-example gradients in bounded memory (``chunk`` samples at a time; by
         default as many as fit in 64 MiB)."""
-        X = checks.inputs(X, self.sizes[0], self.dtype)
-        T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        X, T = self._batch(X, Y)
         chunk = max(1, (64 << 20) // (self.layout.size * self.dtype.itemsize)) if chunk is None else \
             checks.integer("chunk", chunk, 1)
         for start in range(0, X.shape[0], chunk):
@@ -347,8 +349,7 @@ class MLP:
         product's norm is the product of its factors' norms), without forming the gradients
         on the scalar backend: ``O(N x units)`` extra work, no ``N x P`` memory."""
         engine = self._backend(backend)
-        X = checks.inputs(X, self.sizes[0], self.dtype)
-        T = checks.targets(Y, X.shape[0], self.sizes[-1], self.loss, self.dtype)
+        X, T = self._batch(X, Y)
         with self.in_use():
             losses, squares = engine.per_example(self, X, T, np.empty((0, self.layout.size), self.dtype))
         return losses, np.sqrt(squares)

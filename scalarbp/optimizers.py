@@ -196,7 +196,7 @@ class Optimizer:
         if unknown:
             raise ValueError(f"unknown {self.name} option(s) {', '.join(sorted(unknown))}; "
                              f"expected {', '.join(self.defaults) or 'none'}")
-        self.lr = _positive("lr", lr)
+        self.lr = checks.positive("lr", lr)
         self.hyper = {**self.defaults, **hyper}
         self.t = 0
         self.state = {}
@@ -250,11 +250,12 @@ class Optimizer:
         states += (empty,) * (3 - len(states))
         return self.code, states, self.hyper_array(), float(self.t)
 
-    def step(self, theta, g):
-        """One update of ``theta`` in place from the gradient ``g``; returns True if the new
+    def step(self, theta, g, hyper=None):
+        """One update of ``theta`` in place from the gradient ``g`` (with the row of
+        hyper-parameters ``hyper`` when given: a scheduled rate); returns True if the new
         parameters are all finite (see :func:`update`)."""
-        code, states, hyper, t = self.arguments(theta)
-        finite = update(code, theta, g, states, hyper, t + 1)
+        code, states, own, t = self.arguments(theta)
+        finite = update(code, theta, g, states, own if hyper is None else hyper, t + 1)
         self.t += 1
         return finite
 
@@ -292,7 +293,7 @@ class Adam(Optimizer):
         super().__init__(lr, **hyper)
         _fraction("beta1", self.hyper["beta1"])
         _fraction("beta2", self.hyper["beta2"])
-        _positive("eps", self.hyper["eps"])
+        checks.positive("eps", self.hyper["eps"])
 
 
 class AdamW(Adam):
@@ -305,7 +306,7 @@ class AdamW(Adam):
 
     def __init__(self, lr=0.001, **hyper):
         super().__init__(lr, **hyper)
-        _non_negative("weight_decay", self.hyper["weight_decay"])
+        checks.non_negative("weight_decay", self.hyper["weight_decay"])
 
 
 class RMSprop(Optimizer):
@@ -320,7 +321,7 @@ class RMSprop(Optimizer):
     def __init__(self, lr=0.01, **hyper):
         super().__init__(lr, **hyper)
         _fraction("alpha", self.hyper["alpha"])
-        _positive("eps", self.hyper["eps"])
+        checks.positive("eps", self.hyper["eps"])
         _fraction("momentum", self.hyper["momentum"])
         checks.boolean("centered", self.hyper["centered"])
 
@@ -338,19 +339,6 @@ def make(name, lr=None, **hyper):
     ``adam``, ``adamw``, ``rmsprop``; ``lr=None`` takes the class's default rate."""
     cls = OPTIMIZERS[checks.choice("optimizer", name, tuple(OPTIMIZERS))]
     return cls(**hyper) if lr is None else cls(lr, **hyper)
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _non_negative(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 
 
 def _fraction(name, value):

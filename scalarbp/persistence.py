@@ -134,6 +134,8 @@ def _process_id():
 
 def _remove_abandoned(folder, base):
     """Remove temporary files of earlier saves to ``base`` whose process no longer runs."""
+    if not os.path.exists("/proc/self/stat"):  # (no way to tell a live process from a dead one)
+        return
     pattern = re.compile(rf"\.{re.escape(base)}\.(\d+)-(\d+)\.[^.]*\.tmp")
     try:
         names = os.listdir(folder)
@@ -141,7 +143,7 @@ def _remove_abandoned(folder, base):
         return
     for entry in names:
         match = pattern.fullmatch(entry)
-        if match and _start_time(match[1]) != match[2] and os.path.exists("/proc/self/stat"):
+        if match and _start_time(match[1]) != match[2]:
             try:
                 os.unlink(os.path.join(folder, entry))
             except OSError:

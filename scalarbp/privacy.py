@@ -27,16 +27,14 @@ SAMPLINGS = ("poisson", "shuffle")
 
 
 class Privacy:
-    """The DP-SGD settings of a fit: ``clip`` C, ``noise`` sigma, ``delta``, ``sampling``."""
+    """The DP-SGD settings of a fit: ``clip`` C, ``noise`` sigma (None: to be chosen for a
+    target epsilon, once the fit knows its steps), ``delta``, ``sampling``."""
 
     def __init__(self, clip, noise, delta, sampling):
-        if isinstance(clip, bool) or not isinstance(clip, (int, float, np.floating)) or not 0 < clip < np.inf:
-            raise ValueError(f"dp_clip must be a positive number, got {clip!r}")
-        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise < np.inf:
-            raise ValueError(f"dp_noise must be a number >= 0, got {noise!r}")
         if delta is not None and not 0 < delta < 1:
             raise ValueError(f"dp_delta must lie in (0, 1), got {delta!r}")
-        self.clip, self.noise, self.delta = float(clip), float(noise), delta
+        self.clip, self.delta = checks.positive("dp_clip", clip), delta
+        self.noise = None if noise is None else checks.non_negative("dp_noise", noise)
         self.sampling = checks.choice("dp_sampling", sampling, SAMPLINGS)
 
 

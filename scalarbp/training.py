@@ -114,7 +114,8 @@ class History:
                                                                                               self.epochs)]
         lines = ["  ".join(f"{name:>12}" for name in columns)]
         for e in shown:
-            lines.append("  ".join(f"{'...':>12}" if e is None else f"{values[e]:>12.6g}" for values in columns.values()))
+            lines.append("  ".join(f"{'...':>12}" if e is None else f"{values[e]:>12.6g}"
+                                   for values in columns.values()))
         if self.best_epoch is not None:
             lines.append(f"best epoch {self.best_epoch + 1} (weights restored)")
         if self.stopped_by:
@@ -351,19 +352,15 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         if not callable(getattr(callback, "on_epoch_end", None)):
             raise TypeError(f"callbacks must have an on_epoch_end(epoch, history, net) method, got {callback!r}")
     warmup_steps = checks.integer("warmup_steps", warmup_steps, 0)
-    clip = 0.0 if clip_norm is None else _positive_number("clip_norm", clip_norm)
+    clip = 0.0 if clip_norm is None else checks.positive("clip_norm", clip_norm)
     schedule = schedules.make(schedule, epochs, net.epochs_trained)
     private = None
     if dp_clip is not None:
         if clip or sample_weight is not None or class_weight is not None:
             raise ValueError("DP-SGD clips each sample's gradient itself: drop clip_norm, sample_weight and "
                              "class_weight")
-        if dp_noise is None:
-            if target_epsilon is None or dp_delta is None:
-                raise ValueError("give dp_noise, or target_epsilon and dp_delta to choose it")
-            n_train = len(X) if not validation_fraction else len(X) - max(1, int(round(validation_fraction * len(X))))
-            q = min(batch_size, n_train) / n_train
-            dp_noise = privacy.noise_for(target_epsilon, q, epochs * -(-n_train // batch_size), dp_delta)
+        if dp_noise is None and (target_epsilon is None or dp_delta is None):
+            raise ValueError("give dp_noise, or target_epsilon and dp_delta to choose it")
         private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling)
     elif dp_noise is not None or dp_delta is not None or target_epsilon is not None:
         raise ValueError("dp_noise, dp_delta and target_epsilon need dp_clip (DP-SGD)")
@@ -371,13 +368,6 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         return _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
                     validation_fraction, early_stopping, patience, verbose, callbacks,
                     (sample_weight, class_weight), (schedule, warmup_steps, clip), (private, target_epsilon))
-
-
-def _positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def sample_weights(net, y, sample_weight, class_weight):
@@ -390,13 +380,7 @@ def sample_weights(net, y, sample_weight, class_weight):
     N = y.shape[0]
     weights = np.ones(N)
     if sample_weight is not None:
-        given = checks.real_array("sample_weight", sample_weight)
-        if given.shape != (N,):
-            raise ValueError(f"sample_weight must hold one weight per sample ({N}), got shape {given.shape}")
-        checks.finite("sample_weight", given)
-        if (given < 0).any() or given.sum() <= 0:
-            raise ValueError("sample_weight must be >= 0 with a positive sum")
-        weights = weights * given
+        weights = weights * checks.sample_weights(sample_weight, N)
     if class_weight is not None:
         if not (net.is_classifier and net.output == "softmax" and y.ndim == 1):
             raise ValueError("class_weight needs class labels and a softmax output")
@@ -411,7 +395,7 @@ def sample_weights(net, y, sample_weight, class_weight):
             per_class = np.ones(net.sizes[-1])
             for label, weight in dict(class_weight).items():
                 per_class[checks.integer("class_weight label", label, 0, net.sizes[-1] - 1)] = \
-                    _positive_number(f"class_weight[{label}]", weight)
+                    checks.positive(f"class_weight[{label}]", weight)
         weights = weights * per_class[labels]
     return weights.astype(net.dtype)
 
@@ -445,6 +429,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     progress = Progress(verbose >= 2, epochs, n_batches - net.epoch_steps + (epochs - 1) * n_batches)
     private, target_epsilon = dp
     q = batch_size / batches.N
+    if private is not None and private.noise is None:  # the noise that spends target_epsilon over this fit
+        private.noise = privacy.noise_for(target_epsilon, q, epochs * n_batches, private.delta)
     step = engine.stepper(net, batches) if private is None else _private_stepper(net, engine, batches, private,
                                                                                     seed, q)
     sizes = CallSizes()
@@ -554,17 +540,15 @@ def _private_stepper(net, engine, batches, private, seed, q):
             if private.noise:
                 add_noise(grad, seed % 2 ** 64, number, private.noise * private.clip)
             grad /= net.dtype.type(q * batches.N if poisson else batch.shape[0])  # the expected batch size
-            if net.l2:
+            J = total / max(batch.shape[0], 1)
+            if net.l2:  # the penalty, unclipped: J += l2/2 ||W||^2, dW += l2 W
                 for dW, W in zip(net.layout.views(grad)[0], net.weights):
                     dW += net.dtype.type(net.l2) * W
-            losses.append(total / max(batch.shape[0], 1) + (0.5 * net.l2 * sum(float(np.vdot(W, W))
-                                                                                for W in net.weights)))
-            if not (np.isfinite(losses[-1]) and np.isfinite(grad).all()):
+                J += 0.5 * net.l2 * sum(float(np.vdot(W, W)) for W in net.weights)
+            losses.append(J)
+            if not (np.isfinite(J) and np.isfinite(grad).all()):
                 return s, np.array(losses), BAD_GRADIENT
-            code, states, _, t = opt.arguments(net.theta)
-            finite = optimizers.update(code, net.theta, grad, states, hypers[s], t + 1)
-            opt.t += 1
-            if not finite:
+            if not opt.step(net.theta, grad, hypers[s]):
                 return s, np.array(losses), BAD_UPDATE
         return len(losses), np.array(losses), 0
     return steps

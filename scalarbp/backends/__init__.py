@@ -79,11 +79,10 @@ class Backend(abc.ABC):
         then holds that step's loss last.  ``data`` is a :class:`scalarbp.training.Batches`.
         This default runs the steps one by one from Python; a backend may run them in
         compiled code."""
-        from ..optimizers import update
+        from .kernels import clip_norm
 
         def steps(rows, batch_size, grad, hypers, clip):
             losses = []
-            opt = net.optimizer
             for start in range(0, rows.shape[0], batch_size):
                 xb, tb, wb = data.gather(rows[start:start + batch_size])
                 J, _ = self.loss_and_grad(net, xb, tb, grad, wb)
@@ -91,13 +90,8 @@ class Backend(abc.ABC):
                 if not (np.isfinite(J) and np.isfinite(grad.sum())):
                     return len(losses) - 1, np.array(losses), BAD_GRADIENT
                 if clip > 0:
-                    norm = float(np.sqrt(np.dot(grad, grad)))
-                    if clip / (norm + 1e-6) < 1:
-                        grad *= grad.dtype.type(clip / (norm + 1e-6))
-                code, states, _, t = opt.arguments(net.theta)
-                finite = update(code, net.theta, grad, states, hypers[len(losses) - 1], t + 1)
-                opt.t += 1
-                if not finite:
+                    clip_norm(grad, clip)  # the compiled loop's rule, from Python
+                if not net.optimizer.step(net.theta, grad, hypers[len(losses) - 1]):
                     return len(losses) - 1, np.array(losses), BAD_UPDATE
             return len(losses), np.array(losses), 0
         return steps

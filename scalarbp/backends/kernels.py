@@ -137,9 +137,10 @@ def train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weights
     are finite, scales the gradient to norm ``clip`` if it is longer (``clip`` 0: never),
     then applies the optimiser: ``optimizer`` is ``(code, states, hypers, t)``, ``hypers``
     one row of hyper-parameters per step (the learning-rate schedule is column 0) as
-    :func:`scalarbp.optimizers.update` takes them, ``t`` the step count before the run.  Returns ``(steps, reason)``: ``reason`` 0 when all
-    ``steps`` ran; 1 when the next step's loss or gradient was NaN or inf (it is not
-    applied, so theta keeps the last finite weights); 2 when the next step's update gave
+    :func:`scalarbp.optimizers.update` takes them, ``t`` the step count before the run.
+    Returns ``(steps, reason)``: ``reason`` 0 when all ``steps`` ran; 1 when the next
+    step's loss or gradient was NaN or inf (it is not applied, so theta keeps the last
+    finite weights); 2 when the next step's update gave
     a NaN or inf parameter (theta and the optimiser state then hold that step's values,
     and the caller rolls back: :func:`scalarbp.training.fit`).
     """

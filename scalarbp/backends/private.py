@@ -117,12 +117,12 @@ def _normal_pairs(out, base, p0, count, scale, u1, u2, bits):
         r = math.sqrt(np.float32(-2) * ln_u) * scale
         t = np.float32(6.2831855) * u2[p]                                  # in [-pi, pi)
         t2 = t * t
-        cos = np.float32(1) + t2 * (np.float32(-1 / 2) + t2 * (np.float32(1 / 24) + t2 * (np.float32(-1 / 720) + t2 * (
-            np.float32(1 / 40320) + t2 * (np.float32(-1 / 3628800) + t2 * (np.float32(1 / 479001600) + t2 * np.float32(
-                -1 / 87178291200)))))))
-        sin = t * (np.float32(1) + t2 * (np.float32(-1 / 6) + t2 * (np.float32(1 / 120) + t2 * (np.float32(-1 / 5040) + t2 * (
-            np.float32(1 / 362880) + t2 * (np.float32(-1 / 39916800) + t2 * (np.float32(1 / 6227020800) + t2 * np.float32(
-                -1 / 1307674368000))))))))
+        cos = np.float32(1) + t2 * (np.float32(-1 / 2) + t2 * (np.float32(1 / 24) + t2 * (
+            np.float32(-1 / 720) + t2 * (np.float32(1 / 40320) + t2 * (np.float32(-1 / 3628800) + t2 * (
+                np.float32(1 / 479001600) + t2 * np.float32(-1 / 87178291200)))))))
+        sin = t * (np.float32(1) + t2 * (np.float32(-1 / 6) + t2 * (np.float32(1 / 120) + t2 * (
+            np.float32(-1 / 5040) + t2 * (np.float32(1 / 362880) + t2 * (np.float32(-1 / 39916800) + t2 * (
+                np.float32(1 / 6227020800) + t2 * np.float32(-1 / 1307674368000))))))))
         out[2 * p] += r * cos
         out[2 * p + 1] += r * sin
 
