@@ -16,6 +16,15 @@ HIDDEN = ["relu", "leaky_relu", "sigmoid", "tanh", "identity"]
 BACKENDS = ["scalar", "row", "column"]
 
 
+def run_cli(capsys, *argv):
+    """``scalarbp`` with these arguments, in this process: ``(exit code, stdout, stderr)``."""
+    from scalarbp.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def make_targets(rng, loss, N, K):
     """Labels for cross-entropy, binary targets for BCE, real targets for mse."""
     if loss == "cross_entropy":

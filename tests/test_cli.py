@@ -5,15 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli as run
 
 from scalarbp import datasets
 from scalarbp.cli import main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -8,16 +8,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_cli as run
 
 import scalarbp
 from scalarbp import datasets
 from scalarbp.cli import main
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
