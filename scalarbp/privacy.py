@@ -47,12 +47,26 @@ def noise(seed, step, size, dtype):
     return out
 
 
-def poisson_batch(seed, step, subset, q):
-    """The samples of ``subset`` that join the batch of ``step``, each with probability q:
-    NumPy's Philox keyed by the seed, the step in the counter's high words (Philox counts
-    up in the low words, so no two steps' streams overlap)."""
-    generator = np.random.Generator(np.random.Philox(key=seed % 2 ** 64, counter=[0, 0, step, 1]))
-    return subset[generator.random(subset.shape[0]) < q]
+def batches(private, seed, rows, batch_size, first, subset, q):
+    """The batches of the steps ``first, first + 1, ...`` that take the place of ordinary
+    training's minibatches of ``rows`` (``batch_size`` at a time): ``(batches, offsets,
+    divisors)``, step ``first + b`` taking the samples ``batches[offsets[b]:offsets[b + 1]]``
+    and dividing its noisy sum by ``divisors[b]``.  Poisson sampling draws each step's batch
+    from ``subset`` with rate q (:func:`scalarbp.backends.private.poisson_batches`: a
+    function of the seed and the step number alone) and divides by the expected batch size
+    ``q N``; shuffled batches are the rows' own, divided by their size."""
+    count = -(-rows.shape[0] // batch_size)
+    if private.sampling == "shuffle":
+        offsets = np.minimum(np.arange(count + 1) * batch_size, rows.shape[0])
+        return rows, offsets, np.diff(offsets).astype(np.float64)
+    from .backends.private import poisson_batches
+
+    subset, key = subset.astype(np.int64, copy=False), np.uint64(seed % 2 ** 64)
+    offsets = np.empty(count + 1, np.int64)
+    poisson_batches(subset, q, key, first, offsets, subset[:0])
+    drawn = np.empty(offsets[-1], np.int64)
+    poisson_batches(subset, q, key, first, offsets, drawn)
+    return drawn, offsets, np.full(count, q * subset.shape[0])
 
 
 def epsilon(q, noise_multiplier, steps, delta, accountant="rdp"):

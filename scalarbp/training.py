@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backends, checks, metrics, optimizers, privacy, schedules
-from .backends import BAD_GRADIENT, BAD_UPDATE
+from .backends import BAD_UPDATE
 
 
 class DivergedError(FloatingPointError):
@@ -431,8 +431,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     q = batch_size / batches.N
     if private is not None and private.noise is None:  # the noise that spends target_epsilon over this fit
         private.noise = privacy.noise_for(target_epsilon, q, epochs * n_batches, private.delta)
-    step = engine.stepper(net, batches) if private is None else _private_stepper(net, engine, batches, private,
-                                                                                    seed, q)
+    step = engine.stepper(net, batches) if private is None else engine.private_stepper(net, batches, private, seed, q)
     sizes = CallSizes()
     sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
 
@@ -512,46 +511,6 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                   f"(lowest {'validation' if validation is not None else 'training'} loss {best[0]:.4f})",
                   flush=True)
     return history
-
-
-def _private_stepper(net, engine, batches, private, seed, q):
-    """Steps of DP-SGD (:mod:`scalarbp.privacy`): a Poisson-sampled batch per step (or the
-    shuffled one), every sample's gradient clipped to ``private.clip``, Gaussian noise of
-    standard deviation ``noise * clip``, divided by the expected batch size, the penalty's
-    gradient added; then the optimiser's step.  Step numbers (the optimiser's count) key
-    the sampling and the noise, so a run is the same on any number of threads and on
-    resume."""
-    from .backends.private import add_noise
-
-    poisson = private.sampling == "poisson"
-
-    def steps(rows, batch_size, grad, hypers, clip):
-        opt, losses = net.optimizer, []
-        for s in range(-(-rows.shape[0] // batch_size)):
-            number = opt.t + 1
-            batch = privacy.poisson_batch(seed, number, batches.subset, q) if poisson else \
-                rows[s * batch_size:(s + 1) * batch_size]
-            total = 0.0
-            if batch.shape[0]:
-                xb, tb, _ = batches.gather(batch)
-                total, _ = engine.clipped_grad(net, xb, tb, private.clip, grad)
-            else:
-                grad[...] = 0
-            if private.noise:
-                add_noise(grad, seed % 2 ** 64, number, private.noise * private.clip)
-            grad /= net.dtype.type(q * batches.N if poisson else batch.shape[0])  # the expected batch size
-            J = total / max(batch.shape[0], 1)
-            if net.l2:  # the penalty, unclipped: J += l2/2 ||W||^2, dW += l2 W
-                for dW, W in zip(net.layout.views(grad)[0], net.weights):
-                    dW += net.dtype.type(net.l2) * W
-                J += 0.5 * net.l2 * sum(float(np.vdot(W, W)) for W in net.weights)
-            losses.append(J)
-            if not (np.isfinite(J) and np.isfinite(grad).all()):
-                return s, np.array(losses), BAD_GRADIENT
-            if not opt.step(net.theta, grad, hypers[s]):
-                return s, np.array(losses), BAD_UPDATE
-        return len(losses), np.array(losses), 0
-    return steps
 
 
 def _interrupted(net, n_batches, history):

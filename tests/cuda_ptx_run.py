@@ -44,7 +44,8 @@ for dtype in (np.float32, np.float64):
         "outputs": (M, M, I),
         "gather": (M, Vi, M, Vi, I, M, M),
         "finish_step": (V, V64, F, I, V64),
-        "update": (I, V, V, V, V, V, V64, F, V64),
+        "update": (I, V, V, V, V, V, V64, I, I, V64),
+        "outer_products": (M, M, I, I, M, V64),
     }
     for name, signature in signatures.items():
         ptx, _ = cuda.compile_ptx(kernels[name].py_func, signature, cc=(9, 0))

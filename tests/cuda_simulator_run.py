@@ -45,6 +45,21 @@ J32, dW32, _ = net.loss_and_grad(X, Y, backend="cuda")
 J_ref, dW_ref, _ = net.astype("float64").loss_and_grad(X, Y, backend="row")
 results["float32"] = [abs(J32 - J_ref) / J_ref, max(rel(a, b) for a, b in zip(dW32, dW_ref))]
 
+# Per-example gradients and norms (seed 001 before the sum), and a DP-SGD run through them.
+net, X, Y = problem([19, 18, 17, 3], "tanh", N=21, l2=0.1)
+losses_row, G_row = net.per_example_grads(X, Y, backend="row", flat=True)
+losses, G = net.per_example_grads(X, Y, backend="cuda", flat=True)
+_, norms = net.per_example_grad_norms(X, Y, backend="cuda")
+results["per_example"] = [rel(losses, losses_row), rel(G, G_row), rel(norms, np.linalg.norm(G_row, axis=1))]
+private = {}
+for backend in ("cuda", "scalar"):
+    net = scalarbp.MLP([2, 8, 3], hidden="tanh", seed=0)
+    X, y = make_spirals(24, seed=0)
+    net.fit(X, y, epochs=2, batch_size=8, lr=0.05, optimizer="sgd", seed=0, backend=backend, dp_clip=0.5,
+            dp_noise=1.0)
+    private[backend] = net.theta.copy()
+results["dp_sgd"] = rel(private["cuda"], private["scalar"])
+
 trained = {}
 for backend in ("cuda", "scalar"):
     net = scalarbp.MLP([2, 8, 3], hidden="tanh", seed=0)

@@ -48,6 +48,7 @@ def check(results):
     assert results["blocks"] < 1e-12
     J32, grads32 = results["float32"]
     assert J32 < 1e-5 and grads32 < 1e-4
+    assert max(results["per_example"]) < 1e-12 and results["dp_sgd"] < 1e-12
     training = results["training"]
     assert training["weights"] < 1e-12 and training["losses"] < 1e-12 and training["loss_falls"]
     assert training["steps"][0] == training["steps"][1] == 9
@@ -77,7 +78,7 @@ def test_every_cuda_kernel_compiles_for_an_h100():
     assert out.returncode == 0, out.stderr[-3000:]
     if out.stdout.startswith("SKIP"):
         pytest.skip(out.stdout.strip())
-    assert out.stdout.count(" ok") == 18
+    assert out.stdout.count(" ok") == 20
 
 
 @pytest.mark.skipif(gpu_present(), reason="a CUDA GPU is present")

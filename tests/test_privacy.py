@@ -53,10 +53,22 @@ def test_the_noise_has_the_mechanisms_mean_and_variance():
     assert np.array_equal(privacy.noise(3, 1, 10, np.float64), privacy.noise(3, 1, 10, np.float64))
 
 
-def test_poisson_sampling_draws_each_sample_with_the_rate():
-    subset = np.arange(10_000)
-    sizes = [privacy.poisson_batch(5, step, subset, 0.01).shape[0] for step in range(1, 201)]
-    assert abs(np.mean(sizes) - 100) < 3 and np.std(sizes) == pytest.approx(np.sqrt(100 * 0.99), rel=0.2)
+def test_poisson_sampling_draws_each_sample_independently_with_the_rate():
+    subset, q = np.arange(10_000) * 3, 0.01
+    poisson = privacy.Privacy(1.0, 1.0, None, "poisson")
+    batches, offsets, divisors = privacy.batches(poisson, 5, np.empty(200 * 64), 64, 1, subset, q)
+    sizes = np.diff(offsets)
+    assert sizes.shape == (200,) and (divisors == 100).all()
+    assert abs(sizes.mean() - 100) < 3 and sizes.std() == pytest.approx(np.sqrt(100 * 0.99), rel=0.2)
+    for b in range(200):  # members of subset, each at most once, in order
+        batch = batches[offsets[b]:offsets[b + 1]]
+        assert np.isin(batch, subset).all() and (np.diff(batch) > 0).all()
+    joined = np.bincount(batches // 3, minlength=10_000).reshape(10, 1000).sum(axis=1) / (200 * 1000)
+    assert np.abs(joined - q).max() < 5 * np.sqrt(q / (200 * 1000))  # the rate at every part of the subset
+    later, later_offsets, _ = privacy.batches(poisson, 5, np.empty(64), 64, 37, subset, q)
+    assert np.array_equal(later, batches[offsets[36]:offsets[37]])  # a step's batch: its seed and number alone
+    everyone, _, _ = privacy.batches(poisson, 5, np.empty(3 * 64), 64, 1, subset, 1.0)
+    assert np.array_equal(everyone, np.tile(subset, 3))
 
 
 def test_epsilon_is_recorded_and_a_target_stops_or_plans_training():

@@ -96,6 +96,43 @@ class Backend(abc.ABC):
             return len(losses), np.array(losses), 0
         return steps
 
+    def private_stepper(self, net, data, private, seed, q):
+        """A stepper like :meth:`stepper`'s for DP-SGD (:mod:`scalarbp.privacy`, whose
+        :func:`~scalarbp.privacy.batches` picks each step's samples): per step the clipped
+        sum of :meth:`clipped_grad`, the step's seeded noise, the division by the expected
+        batch size, the penalty's gradient added unclipped, then the optimiser.  Step
+        numbers (the optimiser's count) key the sampling and the noise, so a run is the same
+        on any number of threads and on resume.  This default runs from Python."""
+        from .. import privacy
+        from .private import add_noise
+
+        def steps(rows, batch_size, grad, hypers, clip):
+            opt, losses = net.optimizer, []
+            batches, offsets, divisors = privacy.batches(private, seed, rows, batch_size, opt.t + 1, data.subset, q)
+            for s in range(divisors.shape[0]):
+                batch = batches[offsets[s]:offsets[s + 1]]
+                total = 0.0
+                if batch.shape[0]:
+                    xb, tb, _ = data.gather(batch)
+                    total, _ = self.clipped_grad(net, xb, tb, private.clip, grad)
+                else:
+                    grad[...] = 0
+                if private.noise:
+                    add_noise(grad, np.uint64(seed % 2 ** 64), opt.t + 1, private.noise * private.clip)
+                grad /= net.dtype.type(divisors[s])
+                J = total / max(batch.shape[0], 1)
+                if net.l2:  # J += l2/2 ||W||^2, dW += l2 W
+                    for dW, W in zip(net.layout.views(grad)[0], net.weights):
+                        dW += net.dtype.type(net.l2) * W
+                    J += 0.5 * net.l2 * sum(float(np.vdot(W, W)) for W in net.weights)
+                losses.append(J)
+                if not (np.isfinite(J) and np.isfinite(grad.sum())):
+                    return s, np.array(losses), BAD_GRADIENT
+                if not opt.step(net.theta, grad, hypers[s]):
+                    return s, np.array(losses), BAD_UPDATE
+            return len(losses), np.array(losses), 0
+        return steps
+
     def held(self, net, fits, make):
         """This backend's state for ``net`` (work buffers, a device copy), kept in the net's
         one cache of backend state: the one held if ``fits(it)``, else ``make()``."""

@@ -260,9 +260,30 @@ def _kernels(dtype):
                 state[0] = BAD_UPDATE
                 state[1] = step
 
+    @cuda.jit
+    def outer_products(delta, h_below, w_at, b_at, G, norms):
+        """Sample n's ``dLoss_n/dw_ij = delta_ni h_nj`` and ``dLoss_n/db_i = delta_ni`` into its
+        row of G (when G has rows), and ``norms[n] += ||delta_n||^2 (||h_n||^2 + 1)``
+        (:mod:`.per_example`): one thread per sample."""
+        n = cuda.grid(1)
+        if n < delta.shape[0]:
+            d_out, d_in = delta.shape[1], h_below.shape[1]
+            squares_delta, squares_h = 0.0, 1.0
+            for i in range(d_out):
+                squares_delta += delta[n, i] * delta[n, i]
+            for j in range(d_in):
+                squares_h += h_below[n, j] * h_below[n, j]
+            norms[n] += squares_delta * squares_h
+            if G.shape[0] > 0:
+                for i in range(d_out):
+                    for j in range(d_in):
+                        G[n, w_at + i * d_in + j] = delta[n, i] * h_below[n, j]
+                    G[n, b_at + i] = delta[n, i]
+
     _KERNELS[dtype] = kernels = dict(forward_layer=forward_layer, delta_layer=delta_layer,
                                      weight_grad=weight_grad, bias_grad=bias_grad, output_layer=output_layer,
-                                     outputs=outputs, gather=gather, finish_step=finish_step, update=update)
+                                     outputs=outputs, gather=gather, finish_step=finish_step, update=update,
+                                     outer_products=outer_products)
     return kernels
 
 
@@ -394,7 +415,35 @@ class Cuda(Backend):
         return float(state.copy_to_host()[3]), grad
 
     def per_example(self, net, X, T, G):
-        raise RuntimeError("per-example gradients are not available on the cuda backend yet; use a CPU backend")
+        """Seed 001 before the batch sum (:mod:`.per_example`), on the device: the forward
+        pass, the output deltas without 1/N, the delta recursion, and per layer each
+        sample's outer products and their norms."""
+        from ..layout import B_AT, W_AT
+
+        N, table = X.shape[0], net.layout.table
+        dev = self.device_net(net, N)
+        k, d_X = dev.k, cuda.to_device(X)
+        launches = dev.forward_launches(d_X)
+        delta = dev.deltas[0][:N, :net.sizes[-1]]
+        launches.append((k["output_layer"], _grid1(N), (dev.a[-1][:N], dev.h[-1][:N], cuda.to_device(T),
+                                                        net.codes[-1], net.loss_code, net.dtype.type(1.0), delta,
+                                                        dev.losses[:N])))
+        d_G = cuda.device_array(G.shape, net.dtype) if G.shape[0] else cuda.device_array((0, 0), net.dtype)
+        norms = cuda.to_device(np.zeros(N))
+        T_layers = len(dev.W)
+        for layer in range(T_layers - 1, -1, -1):
+            h_below = d_X if layer == 0 else dev.h[layer - 1][:N]
+            launches.append((k["outer_products"], _grid1(N), (delta, h_below, int(table[layer, W_AT]),
+                                                              int(table[layer, B_AT]), d_G, norms)))
+            if layer > 0:
+                below = dev.deltas[(T_layers - layer) % 2][:N, :net.sizes[layer]]
+                launches.append((k["delta_layer"], _grid2(N, net.sizes[layer]),
+                                 (delta, dev.W[layer], dev.a[layer - 1][:N], h_below, net.codes[layer - 1], below)))
+                delta = below
+        _run(launches, 0)
+        if G.shape[0]:
+            d_G.copy_to_host(G)
+        return dev.losses[:N].copy_to_host(), norms.copy_to_host()
 
     def stepper(self, net, data):
         """Steps on the device (:class:`Trainer`), the data uploaded once; data on disk

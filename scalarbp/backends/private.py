@@ -16,9 +16,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..layout import D_IN, D_OUT
+from ..optimizers import update
+from . import BAD_GRADIENT, BAD_UPDATE
 from .jit import OPTIONS, kernel
-from .kernels import (bias_grad_and_penalty, delta_sum, forward, layer, output_layer, parameters, rows,
-                      scale_by_g_prime, weight_grad_sum)
+from .kernels import (bias_grad_and_penalty, delta_sum, forward, gather, layer, output_layer, parameters, rows,
+                      scale_by_g_prime, squared_norm, weight_grad_sum)
 from .per_example import outer_products
 
 
@@ -97,6 +99,17 @@ def _hash(z):
     return z ^ (z >> np.uint64(31))
 
 
+#: The streams of random numbers a step draws: its noise and its Poisson batch.
+NOISE, SAMPLING = 0, 1
+
+
+@njit(inline="always")
+def _step_key(key, step, stream):
+    """The 64-bit word that keys the random numbers of ``stream`` in ``step``."""
+    return _hash(_hash(np.uint64(key) * _GOLDEN + np.uint64(stream)) ^ _hash(np.uint64(step) +
+                                                                            np.uint64(0x632BE59BD9B4E019)))
+
+
 @njit(fastmath={"contract", "arcp", "nsz", "reassoc"}, error_model="numpy", cache=True)
 def _normal_pairs(out, base, p0, count, scale, u1, u2, bits):
     """``out[2p], out[2p + 1] += scale * (the two normals of pair p0 + p)`` for p < count."""
@@ -131,7 +144,7 @@ def _normal_pairs(out, base, p0, count, scale, u1, u2, bits):
 def add_noise(out, key, step, scale):
     """``out += scale * xi``, xi standard normal, a function of (key, step, index) only."""
     pairs = out.shape[0] // 2
-    base = _hash(np.uint64(key) * _GOLDEN ^ _hash(np.uint64(step) + np.uint64(0x632BE59BD9B4E019)))
+    base = _step_key(key, step, NOISE)
     for block in prange((pairs + NOISE_BLOCK - 1) // NOISE_BLOCK):
         p0 = block * NOISE_BLOCK
         count = min(NOISE_BLOCK, pairs - p0)
@@ -144,3 +157,85 @@ def add_noise(out, key, step, scale):
         _normal_pairs(last, base, pairs, 1, np.float32(scale), np.empty(1, np.float32), np.empty(1, np.float32),
                       np.empty(1, np.int32))
         out[out.shape[0] - 1] += last[0]
+
+
+@kernel
+def poisson_batches(subset, q, key, first, offsets, batches):
+    """The Poisson-sampled batches of steps ``first, first + 1, ...`` (one per entry of
+    ``offsets`` but the last): each sample of ``subset`` joins a step's batch independently
+    with probability q.  Step ``first + b``'s samples go to ``batches[offsets[b]:offsets[b + 1]]``,
+    in the order of ``subset``; with ``batches`` empty only ``offsets`` is filled (a first
+    pass, to size it).
+
+    Instead of one uniform per sample, the walk draws the gaps between members: for
+    independent Bernoulli(q) trials the gap to the next success is geometric,
+    ``P(gap = g + 1) = (1 - q)^g q``, which is ``1 + floor(ln U / ln(1 - q))`` for U uniform
+    in (0, 1].  So a step costs about ``q N + 1`` draws, not N.  The uniforms are 53-bit,
+    hashed from (key, step, draw), so a batch does not depend on the steps before it.
+    """
+    N = subset.shape[0]
+    ln_miss = math.log1p(-q)
+    offsets[0] = 0
+    for b in range(offsets.shape[0] - 1):
+        base = _step_key(key, first + b, SAMPLING)
+        count, i, draw = offsets[b], -1, 0
+        while True:
+            u = np.float64((_hash(base + np.uint64(draw) * _GOLDEN) >> np.uint64(11)) + np.uint64(1)) * 2.0 ** -53
+            draw += 1
+            gap = math.log(u) / ln_miss  # (q = 1: ln_miss = -inf, every gap 0)
+            if gap >= N - 1 - i:
+                break
+            i += 1 + int(gap)
+            if batches.shape[0] > 0:
+                batches[count] = subset[i]
+            count += 1
+        offsets[b + 1] = count
+
+
+@kernel
+def private_steps(theta, grad, layers, codes, loss_code, l2, X, labels, Y, batches, offsets, divisors, clip, noise,
+                  key, optimizer, work, xb, yb, norms, factors, batch_losses):
+    """Steps of DP-SGD (:mod:`scalarbp.privacy`) in compiled code, as :func:`.kernels.train_epoch`
+    runs plain steps.  Step b's batch is ``batches[offsets[b]:offsets[b + 1]]`` (gathered as
+    there; ``labels``, ``Y`` as there, no sample weights); its gradient is the clipped sum
+    (:func:`clipped_grad`), plus ``noise * clip`` times the step's standard normals
+    (:func:`add_noise`, keyed by ``key`` and the step's number), divided by ``divisors[b]``
+    (the expected batch size), plus the penalty's ``l2 W``; then the optimiser's update.
+    Returns ``(steps, reason)`` as ``train_epoch`` does."""
+    code, states, hypers, t = optimizer
+    d, K = X.shape[1], layers[layers.shape[0] - 1, D_OUT]
+    no_weights = xb[:0]
+    steps = offsets.shape[0] - 1
+    for b in range(steps):
+        n = offsets[b + 1] - offsets[b]
+        total = 0.0
+        if n > 0:
+            Xb, Yb = rows(xb, n, d), rows(yb, n, K)
+            gather(X, labels, Y, no_weights, batches[offsets[b]:offsets[b + 1]], Xb, Yb, no_weights)
+            total = clipped_grad(theta, grad, layers, codes, loss_code, Xb, Yb, clip, work, norms[:n], factors[:n])
+        else:
+            grad[:] = 0
+        if noise > 0:
+            add_noise(grad, key, t + b + 1, noise * clip)                # + N(0, sigma^2 C^2)
+        divisor = grad.dtype.type(divisors[b])
+        for m in range(grad.shape[0]):
+            grad[m] /= divisor
+        J = total / max(n, 1)
+        if l2 != 0:                                                     # the penalty, unclipped
+            for k in range(layers.shape[0]):
+                W, _ = parameters(theta, layers, k)
+                dW, _ = parameters(grad, layers, k)
+                penalty = theta.dtype.type(l2)
+                for i in range(W.shape[0]):
+                    for j in range(W.shape[1]):
+                        dW[i, j] += penalty * W[i, j]
+                J += 0.5 * l2 * squared_norm(W)
+        grad_sum = 0.0
+        for m in range(grad.shape[0]):
+            grad_sum += grad[m]
+        batch_losses[b] = J
+        if not (np.isfinite(J) and np.isfinite(grad_sum)):
+            return b, BAD_GRADIENT
+        if not update(code, theta, grad, states, hypers[b], t + b + 1):
+            return b, BAD_UPDATE
+    return steps, 0
