@@ -159,3 +159,23 @@ def test_the_vectorised_noise_is_standard_normal_and_independent_of_threads():
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     add_noise(b, 7, 1, 0.5)
     assert np.array_equal(a, b)
+
+
+def test_dp_sgd_resumes_bit_for_bit_and_stops_at_the_last_finite_weights():
+    """The compiled DP-SGD loop keys batches and noise by step number: one fit of two epochs
+    equals two fits of one; a diverging run keeps the weights of its last finite step."""
+    from scalarbp.training import DivergedError
+
+    (X, y), _ = load_digits()
+    options = dict(batch_size=50, lr=0.3, optimizer="adam", seed=4, dp_clip=1.0, dp_noise=0.8)
+    whole = scalarbp.MLP([64, 16, 10], seed=0)
+    whole.fit(X[:500], y[:500], epochs=2, **options)
+    halves = scalarbp.MLP([64, 16, 10], seed=0)
+    halves.fit(X[:500], y[:500], epochs=1, **options)
+    halves.fit(X[:500], y[:500], epochs=1, **options)
+    assert np.array_equal(whole.theta, halves.theta) and whole.optimizer.t == halves.optimizer.t == 20
+    net = scalarbp.MLP([64, 16, 10], seed=0, dtype="float32")  # weights of 1e30: the next forward overflows
+    with pytest.raises(DivergedError, match="diverged at epoch 1, step 2"):
+        net.fit(X[:500], y[:500], epochs=3, batch_size=50, lr=1e30, optimizer="sgd", seed=4, dp_clip=1.0,
+                dp_noise=0.8)
+    assert np.isfinite(net.theta).all() and net.optimizer.t == 1
