@@ -33,6 +33,7 @@ from ..activations import IDENTITY, derivative, activation
 from ..losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import coefficients, rule
 from . import BAD_GRADIENT, BAD_UPDATE, Backend
+from .per_example import outer_products_row
 
 import numba
 
@@ -262,23 +263,11 @@ def _kernels(dtype):
 
     @cuda.jit
     def outer_products(delta, h_below, w_at, b_at, G, norms):
-        """Sample n's ``dLoss_n/dw_ij = delta_ni h_nj`` and ``dLoss_n/db_i = delta_ni`` into its
-        row of G (when G has rows), and ``norms[n] += ||delta_n||^2 (||h_n||^2 + 1)``
-        (:mod:`.per_example`): one thread per sample."""
+        """Each sample's outer products and squared gradient norm
+        (:func:`.per_example.outer_products_row`): one thread per sample."""
         n = cuda.grid(1)
         if n < delta.shape[0]:
-            d_out, d_in = delta.shape[1], h_below.shape[1]
-            squares_delta, squares_h = 0.0, 1.0
-            for i in range(d_out):
-                squares_delta += delta[n, i] * delta[n, i]
-            for j in range(d_in):
-                squares_h += h_below[n, j] * h_below[n, j]
-            norms[n] += squares_delta * squares_h
-            if G.shape[0] > 0:
-                for i in range(d_out):
-                    for j in range(d_in):
-                        G[n, w_at + i * d_in + j] = delta[n, i] * h_below[n, j]
-                    G[n, b_at + i] = delta[n, i]
+            outer_products_row(delta, h_below, w_at, b_at, G, norms, n)
 
     _KERNELS[dtype] = kernels = dict(forward_layer=forward_layer, delta_layer=delta_layer,
                                      weight_grad=weight_grad, bias_grad=bias_grad, output_layer=output_layer,

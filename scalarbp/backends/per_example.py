@@ -19,30 +19,38 @@ every sample: its gradient is ``l2 W``).
 """
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from ..layout import B_AT, D_IN, D_OUT, W_AT
 from .jit import OPTIONS, kernel
 from .kernels import delta_sum, forward, layer, output_layer, parameters, rows, scale_by_g_prime
 
 
+@register_jitable
+def outer_products_row(delta, h, w_at, b_at, G, norms, n):
+    """Sample n: ``norms[n] += ||delta_n||^2 (||h_n||^2 + 1)`` and, when G is not empty,
+    ``G[n, w_at + i d_in + j] = delta_ni h_nj`` and ``G[n, b_at + i] = delta_ni`` (the CPU's
+    and the CUDA backend's, one definition)."""
+    d_out, d_in = delta.shape[1], h.shape[1]
+    squares_delta, squares_h = 0.0, 1.0
+    for i in range(d_out):
+        squares_delta += delta[n, i] * delta[n, i]
+    for j in range(d_in):
+        squares_h += h[n, j] * h[n, j]
+    norms[n] += squares_delta * squares_h
+    if G.shape[0] > 0:
+        for i in range(d_out):
+            at = w_at + i * d_in
+            for j in range(d_in):
+                G[n, at + j] = delta[n, i] * h[n, j]   # dLoss_n/dw_ij = delta_ni h_nj (seed 001)
+            G[n, b_at + i] = delta[n, i]
+
+
 @njit(parallel=True, **OPTIONS)
 def outer_products(delta, h, w_at, b_at, G, norms):
-    """Per sample n: ``norms[n] += ||delta_n||^2 (||h_n||^2 + 1)`` and, when G is not empty,
-    ``G[n, w_at + i d_in + j] = delta_ni h_nj`` and ``G[n, b_at + i] = delta_ni``."""
-    d_out, d_in = delta.shape[1], h.shape[1]
+    """:func:`outer_products_row` for every sample, one per iteration."""
     for n in prange(delta.shape[0]):
-        squares_delta, squares_h = 0.0, 1.0
-        for i in range(d_out):
-            squares_delta += delta[n, i] * delta[n, i]
-        for j in range(d_in):
-            squares_h += h[n, j] * h[n, j]
-        norms[n] += squares_delta * squares_h
-        if G.shape[0] > 0:
-            for i in range(d_out):
-                at = w_at + i * d_in
-                for j in range(d_in):
-                    G[n, at + j] = delta[n, i] * h[n, j]   # dLoss_n/dw_ij = delta_ni h_nj (seed 001)
-                G[n, b_at + i] = delta[n, i]
+        outer_products_row(delta, h, w_at, b_at, G, norms, n)
 
 
 @kernel
