@@ -38,12 +38,17 @@ class Privacy:
         self.sampling = checks.choice("dp_sampling", sampling, SAMPLINGS)
 
 
+def key(seed):
+    """The 64-bit word a fit's seed keys its random numbers with (batches and noise)."""
+    return np.uint64(seed % 2 ** 64)
+
+
 def noise(seed, step, size, dtype):
     """The standard normal noise of ``step`` (what :func:`add_noise` adds, times 1)."""
     from .backends.private import add_noise
 
     out = np.zeros(size, dtype)
-    add_noise(out, seed % 2 ** 64, step, 1.0)
+    add_noise(out, key(seed), step, 1.0)
     return out
 
 
@@ -61,11 +66,11 @@ def batches(private, seed, rows, batch_size, first, subset, q):
         return rows, offsets, np.diff(offsets).astype(np.float64)
     from .backends.private import poisson_batches
 
-    subset, key = subset.astype(np.int64, copy=False), np.uint64(seed % 2 ** 64)
+    subset, word = subset.astype(np.int64, copy=False), key(seed)
     offsets = np.empty(count + 1, np.int64)
-    poisson_batches(subset, q, key, first, offsets, subset[:0])
+    poisson_batches(subset, q, word, first, offsets, subset[:0])
     drawn = np.empty(offsets[-1], np.int64)
-    poisson_batches(subset, q, key, first, offsets, drawn)
+    poisson_batches(subset, q, word, first, offsets, drawn)
     return drawn, offsets, np.full(count, q * subset.shape[0])
 
 

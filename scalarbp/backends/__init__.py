@@ -106,6 +106,8 @@ class Backend(abc.ABC):
         from .. import privacy
         from .private import add_noise
 
+        word = privacy.key(seed)
+
         def steps(rows, batch_size, grad, hypers, clip):
             opt, losses = net.optimizer, []
             batches, offsets, divisors = privacy.batches(private, seed, rows, batch_size, opt.t + 1, data.subset, q)
@@ -118,7 +120,7 @@ class Backend(abc.ABC):
                 else:
                     grad[...] = 0
                 if private.noise:
-                    add_noise(grad, np.uint64(seed % 2 ** 64), opt.t + 1, private.noise * private.clip)
+                    add_noise(grad, word, opt.t + 1, private.noise * private.clip)
                 grad /= net.dtype.type(divisors[s])
                 J = total / max(batch.shape[0], 1)
                 if net.l2:  # J += l2/2 ||W||^2, dW += l2 W

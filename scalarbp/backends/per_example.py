@@ -56,24 +56,28 @@ def outer_products(delta, h, w_at, b_at, G, norms):
 @kernel
 def per_example(theta, layers, codes, loss_code, X, Y, work, G, norms):
     """Sample n's loss into ``work.losses[n]``, its squared gradient norm into ``norms[n]``,
-    and (when G is not empty) its gradient into ``G[n]``, flat like theta."""
+    and (when G is not empty) its gradient into ``G[n]``, flat like theta.  Each layer's
+    deltas are kept in its block of ``work.a`` (its pre-activations are not needed once the
+    layer below has its delta), for :func:`.private.clipped_grad` to clip and sum."""
     N, T = X.shape[0], layers.shape[0]
     forward(theta, layers, codes, X, work)
+    top = layer(work.a, layers, T - 1, N)
     delta = rows(work.delta, N, layers[T - 1, D_OUT])
-    output_layer(layer(work.a, layers, T - 1, N), layer(work.h, layers, T - 1, N), Y, codes[T - 1], loss_code,
-                 theta.dtype.type(1.0), delta, work.losses)          # delta_n = dLoss_n/da_n: no 1/N
+    output_layer(top, layer(work.h, layers, T - 1, N), Y, codes[T - 1], loss_code, theta.dtype.type(1.0), delta,
+                 work.losses)                                   # delta_n = dLoss_n/da_n: no 1/N
+    top[:, :] = delta
     norms[:] = 0
-    delta_buffer, below_buffer = work.delta, work.below
     for k in range(T - 1, -1, -1):
+        delta = layer(work.a, layers, k, N)
         h_below = X if k == 0 else layer(work.h, layers, k - 1, N)
         outer_products(delta, h_below, layers[k, W_AT], layers[k, B_AT], G, norms)
         if k > 0:
             W, _ = parameters(theta, layers, k)
-            below = rows(below_buffer, N, layers[k, D_IN])
-            delta_sum(delta, W, below, work.scratch)                  # sum_s delta_ns w_si
-            scale_by_g_prime(below, layer(work.a, layers, k - 1, N), h_below, codes[k - 1])  # * g'(a_ni)
-            delta_buffer, below_buffer = below_buffer, delta_buffer
-            delta = below
+            below = rows(work.below, N, layers[k, D_IN])
+            delta_sum(delta, W, below, work.scratch)            # sum_s delta_ns w_si
+            a_below = layer(work.a, layers, k - 1, N)
+            scale_by_g_prime(below, a_below, h_below, codes[k - 1])  # * g'(a_ni)
+            a_below[:, :] = below
 
 
 def reference(net, X, T, G):

@@ -4,24 +4,22 @@ A private step needs ``sum_n min(1, C / (||g_n|| + 1e-6)) g_n``: every sample's 
 clipped to norm C, then summed.  Since ``g_n`` is linear in sample n's deltas (seed 001:
 ``dLoss_n/dw_ij = delta_ni h_nj``), clipping ``g_n`` is scaling the n-th row of every
 layer's delta; and ``||g_n||`` comes from the deltas and activations by the outer-product
-identity of :mod:`.per_example`.  So :func:`clipped_grad` runs the delta recursion for
-the whole batch, keeping each layer's deltas in place of its pre-activations (no longer
-needed once the layer below has its delta), accumulates the norms, scales the delta rows
-by the clipping factors in one pass, and only then forms the weight-gradient sums, as in
-training: no per-sample gradient is ever held.
+identity of :mod:`.per_example`.  So :func:`clipped_grad` takes the norms and every
+layer's deltas from :func:`.per_example.per_example` (without its gradients), scales the
+delta rows by the clipping factors in one pass, and only then forms the weight-gradient
+sums, as in training: no per-sample gradient is ever held.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from ..layout import D_IN, D_OUT
+from ..layout import D_OUT
 from ..optimizers import update
 from . import BAD_GRADIENT, BAD_UPDATE
 from .jit import OPTIONS, kernel
-from .kernels import (bias_grad_and_penalty, delta_sum, forward, gather, layer, output_layer, parameters, rows,
-                      scale_by_g_prime, squared_norm, weight_grad_sum)
-from .per_example import outer_products
+from .kernels import bias_grad_and_penalty, gather, layer, parameters, rows, squared_norm, weight_grad_sum
+from .per_example import per_example
 
 
 @njit(parallel=True, **OPTIONS)
@@ -39,26 +37,8 @@ def clipped_grad(theta, grad, layers, codes, loss_code, X, Y, clip, work, norms,
     (no 1/N, no penalty); ``norms`` receives the unclipped ``||dLoss_n/dtheta||``, ``factors``
     the ``c_n``.  Returns the sum of the samples' losses."""
     N, T = X.shape[0], layers.shape[0]
-    forward(theta, layers, codes, X, work)
-    top = layer(work.a, layers, T - 1, N)
-    delta = rows(work.delta, N, layers[T - 1, D_OUT])
-    output_layer(top, layer(work.h, layers, T - 1, N), Y, codes[T - 1], loss_code, theta.dtype.type(1.0), delta,
-                 work.losses)                                   # delta_n = dLoss_n/da_n: no 1/N
-    top[:, :] = delta                                           # deltas kept where the a's were
-    norms[:] = 0
-    none = work.scratch[:0].reshape((0, 0))
-    for k in range(T - 1, -1, -1):
-        delta = layer(work.a, layers, k, N)
-        h_below = X if k == 0 else layer(work.h, layers, k - 1, N)
-        outer_products(delta, h_below, 0, 0, none, norms)      # ||delta_n||^2 (||h_n||^2 + 1)
-        if k > 0:
-            W, _ = parameters(theta, layers, k)
-            below = rows(work.below, N, layers[k, D_IN])
-            delta_sum(delta, W, below, work.scratch)            # sum_s delta_ns w_si
-            a_below = layer(work.a, layers, k - 1, N)
-            scale_by_g_prime(below, a_below, h_below, codes[k - 1])  # * g'(a_ni)
-            a_below[:, :] = below
-    for n in range(N):
+    per_example(theta, layers, codes, loss_code, X, Y, work, work.scratch[:0].reshape((0, 0)), norms)
+    for n in range(N):                                          # (the deltas are now in work.a)
         norms[n] = math.sqrt(norms[n])
         factors[n] = min(1.0, clip / (norms[n] + 1e-6))        # Opacus' clipping factor
     total = 0.0
@@ -222,10 +202,10 @@ def private_steps(theta, grad, layers, codes, loss_code, l2, X, labels, Y, batch
             grad[m] /= divisor
         J = total / max(n, 1)
         if l2 != 0:                                                     # the penalty, unclipped
+            penalty = theta.dtype.type(l2)
             for k in range(layers.shape[0]):
                 W, _ = parameters(theta, layers, k)
                 dW, _ = parameters(grad, layers, k)
-                penalty = theta.dtype.type(l2)
                 for i in range(W.shape[0]):
                     for j in range(W.shape[1]):
                         dW[i, j] += penalty * W[i, j]

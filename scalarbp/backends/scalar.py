@@ -130,7 +130,7 @@ class Scalar(Backend):
         from .private import private_steps
 
         X, labels, Y, _ = data.whole()
-        key = np.uint64(seed % 2 ** 64)
+        word = privacy.key(seed)
 
         def steps(rows, batch_size, grad, hypers, clip):
             batches, offsets, divisors = privacy.batches(private, seed, rows, batch_size, net.optimizer.t + 1,
@@ -141,7 +141,7 @@ class Scalar(Backend):
             code, states, _, t = net.optimizer.arguments(net.theta)
             start_threads()
             done, reason = private_steps(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X,
-                                         labels, Y, batches, offsets, divisors, private.clip, private.noise, key,
+                                         labels, Y, batches, offsets, divisors, private.clip, private.noise, word,
                                          (code, states, hypers, t), work.work, work.xb, work.yb, np.empty(N),
                                          np.empty(N), losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
