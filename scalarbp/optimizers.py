@@ -27,11 +27,11 @@ kernel both call those two functions.  Adding an optimiser is a class, a branch 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba.extending import register_jitable
 
 from . import checks
-from .backends.jit import PARALLEL_ELEMENTS, serial_and_parallel
+from .backends.jit import PARALLEL_ELEMENTS, compiled, serial_and_parallel
 
 #: The updates' compile options: fused multiply-adds but no reassociation or reciprocal
 #: approximations, so each formula rounds as written (and as PyTorch's does).  Without
@@ -106,7 +106,7 @@ def rule(code, theta, g, s0, s1, s2, m, c):
 BLOCK = 4096
 
 
-@njit(cache=True)
+@compiled(cache=True)
 def _block(array, block):
     """Block number ``block`` of :data:`BLOCK` entries of ``array`` (empty arrays stay empty).
 
@@ -116,7 +116,7 @@ def _block(array, block):
     return array[block * BLOCK:(block + 1) * BLOCK]
 
 
-@njit(**UPDATE)
+@compiled(**UPDATE)
 def _update_block(code, theta, g, s0, s1, s2, c):
     """:func:`rule` on one block of parameters, one loop per rule so that each vectorises."""
     n = theta.shape[0]
@@ -137,7 +137,7 @@ def _update_block(code, theta, g, s0, s1, s2, c):
             rule(code, theta, g, s0, s1, s2, m, c)
 
 
-@njit(cache=True, fastmath={"reassoc"})  # reassociation only: x - x must stay NaN for inf
+@compiled(cache=True, fastmath={"reassoc"})  # reassociation only: x - x must stay NaN for inf
 def _nonfinite(theta):
     """0 if every entry of ``theta`` is finite, else NaN: the sum of ``x - x``."""
     s = theta.dtype.type(0)
@@ -159,7 +159,7 @@ def _update_blocks(code, theta, g, states, c):
 _update_serial, _update_parallel = serial_and_parallel(_update_blocks, fastmath=False)
 
 
-@njit(cache=True, error_model="numpy")  # no fastmath: the coefficients round as written
+@compiled(cache=True, error_model="numpy")  # no fastmath: the coefficients round as written
 def update(code, theta, g, states, hyper, t):
     """One step of rule ``code`` on every parameter, in place; ``t`` counts from 1.
 

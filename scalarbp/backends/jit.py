@@ -9,17 +9,61 @@ decided once.
   raising ``ZeroDivisionError``, whose check would also stop LLVM from vectorising loops
   that divide.
 * ``cache=True``: compiled code is kept on disk beside the sources, so only the first
-  process of an install compiles.
+  process of an install compiles; :class:`SharedCache` makes that cache safe for many
+  processes at once (a search's workers, MPI ranks).
+
+Every compiled function of the package is made by :func:`compiled`.
 """
 import types
 
+from filelock import FileLock
 from numba import njit
+from numba.core.caching import FunctionCache
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 OPTIONS = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
 
+
+class SharedCache(FunctionCache):
+    """Numba's on-disk cache of one function, with a lock file held while an entry is
+    saved or loaded.
+
+    Numba keeps one index file per function, mapping each signature to a numbered data
+    file, and picks the number when it saves: the first number its copy of the index does
+    not use.  Two processes that compile different signatures of one function at the same
+    moment (a float32 and a float64 model, say) can both read the index before either
+    writes it, pick the same number, and each overwrite the other's data file: the index
+    then sends one signature to the other's machine code, which a later process loads and
+    runs (a crash, or wrong numbers).  Under the lock, reading the index, choosing the
+    number and writing both files happen as one step.  ``tests/test_shared_cache.py``
+    starts four processes from an empty cache at once to check it.
+    """
+
+    def _lock(self):
+        self._impl.locator.ensure_cache_path()
+        return FileLock(self._cache_file._index_path + ".lock")
+
+    def load_overload(self, sig, target_context):
+        with self._lock():
+            return super().load_overload(sig, target_context)
+
+    def save_overload(self, sig, data):
+        with self._lock():
+            super().save_overload(sig, data)
+
+
+def compiled(**options):
+    """``numba.njit(**options)``, its on-disk cache (``cache=True``) a :class:`SharedCache`."""
+    def decorate(function):
+        dispatcher = njit(**options)(function)
+        if options.get("cache"):
+            dispatcher._cache = SharedCache(dispatcher.py_func)
+        return dispatcher
+    return decorate
+
+
 #: A compiled function (no parallel loops of its own).
-kernel = njit(**OPTIONS)
+kernel = compiled(**OPTIONS)
 
 #: Multiply-adds below which a product runs on one thread: waking the others costs more
 #: than it saves (measured: digits steps take 35 us this way, 145 us with every loop
@@ -45,4 +89,4 @@ def serial_and_parallel(loop, **options):
                                 loop.__closure__)
     serial.__qualname__ = f"{loop.__qualname__}.serial"
     serial.__doc__ = loop.__doc__
-    return njit(**options)(serial), njit(parallel=True, **options)(loop)
+    return compiled(**options)(serial), compiled(parallel=True, **options)(loop)

@@ -18,21 +18,21 @@ number of threads.  The per-sample gradients of a chunk of samples are held at o
 row of ``G`` per sample); chunks are sized so that ``G`` stays under :data:`BUDGET` bytes.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..activations import activation as g, derivative as g_prime
 from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..losses import output_row, outputs_row
 from . import Backend
-from .jit import OPTIONS
+from .jit import OPTIONS, compiled
 
 #: Bytes of per-sample gradients held at once: ``N x P`` is processed in chunks of samples.
 BUDGET = 64 << 20
 
-literal = njit(parallel=True, **OPTIONS)
+literal = compiled(parallel=True, **OPTIONS)
 
 
-@njit(**OPTIONS)
+@compiled(**OPTIONS)
 def forward_one(theta, layers, codes, x, h, f, n):
     """Sample n's forward pass: ``h[n]`` the pre-activations of layers 1..T, ``f[n]`` the
     activations of layers 0..T (``f^0 = x``; the output layer's f is left to the caller)."""
@@ -53,7 +53,7 @@ def forward_one(theta, layers, codes, x, h, f, n):
                 f[n, d_0 + here + i] = g(codes[k], s)          # f_i^{k+1} = g(h_i^{k+1})
 
 
-@njit(**OPTIONS)
+@compiled(**OPTIONS)
 def backward_one(theta, layers, codes, h, f, delta, G, n):
     """Sample n's delta recursion and its gradient ``G[n]`` (flat like theta), from the
     output layer's delta already in ``delta[n]``."""

@@ -18,11 +18,11 @@ passes.  Losses are per sample, without ``1/N`` and without the L2 penalty (the 
 every sample: its gradient is ``l2 W``).
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba.extending import register_jitable
 
 from ..layout import B_AT, D_IN, D_OUT, W_AT
-from .jit import OPTIONS, kernel
+from .jit import OPTIONS, compiled, kernel
 from .kernels import delta_sum, forward, layer, output_layer, parameters, rows, scale_by_g_prime
 
 
@@ -46,7 +46,7 @@ def outer_products_row(delta, h, w_at, b_at, G, norms, n):
             G[n, b_at + i] = delta[n, i]
 
 
-@njit(parallel=True, **OPTIONS)
+@compiled(parallel=True, **OPTIONS)
 def outer_products(delta, h, w_at, b_at, G, norms):
     """:func:`outer_products_row` for every sample, one per iteration."""
     for n in prange(delta.shape[0]):

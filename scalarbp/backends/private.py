@@ -17,12 +17,12 @@ from numba import njit, prange
 from ..layout import D_OUT
 from ..optimizers import update
 from . import BAD_GRADIENT, BAD_UPDATE
-from .jit import OPTIONS, kernel
+from .jit import OPTIONS, compiled, kernel
 from .kernels import bias_grad_and_penalty, gather, layer, parameters, rows, squared_norm, weight_grad_sum
 from .per_example import per_example
 
 
-@njit(parallel=True, **OPTIONS)
+@compiled(parallel=True, **OPTIONS)
 def _clip_rows(delta, factors):
     """delta_ni *= factors_n: sample n's gradient scaled in one pass over its deltas."""
     for n in prange(delta.shape[0]):
@@ -90,7 +90,7 @@ def _step_key(key, step, stream):
                                                                             np.uint64(0x632BE59BD9B4E019)))
 
 
-@njit(fastmath={"contract", "arcp", "nsz", "reassoc"}, error_model="numpy", cache=True)
+@compiled(fastmath={"contract", "arcp", "nsz", "reassoc"}, error_model="numpy", cache=True)
 def _normal_pairs(out, base, p0, count, scale, u1, u2, bits):
     """``out[2p], out[2p + 1] += scale * (the two normals of pair p0 + p)`` for p < count."""
     for p in range(count):
@@ -120,7 +120,7 @@ def _normal_pairs(out, base, p0, count, scale, u1, u2, bits):
         out[2 * p + 1] += r * sin
 
 
-@njit(parallel=True, cache=True)
+@compiled(parallel=True, cache=True)
 def add_noise(out, key, step, scale):
     """``out += scale * xi``, xi standard normal, a function of (key, step, index) only."""
     pairs = out.shape[0] // 2
