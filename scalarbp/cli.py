@@ -129,7 +129,7 @@ COMPILE_SECONDS = 45
 def cmd_train(args):
     from .model import MLP
     from . import optimizers
-    from .training import DEFAULT_OPTIMIZER, Callback, DivergedError, TrainingInterrupted, epoch_line
+    from .training import DEFAULT_OPTIMIZER, Checkpoint, DivergedError, TrainingInterrupted, epoch_line
 
     _threads(args.threads)
     for path in (args.save, args.plot):
@@ -174,23 +174,19 @@ def cmd_train(args):
           f"({'continued' if optimizer is None else 'new'}), {args.epochs} epochs, batch {args.batch_size}, "
           f"backend {args.backend}", flush=True)
 
-    class Checkpoint(Callback):
-        def on_epoch_end(self, epoch, history, net):
-            if args.checkpoint_every and (epoch + 1) % args.checkpoint_every == 0:
-                net.save(args.save)
-                print(f"checkpoint: epoch {net.epochs_trained} saved to {args.save}", flush=True)
-
     with _compile_notice(net.dtype):  # a throwaway copy's two-sample fit compiles what fit needs
         copy.deepcopy(net).fit(X[:2], encode(y[:2]), epochs=1, batch_size=2, lr=args.lr, backend=args.backend,
                                optimizer=copy.deepcopy(optimizer or net.optimizer),
                                validation_data=(X[:2], encode(y[:2])))
     start = time.perf_counter()
     validation_data = None if validation is None else (validation[0], encode(validation[1]))
+    checkpoints = [Checkpoint(args.save, args.checkpoint_every, verbose=True)] if args.checkpoint_every else []
     try:
         history = net.fit(X, encode(y), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           optimizer=optimizer, seed=args.seed, validation_data=validation_data,
                           early_stopping=args.early_stopping, patience=args.patience, backend=args.backend,
-                          verbose=0 if args.quiet else 2, callbacks=[Checkpoint()], schedule=args.schedule,
+                          verbose=0 if args.quiet else 2, schedule=args.schedule,
+                          callbacks=checkpoints,
                           warmup_steps=args.warmup_steps, clip_norm=args.clip_norm,
                           class_weight=args.class_weight if task == "classification" else None,
                           dp_clip=args.dp_clip, dp_noise=args.dp_noise, dp_delta=args.dp_delta,

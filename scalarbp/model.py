@@ -369,7 +369,7 @@ class MLP:
             validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
             backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
             warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-            target_epsilon=None):
+            target_epsilon=None, comm=None, micro_shards=None):
         """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
 
         Parameters
@@ -420,6 +420,16 @@ class MLP:
             outside the privacy analysis); with ``dp_delta``, ``history.epsilon`` after each
             epoch (needs ``dp-accounting``); ``target_epsilon`` stops training there, or
             without ``dp_noise`` picks the noise that reaches it over ``epochs``.
+        comm : an mpi4py communicator (``MPI.COMM_WORLD``) or None
+            Synchronous data-parallel training over its ranks (:mod:`scalarbp.distributed`):
+            every rank calls ``fit`` with the same arguments and data (of which it reads
+            only its contiguous block of rows), computes its part of each minibatch, and
+            applies the same update.  The weights are the same bits on 1, 2, 4, ... ranks.
+            Not with DP-SGD.
+        micro_shards : int or None
+            With ``comm``: leaves per minibatch (a power of two, dividing ``batch_size``;
+            default 8), the most ranks the run can use; results depend on it, never on the
+            number of ranks.
 
         Raises
         ------
@@ -438,7 +448,8 @@ class MLP:
                             patience=patience, backend=backend, verbose=verbose, callbacks=callbacks,
                             sample_weight=sample_weight, class_weight=class_weight, schedule=schedule,
                             warmup_steps=warmup_steps, clip_norm=clip_norm, dp_clip=dp_clip, dp_noise=dp_noise,
-                            dp_delta=dp_delta, dp_sampling=dp_sampling, target_epsilon=target_epsilon)
+                            dp_delta=dp_delta, dp_sampling=dp_sampling, target_epsilon=target_epsilon, comm=comm,
+                            micro_shards=micro_shards)
 
     def partial_fit(self, X, y, batch_size=32, lr=None, optimizer=None, backend="scalar"):
         """One pass over a chunk of a stream, in order, continuing the optimiser's state."""

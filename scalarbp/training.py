@@ -77,7 +77,8 @@ class History:
     accuracy for classifiers and R^2 for regression (``score_name``); ``lr``: the
     learning rate at the epoch's end; ``seconds``: wall time of each epoch.  With early
     stopping, ``best_epoch`` is the epoch whose weights were restored (0-based within
-    this fit); ``stopped_by`` says what ended training early, if anything.
+    this fit); ``stopped_by`` says what ended training early, if anything; ``rank`` is the
+    MPI rank of the process (0 without ``comm``).
 
     ``print(history)`` shows a short table; :meth:`to_csv` and :meth:`plot` export it.
     """
@@ -92,6 +93,7 @@ class History:
     best_epoch: int | None = None
     stopped_early: bool = False
     stopped_by: str | None = None
+    rank: int = 0
 
     @property
     def val_accuracy(self):
@@ -163,6 +165,21 @@ class Callback:
     epoch's end): return True from :meth:`on_epoch_end` to stop training there."""
 
     def on_epoch_end(self, epoch, history, net):
+        return False
+
+
+class Checkpoint(Callback):
+    """Saves the net to ``path`` (atomically: :meth:`scalarbp.MLP.save`) after every
+    ``every``-th epoch; over MPI, rank 0 alone writes.  ``verbose`` says so on stdout."""
+
+    def __init__(self, path, every=1, verbose=False):
+        self.path, self.every, self.verbose = path, checks.integer("every", every, 1), verbose
+
+    def on_epoch_end(self, epoch, history, net):
+        if (epoch + 1) % self.every == 0 and history.rank == 0:
+            net.save(self.path)
+            if self.verbose:
+                print(f"checkpoint: epoch {net.epochs_trained} saved to {self.path}", flush=True)
         return False
 
 
@@ -300,15 +317,19 @@ STEPS_PER_CALL = 256
 
 class CallSizes:
     """How many steps the next call runs: one at first, then as many as fit in
-    :data:`SECONDS_PER_CALL` at the measured pace (at most 4 times more per call)."""
+    :data:`SECONDS_PER_CALL` at the measured pace (at most 4 times more per call).  Over
+    MPI (a :class:`scalarbp.distributed.Session`), rank 0's choice, so that every rank
+    checks for Ctrl-C after the same steps."""
 
-    def __init__(self):
-        self.steps = 1
+    def __init__(self, session=None):
+        self.steps, self.session = 1, session
 
     def measured(self, steps, seconds):
         pace = seconds / max(steps, 1)
         fit = SECONDS_PER_CALL / pace if pace > 0 else STEPS_PER_CALL
         self.steps = int(min(max(fit, 1), 4 * self.steps, STEPS_PER_CALL))
+        if self.session is not None:
+            self.steps = self.session.comm.bcast(self.steps, root=0)
 
 
 class Interrupts:
@@ -337,8 +358,30 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
         backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
         warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-        target_epsilon=None):
+        target_epsilon=None, comm=None, micro_shards=None):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
+    if comm is None:
+        if micro_shards is not None:
+            raise ValueError("micro_shards needs comm (data-parallel training over MPI)")
+        return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
+                            validation_fraction, early_stopping, patience, backend, verbose, callbacks,
+                            sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
+                            dp_delta, dp_sampling, target_epsilon, None)
+    from . import distributed
+
+    with distributed.Session(comm) as session:
+        if dp_clip is not None:
+            raise ValueError("DP-SGD (dp_clip) does not run over MPI (comm)")
+        parallel = (session, distributed.MICRO_SHARDS if micro_shards is None else micro_shards)
+        return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
+                            validation_fraction, early_stopping, patience, backend, verbose, callbacks,
+                            sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
+                            dp_delta, dp_sampling, target_epsilon, parallel)
+
+
+def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data, validation_fraction,
+                 early_stopping, patience, backend, verbose, callbacks, sample_weight, class_weight, schedule,
+                 warmup_steps, clip_norm, dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon, parallel):
     engine = backends.get(backend)
     epochs = checks.integer("epochs", epochs, 0)
     batch_size = checks.integer("batch_size", batch_size, 1)
@@ -346,7 +389,14 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
     verbose = checks.integer("verbose", verbose, 0)
     shuffle = checks.boolean("shuffle", shuffle)
     early_stopping = checks.boolean("early_stopping", early_stopping)
-    seed = int(np.random.default_rng().integers(2 ** 63)) if seed is None else checks.integer("seed", seed, 0)
+    if seed is not None:
+        seed = checks.integer("seed", seed, 0)
+    elif parallel is None:
+        seed = int(np.random.default_rng().integers(2 ** 63))
+    else:  # the same on every rank that holds the same weights (which the ranks check)
+        from .distributed import digest
+
+        seed = int(digest(net.theta), 16) >> 1
     callbacks = list(callbacks)
     for callback in callbacks:
         if not callable(getattr(callback, "on_epoch_end", None)):
@@ -364,10 +414,13 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling)
     elif dp_noise is not None or dp_delta is not None or target_epsilon is not None:
         raise ValueError("dp_noise, dp_delta and target_epsilon need dp_clip (DP-SGD)")
+    if parallel is not None and parallel[0].comm.Get_rank():
+        verbose = 0  # (rank 0 reports)
     with net.in_use():
         return _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
                     validation_fraction, early_stopping, patience, verbose, callbacks,
-                    (sample_weight, class_weight), (schedule, warmup_steps, clip), (private, target_epsilon))
+                    (sample_weight, class_weight), (schedule, warmup_steps, clip), (private, target_epsilon),
+                    parallel)
 
 
 def sample_weights(net, y, sample_weight, class_weight):
@@ -401,7 +454,7 @@ def sample_weights(net, y, sample_weight, class_weight):
 
 
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp):
+         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp, parallel):
     subset = None
     if validation_fraction:
         if validation_data is not None:
@@ -431,8 +484,28 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     q = batch_size / batches.N
     if private is not None and private.noise is None:  # the noise that spends target_epsilon over this fit
         private.noise = privacy.noise_for(target_epsilon, q, epochs * n_batches, private.delta)
-    step = engine.stepper(net, batches) if private is None else engine.private_stepper(net, batches, private, seed, q)
-    sizes = CallSizes()
+    if parallel is None:
+        step = engine.stepper(net, batches) if private is None else \
+            engine.private_stepper(net, batches, private, seed, q)
+        order_of, session = batches.order, None
+    else:
+        from . import distributed
+
+        session, micro_shards = parallel
+        rank, _, L = distributed.check(session.comm, micro_shards, batch_size)
+        shards = distributed.Shards(batches.subset, batch_size, L, rank, session.comm.Get_size())
+        step, order_of = distributed.stepper(engine, net, batches, session.comm, shards), shards.order
+        session.ready(dict(network=str(net),
+                           samples=batches.N, batch_size=batch_size, micro_shards=L, epochs=epochs, seed=seed,
+                           shuffle=shuffle, weights=distributed.digest(net.theta, *opt.state.values()),
+                           counters=(net.epochs_trained, net.epoch_steps, opt.t, opt.name, tuple(opt.hyper_array())),
+                           validation=validation is not None, backend=engine.name))
+        history.rank = rank
+    sizes = CallSizes(session)
+
+    def stop_requested():
+        """Ctrl-C, on any rank."""
+        return interrupts.requested if session is None else session.any(interrupts.requested)
     sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
 
     def hypers_for(first, count):
@@ -445,7 +518,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     with Interrupts() as interrupts:
         for epoch in range(epochs):
             start = time.perf_counter()
-            order = batches.order(shuffle, seed, net.epochs_trained)
+            order = order_of(shuffle, seed, net.epochs_trained)
             first = net.epoch_steps
             snapshot = Snapshot(net)
             losses = np.zeros(n_batches)
@@ -464,7 +537,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                                     (hypers_for, clip),
                                     opt, history)
                 progress.update(epoch, done, losses[b - done:b])
-                if interrupts.requested and b < n_batches:  # (at the end, the epoch is counted first)
+                if b < n_batches and stop_requested():  # (at the end, the epoch is counted first)
                     progress.close()
                     raise _interrupted(net, n_batches, history)
             net.epochs_trained += 1
@@ -493,13 +566,14 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             if target_epsilon is not None and history.epsilon and history.epsilon[-1] >= target_epsilon:
                 history.stopped_by = f"target_epsilon {target_epsilon}"
                 break
-            if any(callback.on_epoch_end(epoch, history, net) for callback in callbacks):
+            stop = any(callback.on_epoch_end(epoch, history, net) for callback in callbacks)
+            if stop if session is None else session.any(stop):
                 history.stopped_by = "a callback"
                 break
-            if interrupts.requested and epoch + 1 < epochs:  # (during validation)
+            if epoch + 1 < epochs and stop_requested():  # (during validation)
                 progress.close()
                 raise _interrupted(net, n_batches, history)
-        if interrupts.requested:  # (in the last run of steps: not lost, but the work is complete)
+        if stop_requested():  # (in the last run of steps: not lost, but the work is complete)
             progress.close()
             raise _interrupted(net, n_batches, history)
     progress.close()

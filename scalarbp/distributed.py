@@ -1,0 +1,228 @@
+"""Synchronous data-parallel training over MPI (``fit(..., comm=MPI.COMM_WORLD)``).
+
+Every rank computes part of each minibatch's gradient with the same kernels, the parts
+are summed in one fixed order, and every rank applies the same update.  The weights
+after training are the same bits on 1, 2, 4, ... ranks:
+
+* **Micro-shards.**  A minibatch of B samples is made of ``L = micro_shards`` leaves of
+  ``B / L`` samples (fewer in an epoch's last minibatch).  Leaf k's value is its
+  weight ``w_k`` (its number of samples, or the sum of its sample weights) times the
+  leaf's J and gradient from the backend's ``loss_and_grad``; the minibatch's J and
+  gradient are the sum of the leaves' values divided by the sum of their weights (seed
+  004's sum over the batch, grouped by leaf).
+* **One tree.**  The leaves are summed in a perfect binary tree,
+  ``((v_0 + v_1) + (v_2 + v_3)) + ((v_4 + v_5) + (v_6 + v_7))``.  Rank r of R computes
+  leaves ``r L/R .. (r+1) L/R - 1``, a subtree, and sums them in that tree; then
+  recursive doubling (exchanges with the ranks ``r ^ 1``, ``r ^ 2``, ``r ^ 4``, ...)
+  adds the subtrees' sums level by level up the same tree.  No sum depends on R, only on
+  L, so R must be a power of two no larger than L.
+* **Each rank its shard.**  The training samples are cut into L contiguous streams; leaf
+  k of every minibatch comes from stream k, shuffled within the stream each epoch
+  (seeded by the seed, the epoch and k).  Rank r reads only the rows of its streams, one
+  contiguous block of the data: pass X as ``np.load(path, mmap_mode="r")`` and no rank
+  reads more than its block.  (The minibatches are not those of ``fit`` without ``comm``,
+  which shuffles the whole set, so the weights differ from that fit's as another
+  shuffle's would; they never differ between rank counts.)
+
+What it costs: each leaf is a call of its own over ``B / L`` samples, where one rank
+without ``comm`` makes one call over B (smaller products, each weight matrix read once
+per leaf), plus ``L - 1`` vector additions per step and ``log2 R`` exchanges of the
+gradient; BENCHMARKS.md has the measured figures.
+
+Failures: before training, the ranks compare what they are about to do (network, data
+size, seed, batch plan, a digest of the weights and optimiser state) and every rank
+raises the same clear error if any rank failed or disagrees.  During training, a
+divergence or Ctrl-C is seen by every rank at the same step (they hold the same numbers)
+and raises the usual error on all of them; any other exception on one rank prints the
+rank and the error and stops every rank (``MPI_Abort``) rather than leaving the others
+waiting.  Checkpoints (:class:`scalarbp.training.Checkpoint`) are written by rank 0 alone.
+"""
+import hashlib
+import os
+import socket
+import sys
+import traceback
+
+import numba
+import numpy as np
+
+from . import checks
+
+#: Leaves per minibatch unless told otherwise: up to 8 ranks.
+MICRO_SHARDS = 8
+
+
+def check(comm, micro_shards, batch_size):
+    """``(rank, ranks, L)`` after checking the plan."""
+    L = checks.integer("micro_shards", micro_shards, 1)
+    rank, ranks = comm.Get_rank(), comm.Get_size()
+    if L & (L - 1):
+        raise ValueError(f"micro_shards must be a power of two, got {L}")
+    if ranks & (ranks - 1) or ranks > L:
+        raise ValueError(f"the number of MPI ranks must be a power of two no larger than micro_shards={L}, "
+                         f"got {ranks} ranks")
+    if batch_size % L:
+        raise ValueError(f"with comm, batch_size must be a multiple of micro_shards={L}, got {batch_size} "
+                         f"(the batch size, or the number of samples when that is smaller)")
+    return rank, ranks, L
+
+
+class Shards:
+    """Which samples make each leaf of each minibatch (see the module's notes)."""
+
+    def __init__(self, subset, batch_size, L, rank, ranks):
+        N = subset.shape[0]
+        self.L, self.m, self.steps = L, batch_size // L, -(-N // batch_size)
+        bounds = np.arange(L + 1) * N // L
+        self.streams = [subset[bounds[k]:bounds[k + 1]] for k in range(L)]
+        self.leaves = range(rank * L // ranks, (rank + 1) * L // ranks)  # this rank's: rows of its streams only
+        last = np.array([len(stream) for stream in self.streams]) - (self.steps - 1) * self.m
+        self.last = np.concatenate([[0], np.cumsum(last)])  # leaf offsets in the epoch's last minibatch
+        self.full = np.arange(L + 1) * self.m  # ... and in every other minibatch
+
+    def order(self, shuffle, seed, epoch):
+        """The epoch's sample indices, minibatch after minibatch, each the L leaves in order."""
+        streams = self.streams if not shuffle else \
+            [stream[np.random.default_rng([seed, epoch, k]).permutation(len(stream))]
+             for k, stream in enumerate(self.streams)]
+        m = self.m
+        return np.concatenate([stream[b * m:(b + 1) * m] for b in range(self.steps) for stream in streams])
+
+    def offsets(self, n):
+        """Where the leaves start and end in a minibatch of n samples."""
+        return self.full if n == self.m * self.L else self.last
+
+
+def stepper(engine, net, data, comm, shards):
+    """A stepper (:meth:`scalarbp.backends.Backend.stepper`) whose steps sum the leaves of
+    each minibatch over the ranks in the fixed tree."""
+    from .backends import BAD_GRADIENT, BAD_UPDATE
+    from .backends.kernels import clip_norm
+
+    rank, ranks = comm.Get_rank(), comm.Get_size()
+    height = (len(shards.leaves) - 1).bit_length()
+    free = [(np.empty_like(net.theta), np.empty(2)) for _ in range(height + 2)]
+    received = (np.empty_like(net.theta), np.empty(2))
+
+    def leaf(batch, buffer):
+        """Leaf value into buffer: (w J and w grad, [w J, w])."""
+        grad, sums = buffer
+        if batch.shape[0] == 0:
+            grad[...] = 0
+            sums[...] = 0
+            return buffer
+        xb, tb, wb = data.gather(batch)
+        J, _ = engine.loss_and_grad(net, xb, tb, grad, wb)
+        w = float(batch.shape[0]) if wb is None else float(np.sum(wb, dtype=np.float64))
+        grad *= net.dtype.type(w)
+        sums[0], sums[1] = J * w, w
+        return buffer
+
+    def add(left, right):
+        for into, term in zip(left, right):
+            np.add(into, term, out=into)
+
+    def minibatch(batch):
+        """The tree's sum over every rank's leaves of this minibatch."""
+        offsets, stack = shards.offsets(batch.shape[0]), []
+        for k in shards.leaves:  # this rank's subtree, one leaf at a time (a binary counter)
+            value, level = leaf(batch[offsets[k]:offsets[k + 1]], free.pop()), 0
+            while stack and stack[-1][0] == level:
+                _, left = stack.pop()
+                add(left, value)
+                free.append(value)
+                value, level = left, level + 1
+            stack.append((level, value))
+        [(_, total)] = stack
+        distance = 1
+        while distance < ranks:  # recursive doubling: the levels above the subtrees
+            partner = rank ^ distance
+            for mine, theirs in zip(total, received):
+                comm.Sendrecv(mine, dest=partner, recvbuf=theirs, source=partner)
+            add(total, received)
+            distance *= 2
+        free.append(total)
+        return total
+
+    def steps(rows, batch_size, grad, hypers, clip):
+        losses = []
+        for start in range(0, rows.shape[0], batch_size):
+            summed, (J, weight) = minibatch(rows[start:start + batch_size])
+            np.divide(summed, net.dtype.type(weight), out=grad)
+            losses.append(J / weight)
+            if not (np.isfinite(losses[-1]) and np.isfinite(grad.sum())):
+                return len(losses) - 1, np.array(losses), BAD_GRADIENT
+            if clip > 0:
+                clip_norm(grad, clip)
+            if not net.optimizer.step(net.theta, grad, hypers[len(losses) - 1]):
+                return len(losses) - 1, np.array(losses), BAD_UPDATE
+        return len(losses), np.array(losses), 0
+    return steps
+
+
+def local_threads(ranks_here):
+    """Kernel threads per rank: the cores this process may use, shared among the
+    ``ranks_here`` ranks on its machine (two ranks on two cores: one thread each)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, cores // ranks_here))
+
+
+def digest(*arrays):
+    hasher = hashlib.sha256()
+    for array in arrays:
+        hasher.update(np.ascontiguousarray(array).tobytes())
+    return hasher.hexdigest()[:16]
+
+
+class Session:
+    """Keeps the ranks together around a fit: :meth:`ready` before training, and what
+    happens to an exception (see the module's notes)."""
+
+    def __init__(self, comm):
+        if not all(callable(getattr(comm, name, None)) for name in ("Get_rank", "Get_size", "Sendrecv", "allgather",
+                                                                      "bcast", "Abort")):
+            raise TypeError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD, got {comm!r}")
+        self.comm, self.met, self.started, self.threads = comm, False, False, None
+
+    def __enter__(self):
+        return self
+
+    def ready(self, plan):
+        """Every rank's ``plan`` (a dict) must be rank 0's; raises on every rank if not, or
+        if a rank failed before getting here."""
+        reports = self.comm.allgather((None, plan, socket.gethostname()))
+        self.met = True
+        for rank, (error, _, _) in enumerate(reports):
+            if error is not None:
+                raise RuntimeError(f"MPI rank {rank} failed before training: {error}")
+        plans = [other for _, other, _ in reports]
+        differ = sorted(key for key in plan if any(other[key] != plans[0][key] for other in plans))
+        if differ:
+            raise ValueError(f"the MPI ranks disagree on {', '.join(differ)}: give every rank the same network, "
+                             f"data, seed and fit arguments")
+        self.threads = numba.get_num_threads()
+        numba.set_num_threads(local_threads(sum(host == socket.gethostname() for _, _, host in reports)))
+        self.started = True
+
+    def any(self, flag):
+        """Whether ``flag`` holds on any rank (every rank calls this at the same point)."""
+        return any(self.comm.allgather(bool(flag)))
+
+    def __exit__(self, kind, error, tb):
+        from .training import DivergedError, TrainingInterrupted
+
+        if self.threads is not None:
+            numba.set_num_threads(self.threads)
+        if error is None or isinstance(error, (DivergedError, TrainingInterrupted)):
+            return False  # (these happen on every rank at the same step)
+        rank, ranks = self.comm.Get_rank(), self.comm.Get_size()
+        if not self.met:  # the others wait in ready(): tell them, then raise here
+            self.comm.allgather((f"{kind.__name__}: {error}", None, None))
+            return False
+        if not self.started:  # (ready() raised the same error on every rank)
+            return False
+        sys.stderr.write(f"scalarbp: MPI rank {rank} of {ranks} failed during training; stopping all ranks\n"
+                         + "".join(traceback.format_exception(kind, error, tb)))
+        sys.stderr.flush()
+        self.comm.Abort(1)
+        return False  # (not reached)

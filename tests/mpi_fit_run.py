@@ -1,0 +1,70 @@
+"""Run under ``mpiexec -n R`` by ``tests/test_mpi.py``: one data-parallel fit, then one
+JSON file per rank, ``DIR/rank<r>.json`` (``argv[2]`` is DIR).  ``argv[1]`` picks the case:
+
+* ``train``: a float64 and a float32 fit (Adam, L2, clipping, sample weights, a last
+  minibatch of another size, shuffling), X read from a memmap; rank 0 checkpoints into DIR.
+  Prints the digest of each net's weights, its loss history and how often it saved.
+* ``disagree``: rank 1 builds its net from another seed (the ranks must refuse to train).
+* ``bad-input``: rank 1's X has a wrong width (it fails before training).
+* ``fail``: rank 1's callback raises after the first epoch (during training).
+"""
+import json
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+import scalarbp as sb
+from scalarbp.distributed import digest
+from scalarbp.training import Callback, Checkpoint
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+case, folder = sys.argv[1:3]
+rng = np.random.default_rng(0)
+N = 203  # not a multiple of the batch: the last minibatch is smaller
+X = rng.normal(size=(N, 6))
+y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 1)
+weights = rng.uniform(0.5, 2.0, N)
+
+saves = []
+save = sb.MLP.save
+
+
+def counted_save(net, path):
+    saves.append(path)
+    return save(net, path)
+
+
+sb.MLP.save = counted_save
+
+
+class Fail(Callback):
+    def on_epoch_end(self, epoch, history, net):
+        if rank == 1:
+            raise OSError("disk full (a test's failure on rank 1)")
+
+
+out = {"rank": rank}
+if case == "train":
+    if rank == 0:
+        np.save(f"{folder}/X.npy", X)
+    comm.Barrier()
+    X_disk = np.load(f"{folder}/X.npy", mmap_mode="r")
+    for dtype in ("float64", "float32"):
+        net = sb.MLP([6, 16, 8, 3], seed=0, l2=1e-3, dtype=dtype)
+        history = net.fit(X_disk, y, epochs=3, batch_size=32, seed=1, clip_norm=1.0, sample_weight=weights,
+                          comm=comm, callbacks=[Checkpoint(f"{folder}/{dtype}.npz")])
+        out[dtype] = {"weights": digest(net.theta), "loss": history.loss, "steps": net.optimizer.t}
+    out["saves"] = len(saves)
+elif case == "disagree":
+    net = sb.MLP([6, 16, 3], seed=rank)
+    net.fit(X, y, epochs=1, batch_size=32, seed=1, comm=comm)
+elif case == "bad-input":
+    net = sb.MLP([6, 16, 3], seed=0)
+    net.fit(X[:, :5] if rank == 1 else X, y, epochs=1, batch_size=32, seed=1, comm=comm)
+elif case == "fail":
+    net = sb.MLP([6, 16, 3], seed=0)
+    net.fit(X, y, epochs=3, batch_size=32, seed=1, comm=comm, callbacks=[Fail()])
+with open(f"{folder}/rank{rank}.json", "w") as file:
+    json.dump(out, file)

@@ -1,0 +1,72 @@
+"""Data-parallel training over MPI, launched with ``mpiexec`` (skipped without mpi4py).
+
+Each test runs ``tests/mpi_fit_run.py`` on 1, 2 or 4 ranks: the weights after training
+are the same bits on every rank and for every rank count; rank 0 alone checkpoints; a
+rank that fails, before or during training, stops every rank with a clear error.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mpi4py")
+
+import scalarbp as sb  # noqa: E402
+from scalarbp.distributed import digest  # noqa: E402
+
+RUN = Path(__file__).with_name("mpi_fit_run.py")
+ROOT = RUN.parent.parent
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+
+
+def mpiexec(ranks, case, folder, timeout=300):
+    """``(exit code, the JSON object of every rank that finished, stderr)``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(RUN), case, str(folder)], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    outputs = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("rank*.json"))]
+    return run.returncode, outputs, run.stderr
+
+
+def test_weights_are_the_same_bits_on_1_2_and_4_ranks_and_rank_0_alone_checkpoints(tmp_path):
+    runs = {}
+    for ranks in (1, 2, 4):
+        folder = tmp_path / str(ranks)
+        folder.mkdir()
+        code, outputs, err = mpiexec(ranks, "train", folder)
+        assert code == 0, err[-3000:]
+        assert [out["rank"] for out in outputs] == list(range(ranks))
+        assert [out["saves"] for out in outputs] == [6] + [0] * (ranks - 1)  # 2 fits x 3 epochs, rank 0 only
+        for dtype in ("float64", "float32"):
+            assert all(out[dtype] == outputs[0][dtype] for out in outputs), (ranks, dtype)
+            saved = sb.MLP.load(folder / f"{dtype}.npz")
+            assert digest(saved.theta) == outputs[0][dtype]["weights"]
+        runs[ranks] = outputs[0]
+    assert runs[1]["float64"]["steps"] == 3 * 7
+    for ranks in (2, 4):
+        assert runs[ranks] == {**runs[1], "rank": 0}, ranks
+
+
+def test_ranks_with_different_weights_refuse_to_train_together(tmp_path):
+    code, _, err = mpiexec(2, "disagree", tmp_path, timeout=120)
+    assert code != 0
+    assert err.count("ValueError: the MPI ranks disagree on weights") == 2
+
+
+def test_a_rank_that_fails_before_training_stops_every_rank_with_its_error(tmp_path):
+    code, _, err = mpiexec(2, "bad-input", tmp_path, timeout=120)
+    assert code != 0
+    assert "ValueError: X has 5 features per sample, the network expects 6" in err  # rank 1's own error
+    assert "RuntimeError: MPI rank 1 failed before training: ValueError: X has 5 features" in err  # rank 0's
+
+
+def test_a_rank_that_fails_during_training_stops_every_rank_instead_of_hanging(tmp_path):
+    code, outputs, err = mpiexec(2, "fail", tmp_path, timeout=120)
+    assert code != 0 and outputs == []
+    assert "scalarbp: MPI rank 1 of 2 failed during training; stopping all ranks" in err
+    assert "OSError: disk full (a test's failure on rank 1)" in err
