@@ -5,17 +5,18 @@ are summed in one fixed order, and every rank applies the same update.  The weig
 after training are the same bits on 1, 2, 4, ... ranks:
 
 * **Micro-shards.**  A minibatch of B samples is made of ``L = micro_shards`` leaves of
-  ``B / L`` samples (fewer in an epoch's last minibatch).  Leaf k's value is its
-  weight ``w_k`` (its number of samples, or the sum of its sample weights) times the
-  leaf's J and gradient from the backend's ``loss_and_grad``; the minibatch's J and
+  ``m = B / L`` samples (fewer in an epoch's last minibatch).  Leaf k's value is its
+  weight ``w_k`` (its number of samples, or the sum of its sample weights, over m) times
+  the leaf's J and gradient from the backend's ``loss_and_grad``; the minibatch's J and
   gradient are the sum of the leaves' values divided by the sum of their weights (seed
   004's sum over the batch, grouped by leaf).
 * **One tree.**  The leaves are summed in a perfect binary tree,
   ``((v_0 + v_1) + (v_2 + v_3)) + ((v_4 + v_5) + (v_6 + v_7))``.  Rank r of R computes
   leaves ``r L/R .. (r+1) L/R - 1``, a subtree, and sums them in that tree; then
-  recursive doubling (exchanges with the ranks ``r ^ 1``, ``r ^ 2``, ``r ^ 4``, ...)
-  adds the subtrees' sums level by level up the same tree.  No sum depends on R, only on
-  L, so R must be a power of two no larger than L.
+  exchanges with the ranks ``r ^ 1``, ``r ^ 2``, ``r ^ 4``, ... add the subtrees' sums
+  level by level up the same tree (recursive halving, then doubling: a reduce-scatter
+  and an allgather).  No sum depends on R, only on L, so R must be a power of two no
+  larger than L.
 * **Each rank its shard.**  The training samples are cut into L contiguous streams; leaf
   k of every minibatch comes from stream k, shuffled within the stream each epoch
   (seeded by the seed, the epoch and k).  Rank r reads only the rows of its streams, one
@@ -26,8 +27,8 @@ after training are the same bits on 1, 2, 4, ... ranks:
 
 What it costs: each leaf is a call of its own over ``B / L`` samples, where one rank
 without ``comm`` makes one call over B (smaller products, each weight matrix read once
-per leaf), plus ``L - 1`` vector additions per step and ``log2 R`` exchanges of the
-gradient; BENCHMARKS.md has the measured figures.
+per leaf), plus ``L - 1`` vector additions per step and, per rank, ``2 (R - 1) / R``
+gradients' worth of numbers sent and received; BENCHMARKS.md has the measured figures.
 
 Failures: before training, the ranks compare what they are about to do (network, data
 size, seed, batch plan, a digest of the weights and optimiser state) and every rank
@@ -48,8 +49,10 @@ import numpy as np
 
 from . import checks
 
-#: Leaves per minibatch unless told otherwise: up to 8 ranks.
-MICRO_SHARDS = 8
+#: Leaves per minibatch unless told otherwise: up to 4 ranks.  More leaves allow more
+#: ranks but cost more on few (measured on the wide case, one rank: 1.6-1.8x the time of
+#: fit without comm with 4 leaves, 2.4x with 8; BENCHMARKS.md).
+MICRO_SHARDS = 4
 
 
 def check(comm, micro_shards, batch_size):
@@ -113,8 +116,9 @@ def stepper(engine, net, data, comm, shards):
             return buffer
         xb, tb, wb = data.gather(batch)
         J, _ = engine.loss_and_grad(net, xb, tb, grad, wb)
-        w = float(batch.shape[0]) if wb is None else float(np.sum(wb, dtype=np.float64))
-        grad *= net.dtype.type(w)
+        w = (batch.shape[0] if wb is None else float(np.sum(wb, dtype=np.float64))) / shards.m
+        if w != 1:  # (a full leaf without sample weights: nothing to scale)
+            grad *= net.dtype.type(w)
         sums[0], sums[1] = J * w, w
         return buffer
 
@@ -134,15 +138,35 @@ def stepper(engine, net, data, comm, shards):
                 value, level = left, level + 1
             stack.append((level, value))
         [(_, total)] = stack
-        distance = 1
-        while distance < ranks:  # recursive doubling: the levels above the subtrees
-            partner = rank ^ distance
-            for mine, theirs in zip(total, received):
-                comm.Sendrecv(mine, dest=partner, recvbuf=theirs, source=partner)
-            add(total, received)
-            distance *= 2
+        up_the_tree(*total)
         free.append(total)
         return total
+
+    def up_the_tree(grad, sums):
+        """Join the ranks' subtree sums, level by level: at level k, rank r and partner
+        ``r ^ 2^k`` each add half of their common segment of the gradient (recursive
+        halving: what each element sums is the same tree on every rank count); then the
+        halves travel back (recursive doubling), so every rank holds the whole sum.
+        ``2 P (R - 1) / R`` numbers sent per rank, where sending the whole gradient at
+        every level would send ``P log2 R``.  The two sums travel whole."""
+        theirs, their_sums = received
+        segments, lo, hi, distance = [], 0, grad.shape[0], 1
+        while distance < ranks:
+            partner, mid = rank ^ distance, (lo + hi) // 2
+            (keep, give) = ((mid, hi), (lo, mid)) if rank & distance else ((lo, mid), (mid, hi))
+            comm.Sendrecv(grad[give[0]:give[1]], dest=partner, recvbuf=theirs[keep[0]:keep[1]], source=partner)
+            comm.Sendrecv(sums, dest=partner, recvbuf=their_sums, source=partner)
+            np.add(grad[keep[0]:keep[1]], theirs[keep[0]:keep[1]], out=grad[keep[0]:keep[1]])
+            np.add(sums, their_sums, out=sums)
+            segments.append((lo, hi))
+            (lo, hi), distance = keep, distance * 2
+        while segments:  # the summed halves, back down: partner ^ 2^k holds the other half
+            distance //= 2
+            parent_lo, parent_hi = segments.pop()
+            other = (parent_lo, lo) if lo > parent_lo else (hi, parent_hi)
+            comm.Sendrecv(grad[lo:hi], dest=rank ^ distance, recvbuf=grad[other[0]:other[1]],
+                          source=rank ^ distance)
+            lo, hi = parent_lo, parent_hi
 
     def steps(rows, batch_size, grad, hypers, clip):
         losses = []

@@ -428,7 +428,7 @@ class MLP:
             Not with DP-SGD.
         micro_shards : int or None
             With ``comm``: leaves per minibatch (a power of two, dividing ``batch_size``;
-            default 8), the most ranks the run can use; results depend on it, never on the
+            default 4), the most ranks the run can use; results depend on it, never on the
             number of ranks.
 
         Raises

@@ -79,8 +79,8 @@ def test_fit_over_mpi_refuses_what_it_cannot_do():
         net.fit(X, y, comm="MPI.COMM_WORLD")
     with pytest.raises(ValueError, match="micro_shards must be a power of two, got 6"):
         net.fit(X, y, comm=OneRank(), micro_shards=6)
-    with pytest.raises(ValueError, match="batch_size must be a multiple of micro_shards=8, got 20"):
-        net.fit(X, y, batch_size=20, comm=OneRank())
+    with pytest.raises(ValueError, match="batch_size must be a multiple of micro_shards=4, got 18"):
+        net.fit(X, y, batch_size=18, comm=OneRank())
     with pytest.raises(ValueError, match="power of two no larger than micro_shards=4, got 3 ranks"):
         net.fit(X, y, comm=OneRank(3), micro_shards=4)
     with pytest.raises(ValueError, match="power of two no larger than micro_shards=4, got 8 ranks"):
