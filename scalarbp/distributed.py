@@ -126,8 +126,9 @@ def stepper(engine, net, data, comm, shards):
         for into, term in zip(left, right):
             np.add(into, term, out=into)
 
-    def minibatch(batch):
-        """The tree's sum over every rank's leaves of this minibatch."""
+    def minibatch(batch, grad):
+        """The minibatch's gradient into ``grad`` and its J: the tree's sum over every
+        rank's leaves, divided by their weight."""
         offsets, stack = shards.offsets(batch.shape[0]), []
         for k in shards.leaves:  # this rank's subtree, one leaf at a time (a binary counter)
             value, level = leaf(batch[offsets[k]:offsets[k + 1]], free.pop()), 0
@@ -139,8 +140,10 @@ def stepper(engine, net, data, comm, shards):
             stack.append((level, value))
         [(_, total)] = stack
         up_the_tree(*total)
+        summed, (J, weight) = total
+        np.divide(summed, net.dtype.type(weight), out=grad)
         free.append(total)
-        return total
+        return J / weight
 
     def up_the_tree(grad, sums):
         """Join the ranks' subtree sums, level by level: at level k, rank r and partner
@@ -171,9 +174,7 @@ def stepper(engine, net, data, comm, shards):
     def steps(rows, batch_size, grad, hypers, clip):
         losses = []
         for start in range(0, rows.shape[0], batch_size):
-            summed, (J, weight) = minibatch(rows[start:start + batch_size])
-            np.divide(summed, net.dtype.type(weight), out=grad)
-            losses.append(J / weight)
+            losses.append(minibatch(rows[start:start + batch_size], grad))
             if not (np.isfinite(losses[-1]) and np.isfinite(grad.sum())):
                 return len(losses) - 1, np.array(losses), BAD_GRADIENT
             if clip > 0:
@@ -192,6 +193,7 @@ def local_threads(ranks_here):
 
 
 def digest(*arrays):
+    """16 hex digits of the arrays' bytes: equal for equal arrays (the ranks compare these)."""
     hasher = hashlib.sha256()
     for array in arrays:
         hasher.update(np.ascontiguousarray(array).tobytes())
