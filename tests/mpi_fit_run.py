@@ -7,8 +7,12 @@ JSON file per rank, ``DIR/rank<r>.json`` (``argv[2]`` is DIR).  ``argv[1]`` pick
 * ``disagree``: rank 1 builds its net from another seed (the ranks must refuse to train).
 * ``bad-input``: rank 1's X has a wrong width (it fails before training).
 * ``fail``: rank 1's callback raises after the first epoch (during training).
+* ``interrupt``: a long fit; after the first epoch each rank writes its process id to
+  DIR/pid<r>, and the test then sends Ctrl-C (SIGINT) to rank 1 alone.  Prints where
+  each rank stopped.
 """
 import json
+import os
 import sys
 
 import numpy as np
@@ -16,7 +20,7 @@ from mpi4py import MPI
 
 import scalarbp as sb
 from scalarbp.distributed import digest
-from scalarbp.training import Callback, Checkpoint
+from scalarbp.training import Callback, Checkpoint, TrainingInterrupted
 
 comm = MPI.COMM_WORLD
 rank = comm.Get_rank()
@@ -37,6 +41,13 @@ def counted_save(net, path):
 
 
 sb.MLP.save = counted_save
+
+
+class Started(Callback):
+    def on_epoch_end(self, epoch, history, net):
+        if epoch == 0:
+            with open(f"{folder}/pid{rank}", "w") as file:
+                file.write(str(os.getpid()))
 
 
 class Fail(Callback):
@@ -66,5 +77,12 @@ elif case == "bad-input":
 elif case == "fail":
     net = sb.MLP([6, 16, 3], seed=0)
     net.fit(X, y, epochs=3, batch_size=32, seed=1, comm=comm, callbacks=[Fail()])
+elif case == "interrupt":
+    net = sb.MLP([6, 64, 3], seed=0)
+    try:
+        net.fit(np.tile(X, (20, 1)), np.tile(y, 20), epochs=10 ** 6, batch_size=32, seed=1, comm=comm,
+                callbacks=[Started()])
+    except TrainingInterrupted as err:
+        out["interrupted"] = [net.epochs_trained, net.epoch_steps, digest(net.theta), str(err)]
 with open(f"{folder}/rank{rank}.json", "w") as file:
     json.dump(out, file)

@@ -7,8 +7,10 @@ rank that fails, before or during training, stops every rank with a clear error.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,23 @@ def test_a_rank_that_fails_during_training_stops_every_rank_instead_of_hanging(t
     assert code != 0 and outputs == []
     assert "scalarbp: MPI rank 1 of 2 failed during training; stopping all ranks" in err
     assert "OSError: disk full (a test's failure on rank 1)" in err
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step_with_the_same_weights(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(RUN), "interrupt", str(tmp_path)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "pid1").exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        os.kill(int((tmp_path / "pid1").read_text()), signal.SIGINT)  # rank 1 alone
+        _, err = run.communicate(timeout=60)  # (without agreeing, rank 0 would wait for rank 1 for ever)
+    finally:
+        run.kill()
+    outputs = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("rank*.json"))]
+    assert len(outputs) == 2, err[-3000:]
+    first, second = (out["interrupted"] for out in outputs)
+    assert first == second
+    assert first[3].startswith("training interrupted at")
