@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from scalarbp.backends import kernels, scalar
+from scalarbp.backends.jit import start_threads
 from scalarbp.layout import Layout
 from scalarbp.model import MLP
 from scalarbp.optimizers import make
@@ -54,7 +55,7 @@ def phases(case, repeats=5):
     Y = np.eye(case.sizes[-1], dtype=case.dtype)[y]
     work = scalar.BACKEND.workspace(net, case.batch).work
     codes = net.codes
-    scalar.start_threads()
+    start_threads()
     grad = np.empty_like(net.theta)
     batches = [(np.ascontiguousarray(X[s:s + case.batch]), np.ascontiguousarray(Y[s:s + case.batch]))
                for s in range(0, case.N, case.batch)]

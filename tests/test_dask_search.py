@@ -35,6 +35,7 @@ def data(seed=0, n=120):
 
 
 def test_a_fit_in_a_dask_task_runs_its_kernels_on_one_thread(client):
+    """On both CPU backends whose loops run on Numba's threads."""
     X, y = data()
 
     def fit_and_count_threads():
@@ -46,14 +47,15 @@ def test_a_fit_in_a_dask_task_runs_its_kernels_on_one_thread(client):
             def on_epoch_end(self, epoch, history, net):
                 seen.append(numba.get_num_threads())
 
-        sb.MLP([6, 8, 3], seed=0).fit(X, y, epochs=2, callbacks=[Record()])
+        for backend in ("literal", "scalar"):  # (the setting stays with the thread: literal first)
+            sb.MLP([6, 8, 3], seed=0).fit(X, y, epochs=2, callbacks=[Record()], backend=backend)
         return seen, numba.config.NUMBA_NUM_THREADS
 
     workers = list(client.scheduler_info()["workers"])
     assert len(workers) == 2
     for worker in workers:
         seen, pool = client.submit(fit_and_count_threads, workers=[worker], pure=False).result()
-        assert seen == [1, 1], (seen, pool)
+        assert seen == [1, 1, 1, 1], (seen, pool)
 
     threads = numba.get_num_threads()  # outside a worker, nothing changes
     ScalarMLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)

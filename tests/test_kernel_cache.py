@@ -36,7 +36,7 @@ print(history.loss[-1])
 def test_an_epoch_loop_compiled_from_cached_kernels_loads_from_the_cache(tmp_path):
     """Numba does not record, in a cached caller compiled from cached parallel callees, that
     loading it must start the thread pool (numba issues 8578, 4807); without
-    ``scalar.start_threads`` the third process here dies of a segmentation fault."""
+    ``jit.start_threads`` the third process here dies of a segmentation fault."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     run = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
            for code in (CALLEES, TRAIN, TRAIN)]

@@ -1,4 +1,5 @@
-"""How the CPU kernels are compiled: options, parallel thresholds, and loops compiled twice.
+"""How the CPU kernels are compiled: options, parallel thresholds, loops compiled twice,
+and on how many threads they run.
 
 Every CPU kernel module imports its decorators from here, so the compile options are
 decided once.
@@ -14,8 +15,10 @@ decided once.
 
 Every compiled function of the package is made by :func:`compiled`.
 """
+import sys
 import types
 
+import numba
 from filelock import FileLock
 from numba import njit
 from numba.core.caching import FunctionCache
@@ -90,3 +93,38 @@ def serial_and_parallel(loop, **options):
     serial.__qualname__ = f"{loop.__qualname__}.serial"
     serial.__doc__ = loop.__doc__
     return compiled(**options)(serial), compiled(parallel=True, **options)(loop)
+
+
+def start_threads():
+    """Start Numba's thread pool, and choose this call's thread count; call before any
+    kernel of :mod:`.kernels` (and before :mod:`.literal`'s, for the thread count).
+
+    Those kernels are not ``parallel=True`` themselves: their parallel loops are in their
+    callees.  Numba starts its threads when it loads a cached parallel function, but a
+    cached caller that was compiled in a process which had itself loaded those callees
+    from the cache does not carry that start-up, and loading it in a new process then
+    crashes that process (numba issues 8578 and 4807; seen here after editing
+    ``kernels.py``, and reproduced by ``tests/test_kernel_cache.py``).
+    ``numba.get_num_threads()`` starts the pool, and does nothing once it runs.
+
+    Inside a task of a Dask worker, the kernels run on one thread: a worker given ``k``
+    threads runs up to ``k`` tasks at once, one per thread, so that ``k`` kernel threads
+    in all keep the worker to what it was given (Numba's pool would otherwise put as many
+    threads as the machine has cores behind every task).  ``numba.set_num_threads`` holds
+    for the calling thread only, so the setting stays with the worker's task thread.
+    """
+    numba.get_num_threads()
+    if in_dask_task():
+        numba.set_num_threads(1)
+
+
+def in_dask_task():
+    """Whether this thread is running a task of a ``dask.distributed`` worker."""
+    distributed = sys.modules.get("distributed")  # never imported here: only where Dask runs
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True

@@ -4,48 +4,11 @@ It owns the work buffers (allocated once per batch size and reused, so a trainin
 allocates nothing in the kernels) and hands the kernels the layout table and the integer
 codes they dispatch on.
 """
-import sys
-
-import numba
 import numpy as np
 
 from ..layout import UNIT_AT
 from . import BAD_UPDATE, Backend, kernels
-
-
-def start_threads():
-    """Start Numba's thread pool, and choose this call's thread count; call before any
-    kernel of :mod:`.kernels`.
-
-    Those kernels are not ``parallel=True`` themselves: their parallel loops are in their
-    callees.  Numba starts its threads when it loads a cached parallel function, but a
-    cached caller that was compiled in a process which had itself loaded those callees
-    from the cache does not carry that start-up, and loading it in a new process then
-    crashes that process (numba issues 8578 and 4807; seen here after editing
-    ``kernels.py``, and reproduced by ``tests/test_kernel_cache.py``).
-    ``numba.get_num_threads()`` starts the pool, and does nothing once it runs.
-
-    Inside a task of a Dask worker, the kernels run on one thread: a worker given ``k``
-    threads runs up to ``k`` tasks at once, one per thread, so that ``k`` kernel threads
-    in all keep the worker to what it was given (Numba's pool would otherwise put as many
-    threads as the machine has cores behind every task).  ``numba.set_num_threads`` holds
-    for the calling thread only, so the setting stays with the worker's task thread.
-    """
-    numba.get_num_threads()
-    if in_dask_task():
-        numba.set_num_threads(1)
-
-
-def in_dask_task():
-    """Whether this thread is running a task of a ``dask.distributed`` worker."""
-    distributed = sys.modules.get("distributed")  # never imported here: only where Dask runs
-    if distributed is None:
-        return False
-    try:
-        distributed.get_worker()
-    except ValueError:
-        return False
-    return True
+from .jit import start_threads
 
 
 class Workspace:
