@@ -99,8 +99,7 @@ class Shards:
 def stepper(engine, net, data, comm, shards):
     """A stepper (:meth:`scalarbp.backends.Backend.stepper`) whose steps sum the leaves of
     each minibatch over the ranks in the fixed tree."""
-    from .backends import BAD_GRADIENT, BAD_UPDATE
-    from .backends.kernels import clip_norm
+    from .backends import python_steps
 
     rank, ranks = comm.Get_rank(), comm.Get_size()
     height = (len(shards.leaves) - 1).bit_length()
@@ -172,16 +171,9 @@ def stepper(engine, net, data, comm, shards):
             lo, hi = parent_lo, parent_hi
 
     def steps(rows, batch_size, grad, hypers, clip):
-        losses = []
-        for start in range(0, rows.shape[0], batch_size):
-            losses.append(minibatch(rows[start:start + batch_size], grad))
-            if not (np.isfinite(losses[-1]) and np.isfinite(grad.sum())):
-                return len(losses) - 1, np.array(losses), BAD_GRADIENT
-            if clip > 0:
-                clip_norm(grad, clip)
-            if not net.optimizer.step(net.theta, grad, hypers[len(losses) - 1]):
-                return len(losses) - 1, np.array(losses), BAD_UPDATE
-        return len(losses), np.array(losses), 0
+        return python_steps(net, -(-rows.shape[0] // batch_size),
+                            lambda b, grad: minibatch(rows[b * batch_size:(b + 1) * batch_size], grad), grad,
+                            hypers, clip)
     return steps
 
 
@@ -241,12 +233,12 @@ class Session:
             numba.set_num_threads(self.threads)
         if error is None or isinstance(error, (DivergedError, TrainingInterrupted)):
             return False  # (these happen on every rank at the same step)
-        rank, ranks = self.comm.Get_rank(), self.comm.Get_size()
         if not self.met:  # the others wait in ready(): tell them, then raise here
             self.comm.allgather((f"{kind.__name__}: {error}", None, None))
             return False
         if not self.started:  # (ready() raised the same error on every rank)
             return False
+        rank, ranks = self.comm.Get_rank(), self.comm.Get_size()
         sys.stderr.write(f"scalarbp: MPI rank {rank} of {ranks} failed during training; stopping all ranks\n"
                          + "".join(traceback.format_exception(kind, error, tb)))
         sys.stderr.flush()

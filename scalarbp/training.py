@@ -492,8 +492,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         from . import distributed
 
         session, micro_shards = parallel
-        rank, _, L = distributed.check(session.comm, micro_shards, batch_size)
-        shards = distributed.Shards(batches.subset, batch_size, L, rank, session.comm.Get_size())
+        rank, ranks, L = distributed.check(session.comm, micro_shards, batch_size)
+        shards = distributed.Shards(batches.subset, batch_size, L, rank, ranks)
         step, order_of = distributed.stepper(engine, net, batches, session.comm, shards), shards.order
         session.ready(dict(network=str(net),
                            samples=batches.N, batch_size=batch_size, micro_shards=L, epochs=epochs, seed=seed,

@@ -77,23 +77,13 @@ class Backend(abc.ABC):
         the step is not applied) or its update gives a parameter that is not finite
         (:data:`BAD_UPDATE`: the step is applied, and the caller rolls back); ``losses``
         then holds that step's loss last.  ``data`` is a :class:`scalarbp.training.Batches`.
-        This default runs the steps one by one from Python; a backend may run them in
-        compiled code."""
-        from .kernels import clip_norm
-
+        This default runs the steps one by one from Python (:func:`python_steps`); a
+        backend may run them in compiled code."""
         def steps(rows, batch_size, grad, hypers, clip):
-            losses = []
-            for start in range(0, rows.shape[0], batch_size):
-                xb, tb, wb = data.gather(rows[start:start + batch_size])
-                J, _ = self.loss_and_grad(net, xb, tb, grad, wb)
-                losses.append(J)
-                if not (np.isfinite(J) and np.isfinite(grad.sum())):
-                    return len(losses) - 1, np.array(losses), BAD_GRADIENT
-                if clip > 0:
-                    clip_norm(grad, clip)  # the compiled loop's rule, from Python
-                if not net.optimizer.step(net.theta, grad, hypers[len(losses) - 1]):
-                    return len(losses) - 1, np.array(losses), BAD_UPDATE
-            return len(losses), np.array(losses), 0
+            def minibatch(b, grad):
+                xb, tb, wb = data.gather(rows[b * batch_size:(b + 1) * batch_size])
+                return self.loss_and_grad(net, xb, tb, grad, wb)[0]
+            return python_steps(net, -(-rows.shape[0] // batch_size), minibatch, grad, hypers, clip)
         return steps
 
     def private_stepper(self, net, data, private, seed, q):
@@ -109,10 +99,11 @@ class Backend(abc.ABC):
         word = privacy.key(seed)
 
         def steps(rows, batch_size, grad, hypers, clip):
-            opt, losses = net.optimizer, []
-            batches, offsets, divisors = privacy.batches(private, seed, rows, batch_size, opt.t + 1, data.subset, q)
-            for s in range(divisors.shape[0]):
-                batch = batches[offsets[s]:offsets[s + 1]]
+            batches, offsets, divisors = privacy.batches(private, seed, rows, batch_size, net.optimizer.t + 1,
+                                                         data.subset, q)
+
+            def minibatch(b, grad):
+                batch = batches[offsets[b]:offsets[b + 1]]
                 total = 0.0
                 if batch.shape[0]:
                     xb, tb, _ = data.gather(batch)
@@ -120,19 +111,15 @@ class Backend(abc.ABC):
                 else:
                     grad[...] = 0
                 if private.noise:
-                    add_noise(grad, word, opt.t + 1, private.noise * private.clip)
-                grad /= net.dtype.type(divisors[s])
+                    add_noise(grad, word, net.optimizer.t + 1, private.noise * private.clip)
+                grad /= net.dtype.type(divisors[b])
                 J = total / max(batch.shape[0], 1)
                 if net.l2:  # J += l2/2 ||W||^2, dW += l2 W
                     for dW, W in zip(net.layout.views(grad)[0], net.weights):
                         dW += net.dtype.type(net.l2) * W
                     J += 0.5 * net.l2 * sum(float(np.vdot(W, W)) for W in net.weights)
-                losses.append(J)
-                if not (np.isfinite(J) and np.isfinite(grad.sum())):
-                    return s, np.array(losses), BAD_GRADIENT
-                if not opt.step(net.theta, grad, hypers[s]):
-                    return s, np.array(losses), BAD_UPDATE
-            return len(losses), np.array(losses), 0
+                return J
+            return python_steps(net, divisors.shape[0], minibatch, grad, hypers, clip)
         return steps
 
     def held(self, net, fits, make):
@@ -142,6 +129,26 @@ class Backend(abc.ABC):
         if state is None or not fits(state):
             state = net.backend_state[self.name] = make()
         return state
+
+
+def python_steps(net, count, minibatch, grad, hypers, clip):
+    """Steps ``0 .. count - 1`` from Python, as a stepper runs them (see
+    :meth:`Backend.stepper`): ``minibatch(b, grad)`` writes step b's gradient into ``grad``
+    and returns its J; then the finiteness check, the clipping to ``clip`` (0: none) and
+    ``net.optimizer``'s update with ``hypers[b]``.  Returns ``(steps applied, losses,
+    reason)``."""
+    from .kernels import clip_norm
+
+    losses = []
+    for b in range(count):
+        losses.append(minibatch(b, grad))
+        if not (np.isfinite(losses[-1]) and np.isfinite(grad.sum())):
+            return b, np.array(losses), BAD_GRADIENT
+        if clip > 0:
+            clip_norm(grad, clip)  # the compiled loop's rule, from Python
+        if not net.optimizer.step(net.theta, grad, hypers[b]):
+            return b, np.array(losses), BAD_UPDATE
+    return count, np.array(losses), 0
 
 
 class Reference(Backend):
