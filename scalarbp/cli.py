@@ -203,8 +203,24 @@ def cmd_train(args):
     if history.stopped_early and args.quiet:
         print(f"stopped early after epoch {history.epochs}; restored the weights of epoch {history.best_epoch + 1}")
     print(f"trained {history.epochs} epochs in {time.perf_counter() - start:.2f} s")
+    if history.private:
+        _privacy_report(args, net, history, validation)
     _keep(args, net, history, None)
     print(_test_line(net, X_test, y_test, args.backend))
+
+
+def _privacy_report(args, net, history, validation):
+    """What DP-SGD guarantees for this run, and what it released outside the guarantee."""
+    if args.dp_delta is not None:
+        uncovered = net.privacy_ledger.uncovered()
+        print(f"privacy: epsilon {net.privacy_ledger.epsilon(args.dp_delta):.4g} at delta {args.dp_delta:g} over "
+              f"{net.privacy_ledger.steps} steps" + (f" (inf: {uncovered})" if uncovered else ""))
+    named = list(history.outside_epsilon)
+    if net.standardizer is not None:
+        named.append("the standardizer: the mean and scale of the training data")
+    if validation is not None and args.validation_data is None:
+        named.append("the validation split is carved from the training data: its records are not protected")
+    print("training loss withheld; not covered by epsilon: " + "; ".join(named))
 
 
 def _keep(args, net, history, why):

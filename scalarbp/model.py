@@ -10,6 +10,7 @@ from . import backends, checks, metrics, optimizers, persistence, training
 from .datasets import Standardizer
 from .activations import ACTIVATIONS, RELU_LIKE
 from .layout import Layout
+from .privacy import Ledger
 from .losses import LOSSES, output_code
 
 #: The largest epoch or step count a model carries (exact in a float64, and in JSON).
@@ -24,9 +25,10 @@ class ParameterList(Sequence):
     nothing.  The list itself cannot grow or shrink: the layers are the architecture's.
     """
 
-    def __init__(self, name, views):
+    def __init__(self, name, views, on_assign):
         self.name = name
         self._views = tuple(views)
+        self._on_assign = on_assign  # (the net's: assigned parameters have no known history)
 
     def __getitem__(self, k):
         return self._views[k]
@@ -46,6 +48,7 @@ class ParameterList(Sequence):
             raise ValueError(f"net.{self.name}[{k}] must have shape {view.shape}, got {array.shape}")
         checks.finite(f"net.{self.name}[{k}]", array, view.dtype)
         view[...] = array
+        self._on_assign()
 
     def assign(self, arrays):
         arrays = list(arrays)
@@ -103,6 +106,11 @@ class MLP:
         resumed from a saved model equals uninterrupted training.
     epoch_steps : int
         Steps done of an interrupted epoch (0 otherwise); the next ``fit`` finishes it.
+    privacy_ledger : scalarbp.privacy.Ledger
+        Every step the parameters took (:mod:`scalarbp.privacy.ledger`), saved with the
+        model: ``privacy_ledger.epsilon(delta)`` is the privacy they spent, ``inf`` once any
+        step was not a covered DP-SGD step.  Empty for a new net; of unknown history
+        (epsilon inf) once ``theta``, ``weights`` or ``biases`` are assigned.
     classes : ndarray or None
         The original labels of the output units (integers or names) when they are not
         ``0..K-1`` (the ``train`` command and the estimators set them): ``predict``
@@ -137,6 +145,7 @@ class MLP:
             else:
                 limit = np.sqrt(6.0 / (d_in + d_out))
                 W[...] = rng.uniform(-limit, limit, W.shape)
+        self.privacy_ledger = Ledger()  # (the initialisation depends on the seed, not on data)
 
     # The architecture is fixed at construction: the kernels read the layout and codes
     # derived from it, so these are read-only (a new architecture is a new MLP).
@@ -213,12 +222,15 @@ class MLP:
         self.__dict__.update(state)
         self.backend_state = {}
         self._lock = threading.RLock()
+        ledger = self.__dict__.get("privacy_ledger")
         self.theta = theta
+        self.privacy_ledger = Ledger.unknown() if ledger is None else ledger  # (a pickle from before the ledger)
 
     def astype(self, dtype):
-        """A copy of this network with parameters of another dtype."""
+        """A copy of this network with parameters of another dtype (and the same privacy ledger)."""
         copy = MLP(self.sizes, self.hidden, self.output, self.loss, self.l2, dtype)
         copy.theta[...] = self.theta
+        copy.privacy_ledger = self.privacy_ledger.copy()
         return copy
 
     @property
@@ -236,8 +248,13 @@ class MLP:
             theta = theta.copy()  # the kernels write theta in place
         self._theta = theta
         W, b = self.layout.views(self._theta)
-        self._weights = ParameterList("weights", W)
-        self._biases = ParameterList("biases", b)
+        self._weights = ParameterList("weights", W, self._assigned)
+        self._biases = ParameterList("biases", b, self._assigned)
+        self._assigned()
+
+    def _assigned(self):
+        """Parameters from outside training: their history is unknown to the privacy ledger."""
+        self.privacy_ledger = Ledger.unknown()
 
     @property
     def weights(self):
@@ -369,7 +386,7 @@ class MLP:
             validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
             backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
             warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-            target_epsilon=None, comm=None, micro_shards=None):
+            target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None):
         """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
 
         Parameters
@@ -412,14 +429,21 @@ class MLP:
             Linear warm-up of the rate over the first steps of training.
         clip_norm : float or None
             Clip the gradient's global norm to this (``clip_grad_norm_``'s rule).
-        dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon
+        dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon, dp_insecure_seed
             Differentially private training (DP-SGD, :mod:`scalarbp.privacy`): each
             sample's gradient clipped to norm ``dp_clip``, Gaussian noise of standard
             deviation ``dp_noise * dp_clip``, Poisson sampling at rate
             ``batch_size / N`` (``dp_sampling="shuffle"``: fixed-size shuffled batches,
-            outside the privacy analysis); with ``dp_delta``, ``history.epsilon`` after each
-            epoch (needs ``dp-accounting``); ``target_epsilon`` stops training there, or
-            without ``dp_noise`` picks the noise that reaches it over ``epochs``.
+            outside the privacy analysis), noise and batches from a secret key drawn for
+            this call.  Every step enters :attr:`privacy_ledger`; with ``dp_delta``,
+            ``history.epsilon`` is its epsilon after each epoch (needs ``dp-accounting``);
+            ``target_epsilon`` stops before an epoch that would pass it, or without
+            ``dp_noise`` picks the noise that reaches it over ``epochs``, counting what the
+            net spent before.  The training loss is withheld (``history.loss`` NaN) and
+            early stopping or ``reduce_on_plateau`` need validation data, named with the
+            other releases epsilon does not cover in ``history.outside_epsilon``.
+            ``dp_insecure_seed`` (tests only) keys the noise and batches by a seed
+            instead: reproducible, and so not private (the ledger's epsilon is inf).
         comm : an mpi4py communicator (``MPI.COMM_WORLD``) or None
             Synchronous data-parallel training over its ranks (:mod:`scalarbp.distributed`):
             every rank calls ``fit`` with the same arguments and data (of which it reads
@@ -449,7 +473,7 @@ class MLP:
                             sample_weight=sample_weight, class_weight=class_weight, schedule=schedule,
                             warmup_steps=warmup_steps, clip_norm=clip_norm, dp_clip=dp_clip, dp_noise=dp_noise,
                             dp_delta=dp_delta, dp_sampling=dp_sampling, target_epsilon=target_epsilon, comm=comm,
-                            micro_shards=micro_shards)
+                            micro_shards=micro_shards, dp_insecure_seed=dp_insecure_seed)
 
     def partial_fit(self, X, y, batch_size=32, lr=None, optimizer=None, backend="scalar"):
         """One pass over a chunk of a stream, in order, continuing the optimiser's state."""
@@ -503,6 +527,7 @@ class MLP:
             "loss": self.loss, "l2": self.l2, "dtype": self.dtype.name, "epochs_trained": self.epochs_trained,
             "epoch_steps": self.epoch_steps,
             "optimizer": None if opt is None else {"name": opt.name, "lr": opt.lr, "hyper": opt.hyper, "t": opt.t},
+            "privacy_ledger": self.privacy_ledger.to_config(),
         }
         arrays = {"theta": self.theta}
         if opt is not None:
@@ -541,6 +566,8 @@ class MLP:
             if standardizer[0] is not None:
                 net.standardizer = Standardizer.from_arrays(*standardizer)
             net.classes = arrays.get("classes")
+            net.privacy_ledger = Ledger.from_config(config["privacy_ledger"]) if "privacy_ledger" in config else \
+                Ledger.unknown()  # (a file from before the ledger)
         except (TypeError, ValueError) as err:
             raise persistence.ModelFileError(f"{name}: inconsistent model file ({str(err) or type(err).__name__})") \
                 from None

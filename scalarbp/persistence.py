@@ -47,7 +47,7 @@ MAX_EXPANSION = 1032
 KEYS = {"sizes", "hidden", "output", "loss", "l2", "dtype", "epochs_trained", "optimizer"}
 
 #: Keys a configuration may hold besides :data:`KEYS`.
-OPTIONAL_KEYS = {"epoch_steps"}
+OPTIONAL_KEYS = {"epoch_steps", "privacy_ledger"}
 
 #: Stands for the dtype of class labels in a member list: int64, or names (unicode) of at
 #: most 256 characters.

@@ -9,8 +9,10 @@ improved by ``tol`` for ``n_iter_no_change`` epochs), plus scalarbp's own ``dtyp
 ``target_epsilon`` (:mod:`scalarbp.privacy`).  After ``fit`` they hold scikit-learn's attributes (``n_iter_``,
 ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``,
 ``coefs_`` and ``intercepts_`` in scikit-learn's ``(in, out)`` layout, ``classes_``,
-``n_features_in_``, ``out_activation_``, ``t_``; ``epsilon_`` with DP-SGD) and ``net_``, the trained
-:class:`scalarbp.MLP`.  They pass ``check_estimator`` and work in ``Pipeline``,
+``n_features_in_``, ``out_activation_``, ``t_``; with DP-SGD ``epsilon_``, the net's privacy
+ledger's, and ``outside_epsilon_``, what the fit released that it does not cover; the training
+loss is then withheld: ``loss_curve_`` stays empty and ``tol``/``n_iter_no_change`` act only
+on the validation score of ``early_stopping``) and ``net_``, the trained :class:`scalarbp.MLP`.  They pass ``check_estimator`` and work in ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score``; a fitted ``MLPClassifier`` or ``MLPRegressor``
 is imported with ``from_sklearn``.
 """
@@ -52,7 +54,9 @@ OUT_ACTIVATIONS = {"softmax": "softmax", "sigmoid": "logistic", "identity": "ide
 class _Stopping(Callback):
     """scikit-learn's rule: stop when the training loss (or, with early stopping, the
     validation score) has not improved by ``tol`` for more than ``n_iter_no_change``
-    epochs; with early stopping, keep the best epoch's weights."""
+    epochs; with early stopping, keep the best epoch's weights.  Under DP-SGD the
+    training loss is withheld: ``loss_curve_`` stays empty and only the validation rule
+    (named as outside epsilon) can stop training."""
 
     def __init__(self, estimator, validation):
         self.estimator, self.validation = estimator, validation
@@ -60,7 +64,12 @@ class _Stopping(Callback):
 
     def on_epoch_end(self, epoch, history, net):
         est = self.estimator
-        est.loss_curve_.append(history.loss[-1])
+        if history.private and self.validation is None:
+            if est.verbose:  # (under DP-SGD the training loss is withheld, and no decision is taken on it)
+                print(f"Iteration {epoch + 1}, loss withheld (DP-SGD)")
+            return False
+        if not history.private:
+            est.loss_curve_.append(history.loss[-1])
         if self.validation is not None:
             score = net.score(*self.validation)
             est.validation_scores_.append(score)
@@ -77,7 +86,8 @@ class _Stopping(Callback):
                 self.count = 0
             est.best_loss_ = min(est.best_loss_, history.loss[-1])
         if est.verbose:
-            print(f"Iteration {len(est.loss_curve_)}, loss = {history.loss[-1]:.8f}")
+            print(f"Iteration {epoch + 1}, " + ("loss withheld (DP-SGD)" if history.private else
+                                               f"loss = {history.loss[-1]:.8f}"))
         return self.count > est.n_iter_no_change
 
 
@@ -196,6 +206,7 @@ class _ScalarMLP(BaseEstimator):
                           sample_weight=w_train, dp_clip=self.dp_clip, dp_noise=self.dp_noise,
                           dp_delta=self.dp_delta, dp_sampling=self.dp_sampling, target_epsilon=self.target_epsilon)
         self.epsilon_ = history.epsilon[-1] if history.epsilon else None
+        self.outside_epsilon_ = history.outside_epsilon if history.private else None
         if stopping.best is not None:
             stopping.best.restore(net)
         self.net_ = net

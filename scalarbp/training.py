@@ -80,6 +80,12 @@ class History:
     this fit); ``stopped_by`` says what ended training early, if anything; ``rank`` is the
     MPI rank of the process (0 without ``comm``).
 
+    Under DP-SGD (``private``), ``loss`` holds NaN: the training loss is a function of
+    the data that the privacy guarantee does not cover, so it is withheld; ``epsilon``
+    is the net's privacy ledger's after each epoch; ``outside_epsilon`` names every
+    other release of the run that epsilon does not cover (validation metrics and the
+    decisions taken on them, wall times).
+
     ``print(history)`` shows a short table; :meth:`to_csv` and :meth:`plot` export it.
     """
 
@@ -94,6 +100,8 @@ class History:
     stopped_early: bool = False
     stopped_by: str | None = None
     rank: int = 0
+    private: bool = False
+    outside_epsilon: list = field(default_factory=list)
 
     @property
     def val_accuracy(self):
@@ -108,7 +116,8 @@ class History:
         columns = {"epoch": list(range(1, self.epochs + 1)), "loss": self.loss, "val_loss": self.val_loss,
                    f"val_{self.score_name}": self.val_score, "lr": self.lr, "epsilon": self.epsilon,
                    "seconds": self.seconds}
-        return {name: values for name, values in columns.items() if len(values) == self.epochs}
+        return {name: values for name, values in columns.items()
+                if len(values) == self.epochs and not (name == "loss" and self.private)}
 
     def __str__(self):
         columns = self.columns()
@@ -122,6 +131,10 @@ class History:
             lines.append(f"best epoch {self.best_epoch + 1} (weights restored)")
         if self.stopped_by:
             lines.append(f"stopped by {self.stopped_by}")
+        if self.private:
+            lines.append("training loss withheld (DP-SGD)")
+        if self.outside_epsilon:
+            lines.append(f"not covered by epsilon: {'; '.join(self.outside_epsilon)}")
         return "\n".join(lines)
 
     def to_csv(self, path):
@@ -358,7 +371,7 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
         backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
         warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-        target_epsilon=None, comm=None, micro_shards=None):
+        target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
     if comm is None:
         if micro_shards is not None:
@@ -366,22 +379,23 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
                             validation_fraction, early_stopping, patience, backend, verbose, callbacks,
                             sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
-                            dp_delta, dp_sampling, target_epsilon, None)
+                            dp_delta, dp_sampling, target_epsilon, dp_insecure_seed, None)
     from . import distributed
 
     with distributed.Session(comm) as session:
-        if dp_clip is not None:
+        if dp_clip is not None or dp_insecure_seed is not None:
             raise ValueError("DP-SGD (dp_clip) does not run over MPI (comm)")
         parallel = (session, distributed.MICRO_SHARDS if micro_shards is None else micro_shards)
         return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
                             validation_fraction, early_stopping, patience, backend, verbose, callbacks,
                             sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
-                            dp_delta, dp_sampling, target_epsilon, parallel)
+                            dp_delta, dp_sampling, target_epsilon, None, parallel)
 
 
 def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data, validation_fraction,
                  early_stopping, patience, backend, verbose, callbacks, sample_weight, class_weight, schedule,
-                 warmup_steps, clip_norm, dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon, parallel):
+                 warmup_steps, clip_norm, dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon, dp_insecure_seed,
+                 parallel):
     engine = backends.get(backend)
     epochs = checks.integer("epochs", epochs, 0)
     batch_size = checks.integer("batch_size", batch_size, 1)
@@ -411,9 +425,24 @@ def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                              "class_weight")
         if dp_noise is None and (target_epsilon is None or dp_delta is None):
             raise ValueError("give dp_noise, or target_epsilon and dp_delta to choose it")
-        private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling)
-    elif dp_noise is not None or dp_delta is not None or target_epsilon is not None:
-        raise ValueError("dp_noise, dp_delta and target_epsilon need dp_clip (DP-SGD)")
+        if target_epsilon is not None:
+            target_epsilon = checks.positive("target_epsilon", target_epsilon)
+            if dp_delta is None:
+                raise ValueError("target_epsilon needs dp_delta (epsilon is spent at a delta)")
+        private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling, dp_insecure_seed, net.dtype)
+        if target_epsilon is not None and private.kind != "poisson":
+            raise ValueError(f"target_epsilon needs Poisson sampling from a secret key: {private.kind} steps are "
+                             f"not covered by epsilon")
+        if early_stopping and validation_data is None and not validation_fraction:
+            raise ValueError("early stopping on the training loss is a decision on the private data that epsilon "
+                             "does not cover: give validation data (named as outside epsilon), or drop it")
+        if isinstance(schedule, schedules.ReduceOnPlateau) and validation_data is None \
+                and not validation_fraction:
+            raise ValueError("reduce_on_plateau on the training loss is a decision on the private data that "
+                             "epsilon does not cover: give validation data (named as outside epsilon), or another "
+                             "schedule")
+    elif any(option is not None for option in (dp_noise, dp_delta, target_epsilon, dp_insecure_seed)):
+        raise ValueError("dp_noise, dp_delta, target_epsilon and dp_insecure_seed need dp_clip (DP-SGD)")
     if parallel is not None and parallel[0].comm.Get_rank():
         verbose = 0  # (rank 0 reports)
     with net.in_use():
@@ -476,17 +505,23 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                          f"make epochs of {n_batches} steps; give the same data and batch_size to finish it, "
                          f"or set net.epoch_steps = 0 to start a new epoch")
 
-    history = History(score_name="accuracy" if net.is_classifier else "r2")
+    private, target_epsilon = dp
+    history = History(score_name="accuracy" if net.is_classifier else "r2", private=private is not None)
     grad = np.empty_like(net.theta)
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2, epochs, n_batches - net.epoch_steps + (epochs - 1) * n_batches)
-    private, target_epsilon = dp
     q = batch_size / batches.N
-    if private is not None and private.noise is None:  # the noise that spends target_epsilon over this fit
-        private.noise = privacy.noise_for(target_epsilon, q, epochs * n_batches, private.delta)
+    if private is not None:
+        if target_epsilon is not None:
+            net.privacy_ledger.check_target(target_epsilon, private.delta)
+        if private.noise is None:  # the noise that spends target_epsilon over this fit, after the net's past
+            private.noise = privacy.noise_for(target_epsilon, q, epochs * n_batches - net.epoch_steps,
+                                              private.delta, net.privacy_ledger)
+            private.check_noise()
+        history.outside_epsilon = _outside_epsilon(validation is not None, validation_fraction, early_stopping,
+                                                   schedule)
     if parallel is None:
-        step = engine.stepper(net, batches) if private is None else \
-            engine.private_stepper(net, batches, private, seed, q)
+        step = engine.stepper(net, batches) if private is None else engine.private_stepper(net, batches, private, q)
         order_of, session = batches.order, None
     else:
         from . import distributed
@@ -502,6 +537,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                            validation=validation is not None, backend=engine.name))
         history.rank = rank
     sizes = CallSizes(session)
+    step = _recorded(net, step, private, q)
 
     def stop_requested():
         """Ctrl-C, on any rank."""
@@ -517,6 +553,10 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
 
     with Interrupts() as interrupts:
         for epoch in range(epochs):
+            if target_epsilon is not None and net.privacy_ledger.epsilon(
+                    private.delta, extra=[(q, private.noise, n_batches - net.epoch_steps)]) > target_epsilon:
+                history.stopped_by = f"target_epsilon {target_epsilon}"  # (this epoch would pass it)
+                break
             start = time.perf_counter()
             order = order_of(shuffle, seed, net.epochs_trained)
             first = net.epoch_steps
@@ -536,21 +576,21 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                     raise _diverged(net, step, order, batch_size, grad, snapshot, b, tried[done], reason,
                                     (hypers_for, clip),
                                     opt, history)
-                progress.update(epoch, done, losses[b - done:b])
+                progress.update(epoch, done, None if private is not None else losses[b - done:b])
                 if b < n_batches and stop_requested():  # (at the end, the epoch is counted first)
                     progress.close()
                     raise _interrupted(net, n_batches, history)
             net.epochs_trained += 1
             net.epoch_steps = 0
-            history.loss.append(float(np.dot(losses[first:], sample_counts[first:]) / sample_counts[first:].sum()))
+            history.loss.append(np.nan if private is not None else  # (withheld: the data's, not covered by epsilon)
+                                float(np.dot(losses[first:], sample_counts[first:]) / sample_counts[first:].sum()))
             if validation is not None:
                 X_val, T_val, y_val = validation
                 history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
                 history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
             history.lr.append(float(hypers[done - 1, 0]) if done else opt.lr)
             if private is not None and private.delta is not None:
-                history.epsilon.append(privacy.epsilon(q, private.noise, opt.t, private.delta)
-                                       if private.noise > 0 else np.inf)
+                history.epsilon.append(net.privacy_ledger.epsilon(private.delta))
             history.seconds.append(time.perf_counter() - start)
             if verbose:
                 progress.write(epoch_line(history, epoch, epochs))
@@ -563,9 +603,6 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                     history.stopped_early, history.stopped_by = True, "early stopping"
                     break
             schedule.epoch_end(history, opt)
-            if target_epsilon is not None and history.epsilon and history.epsilon[-1] >= target_epsilon:
-                history.stopped_by = f"target_epsilon {target_epsilon}"
-                break
             stop = any(callback.on_epoch_end(epoch, history, net) for callback in callbacks)
             if stop if session is None else session.any(stop):
                 history.stopped_by = "a callback"
@@ -585,6 +622,31 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                   f"(lowest {'validation' if validation is not None else 'training'} loss {best[0]:.4f})",
                   flush=True)
     return history
+
+
+def _recorded(net, step, private, q):
+    """``step``, each call's steps entered in the net's privacy ledger (a step that stopped
+    the call counts too: its gradient was computed), as DP-SGD steps or non-private ones."""
+    kind, noise = ("non-private", 0.0) if private is None else (private.kind, private.noise)
+
+    def recorded(rows, batch_size, grad, hypers, clip):
+        done, tried, reason = step(rows, batch_size, grad, hypers, clip)
+        net.privacy_ledger.record(kind, done + (reason != 0), q, noise)
+        return done, tried, reason
+    return recorded
+
+
+def _outside_epsilon(validating, validation_fraction, early_stopping, schedule):
+    """What a DP-SGD fit releases beside the weights that epsilon does not cover."""
+    named = ["seconds: the wall time of each epoch (a timing channel)"]
+    if validating:
+        named.append("val_loss and val_score: metrics on the validation data" +
+                     (", a split of the private training data" if validation_fraction else ""))
+        if early_stopping:
+            named.append("early stopping: the epoch it keeps is chosen on the validation loss")
+        if isinstance(schedule, schedules.ReduceOnPlateau):
+            named.append("reduce_on_plateau: the learning rate follows the validation loss")
+    return named
 
 
 def _interrupted(net, n_batches, history):
@@ -616,7 +678,8 @@ def _diverged(net, step, order, batch_size, grad, snapshot, b, J, reason, replay
 
 def epoch_line(history, epoch, epochs):
     """One line per epoch: loss, validation loss and score, time."""
-    line = f"epoch {epoch + 1:>3}/{epochs}  loss {history.loss[-1]:.4f}"
+    line = f"epoch {epoch + 1:>3}/{epochs}  " + ("loss withheld (DP)" if history.private else
+                                                  f"loss {history.loss[-1]:.4f}")
     if history.val_loss:
         line += f"  val_loss {history.val_loss[-1]:.4f}  val_{history.score_name} {history.val_score[-1]:.4f}"
     if history.epsilon:
@@ -638,7 +701,12 @@ class Progress:
         self.epochs, self.loss = epochs, None
 
     def update(self, epoch, steps, losses):
+        """``steps`` more done; ``losses`` their losses (None: withheld, not shown)."""
         if self.bar is None or steps == 0:
+            return
+        if losses is None:
+            self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
+            self.bar.update(steps)
             return
         mean = float(np.mean(losses))
         self.loss = mean if self.loss is None else 0.9 * self.loss + 0.1 * mean

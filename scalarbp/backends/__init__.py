@@ -58,14 +58,19 @@ class Backend(abc.ABC):
         return reference(net, X, T, G)
 
     def clipped_grad(self, net, X, T, clip, grad):
-        """DP-SGD's ``sum_n min(1, clip / (||g_n|| + 1e-6)) g_n`` into ``grad`` (g_n: sample
-        n's loss gradient, no penalty); returns ``(sum of losses, norms)``.  This default
-        clips the per-example gradients of :meth:`per_example` (``N x P`` memory)."""
+        """DP-SGD's ``sum_n c_n g_n`` into ``grad`` (g_n: sample n's loss gradient, no
+        penalty; c_n from :func:`.private.clip_factors`); returns ``(sum of losses, norms)``.
+        This default clips the per-example gradients of :meth:`per_example` (``N x P``
+        memory)."""
+        from .private import clip_factors
+
         G = np.empty((X.shape[0], net.theta.shape[0]), net.dtype)
         losses, squares = self.per_example(net, X, T, G)
         norms = np.sqrt(squares)
-        factors = np.minimum(1.0, clip / (norms + 1e-6)).astype(net.dtype)
-        grad[...] = factors @ G
+        factors = np.empty_like(norms)
+        clip_factors(norms, clip, factors)
+        G[factors == 0] = 0  # (left out: 0 * inf would be NaN)
+        grad[...] = factors.astype(net.dtype) @ G
         return float(np.sum(losses, dtype=np.float64)), norms
 
     def stepper(self, net, data):
@@ -86,21 +91,21 @@ class Backend(abc.ABC):
             return python_steps(net, -(-rows.shape[0] // batch_size), minibatch, grad, hypers, clip)
         return steps
 
-    def private_stepper(self, net, data, private, seed, q):
+    def private_stepper(self, net, data, private, q):
         """A stepper like :meth:`stepper`'s for DP-SGD (:mod:`scalarbp.privacy`, whose
         :func:`~scalarbp.privacy.batches` picks each step's samples): per step the clipped
-        sum of :meth:`clipped_grad`, the step's seeded noise, the division by the expected
-        batch size, the penalty's gradient added unclipped, then the optimiser.  Step
-        numbers (the optimiser's count) key the sampling and the noise, so a run is the same
-        on any number of threads and on resume.  This default runs from Python."""
+        sum of :meth:`clipped_grad`, the step's noise, the division by the expected batch
+        size, the penalty's gradient added unclipped, then the optimiser.  The noise and
+        the batches are keyed by ``private.key`` and the step's number in the net's
+        privacy ledger, so a run is the same on any number of threads.  A step stops only
+        on its noisy gradient or its update, not on its loss (not released under DP).
+        This default runs from Python."""
         from .. import privacy
-        from .private import add_noise
-
-        word = privacy.key(seed)
+        from ..privacy.sampler import add_noise
 
         def steps(rows, batch_size, grad, hypers, clip):
-            batches, offsets, divisors = privacy.batches(private, seed, rows, batch_size, net.optimizer.t + 1,
-                                                         data.subset, q)
+            first = net.privacy_ledger.steps + 1
+            batches, offsets, divisors = privacy.batches(private, rows, batch_size, first, data.subset, q)
 
             def minibatch(b, grad):
                 batch = batches[offsets[b]:offsets[b + 1]]
@@ -111,7 +116,7 @@ class Backend(abc.ABC):
                 else:
                     grad[...] = 0
                 if private.noise:
-                    add_noise(grad, word, net.optimizer.t + 1, private.noise * private.clip)
+                    add_noise(grad, private.key, first + b, private.noise * private.clip)
                 grad /= net.dtype.type(divisors[b])
                 J = total / max(batch.shape[0], 1)
                 if net.l2:  # J += l2/2 ||W||^2, dW += l2 W
@@ -119,7 +124,7 @@ class Backend(abc.ABC):
                         dW += net.dtype.type(net.l2) * W
                     J += 0.5 * net.l2 * sum(float(np.vdot(W, W)) for W in net.weights)
                 return J
-            return python_steps(net, divisors.shape[0], minibatch, grad, hypers, clip)
+            return python_steps(net, divisors.shape[0], minibatch, grad, hypers, clip, check_loss=False)
         return steps
 
     def held(self, net, fits, make):
@@ -131,18 +136,18 @@ class Backend(abc.ABC):
         return state
 
 
-def python_steps(net, count, minibatch, grad, hypers, clip):
+def python_steps(net, count, minibatch, grad, hypers, clip, check_loss=True):
     """Steps ``0 .. count - 1`` from Python, as a stepper runs them (see
     :meth:`Backend.stepper`): ``minibatch(b, grad)`` writes step b's gradient into ``grad``
-    and returns its J; then the finiteness check, the clipping to ``clip`` (0: none) and
-    ``net.optimizer``'s update with ``hypers[b]``.  Returns ``(steps applied, losses,
-    reason)``."""
+    and returns its J; then the finiteness check (of the gradient, and of J unless
+    ``check_loss`` is false), the clipping to ``clip`` (0: none) and ``net.optimizer``'s
+    update with ``hypers[b]``.  Returns ``(steps applied, losses, reason)``."""
     from .kernels import clip_norm
 
     losses = []
     for b in range(count):
         losses.append(minibatch(b, grad))
-        if not (np.isfinite(losses[-1]) and np.isfinite(grad.sum())):
+        if not ((np.isfinite(losses[-1]) or not check_loss) and np.isfinite(grad.sum())):
             return b, np.array(losses), BAD_GRADIENT
         if clip > 0:
             clip_norm(grad, clip)  # the compiled loop's rule, from Python

@@ -108,28 +108,27 @@ class Scalar(Backend):
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
 
-    def private_stepper(self, net, data, private, seed, q):
+    def private_stepper(self, net, data, private, q):
         """DP-SGD's runs of steps in compiled code (:func:`.private.private_steps`)."""
         if not data.in_memory:
-            return super().private_stepper(net, data, private, seed, q)
+            return super().private_stepper(net, data, private, q)
         from .. import privacy
         from .private import private_steps
 
         X, labels, Y, _ = data.whole()
-        word = privacy.key(seed)
 
         def steps(rows, batch_size, grad, hypers, clip):
-            batches, offsets, divisors = privacy.batches(private, seed, rows, batch_size, net.optimizer.t + 1,
-                                                         data.subset, q)
+            first = net.privacy_ledger.steps + 1
+            batches, offsets, divisors = privacy.batches(private, rows, batch_size, first, data.subset, q)
             N = max(1, int(np.diff(offsets).max()))
             work = self.workspace(net, N)
             losses = np.empty(divisors.shape[0])
             code, states, _, t = net.optimizer.arguments(net.theta)
             start_threads()
             done, reason = private_steps(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X,
-                                         labels, Y, batches, offsets, divisors, private.clip, private.noise, word,
-                                         (code, states, hypers, t), work.work, work.xb, work.yb, np.empty(N),
-                                         np.empty(N), losses)
+                                         labels, Y, batches, offsets, divisors, private.clip, private.noise,
+                                         private.key, first, (code, states, hypers, t), work.work, work.xb, work.yb,
+                                         np.empty(N), np.empty(N), losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
