@@ -12,7 +12,8 @@ improved by ``tol`` for ``n_iter_no_change`` epochs), plus scalarbp's own ``dtyp
 ``n_features_in_``, ``out_activation_``, ``t_``; with DP-SGD ``epsilon_``, the net's privacy
 ledger's, and ``outside_epsilon_``, what the fit released that it does not cover; the training
 loss is then withheld: ``loss_curve_`` stays empty and ``tol``/``n_iter_no_change`` act only
-on the validation score of ``early_stopping``) and ``net_``, the trained :class:`scalarbp.MLP`.  They pass ``check_estimator`` and work in ``Pipeline``,
+on the validation score of ``early_stopping``) and ``net_``, the trained :class:`scalarbp.MLP`.
+They pass ``check_estimator`` and work in ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score``; a fitted ``MLPClassifier`` or ``MLPRegressor``
 is imported with ``from_sklearn``.
 """
@@ -64,11 +65,7 @@ class _Stopping(Callback):
 
     def on_epoch_end(self, epoch, history, net):
         est = self.estimator
-        if history.private and self.validation is None:
-            if est.verbose:  # (under DP-SGD the training loss is withheld, and no decision is taken on it)
-                print(f"Iteration {epoch + 1}, loss withheld (DP-SGD)")
-            return False
-        if not history.private:
+        if not history.private:  # (under DP-SGD the training loss is withheld, and no decision is taken on it)
             est.loss_curve_.append(history.loss[-1])
         if self.validation is not None:
             score = net.score(*self.validation)
@@ -79,15 +76,15 @@ class _Stopping(Callback):
                 self.count = 0
             if score > est.best_validation_score_:
                 est.best_validation_score_, self.best = score, Snapshot(net)
-        else:
+        elif not history.private:
             if history.loss[-1] > est.best_loss_ - est.tol:
                 self.count += 1
             else:
                 self.count = 0
             est.best_loss_ = min(est.best_loss_, history.loss[-1])
         if est.verbose:
-            print(f"Iteration {epoch + 1}, " + ("loss withheld (DP-SGD)" if history.private else
-                                               f"loss = {history.loss[-1]:.8f}"))
+            print(f"Iteration {est.n_iter_ + epoch + 1}, " + ("loss withheld (DP-SGD)" if history.private else
+                                                             f"loss = {history.loss[-1]:.8f}"))
         return self.count > est.n_iter_no_change
 
 

@@ -433,14 +433,12 @@ def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         if target_epsilon is not None and private.kind != "poisson":
             raise ValueError(f"target_epsilon needs Poisson sampling from a secret key: {private.kind} steps are "
                              f"not covered by epsilon")
-        if early_stopping and validation_data is None and not validation_fraction:
-            raise ValueError("early stopping on the training loss is a decision on the private data that epsilon "
-                             "does not cover: give validation data (named as outside epsilon), or drop it")
-        if isinstance(schedule, schedules.ReduceOnPlateau) and validation_data is None \
-                and not validation_fraction:
-            raise ValueError("reduce_on_plateau on the training loss is a decision on the private data that "
-                             "epsilon does not cover: give validation data (named as outside epsilon), or another "
-                             "schedule")
+        if validation_data is None and not validation_fraction:
+            for name, used in (("early stopping", early_stopping),
+                               ("reduce_on_plateau", isinstance(schedule, schedules.ReduceOnPlateau))):
+                if used:
+                    raise ValueError(f"{name} on the training loss is a decision on the private data that epsilon "
+                                     f"does not cover: give validation data (named as outside epsilon), or drop it")
     elif any(option is not None for option in (dp_noise, dp_delta, target_epsilon, dp_insecure_seed)):
         raise ValueError("dp_noise, dp_delta, target_epsilon and dp_insecure_seed need dp_clip (DP-SGD)")
     if parallel is not None and parallel[0].comm.Get_rank():
@@ -512,12 +510,12 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     progress = Progress(verbose >= 2, epochs, n_batches - net.epoch_steps + (epochs - 1) * n_batches)
     q = batch_size / batches.N
     if private is not None:
-        if target_epsilon is not None:
-            net.privacy_ledger.check_target(target_epsilon, private.delta)
         if private.noise is None:  # the noise that spends target_epsilon over this fit, after the net's past
             private.noise = privacy.noise_for(target_epsilon, q, epochs * n_batches - net.epoch_steps,
                                               private.delta, net.privacy_ledger)
             private.check_noise()
+        elif target_epsilon is not None:
+            net.privacy_ledger.check_target(target_epsilon, private.delta)
         history.outside_epsilon = _outside_epsilon(validation is not None, validation_fraction, early_stopping,
                                                    schedule)
     if parallel is None:
@@ -704,14 +702,11 @@ class Progress:
         """``steps`` more done; ``losses`` their losses (None: withheld, not shown)."""
         if self.bar is None or steps == 0:
             return
-        if losses is None:
-            self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
-            self.bar.update(steps)
-            return
-        mean = float(np.mean(losses))
-        self.loss = mean if self.loss is None else 0.9 * self.loss + 0.1 * mean
         self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
-        self.bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
+        if losses is not None:
+            mean = float(np.mean(losses))
+            self.loss = mean if self.loss is None else 0.9 * self.loss + 0.1 * mean
+            self.bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
         self.bar.update(steps)
 
     def write(self, line):

@@ -44,11 +44,12 @@ def _clip_rows(delta, factors):
             delta[n, i] = delta[n, i] * f if f != 0 else 0
 
 
-@compiled(parallel=True, **OPTIONS)
+@kernel
 def _leave_out(h, factors):
     """h_nj = 0 for every sample left out (factor 0): its weight sums ``delta_ni h_nj`` are
-    then 0, whatever its activations held."""
-    for n in prange(h.shape[0]):
+    then 0, whatever its activations held.  (Serial: such samples are rare, and a parallel
+    loop would add its compile time to every cold start.)"""
+    for n in range(h.shape[0]):
         if factors[n] == 0:
             for j in range(h.shape[1]):
                 h[n, j] = 0

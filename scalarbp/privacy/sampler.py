@@ -51,11 +51,8 @@ NOISE, SAMPLING = 0, 1
 #: Pairs of normals per parallel block (a multiple of 4 LANES: a block of ChaCha20 gives 4 pairs).
 NOISE_BLOCK = 2048
 
-#: The most normals one step can draw: the 32-bit block counter's range, 8 normals a block.
-MAX_NORMALS = 8 << 32
-
 #: "expand 32-byte k", ChaCha20's constant words (RFC 8439, 2.3).
-_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
+_CONSTANTS = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
 
 
 def new_key():
@@ -98,7 +95,7 @@ def chacha20_blocks(key, nonce, first, x, state):
     (as long as x) is scratch."""
     for l in range(LANES):
         for w in range(4):
-            state[w * LANES + l] = _SIGMA[w]
+            state[w * LANES + l] = _CONSTANTS[w]
         for w in range(8):
             state[(4 + w) * LANES + l] = key[w]
         state[12 * LANES + l] = np.uint32(first + l)
@@ -116,6 +113,19 @@ def chacha20_blocks(key, nonce, first, x, state):
         _quarter_round(x, 3, 4, 9, 14)
     for i in range(x.shape[0]):
         x[i] = np.uint32(x[i] + state[i])
+
+
+@inlined
+def _word(x, lane, k):
+    """64-bit word k (< 8) of block ``lane`` of :func:`chacha20_blocks`' output: its 32-bit
+    words ``2k`` (high) and ``2k + 1`` (low)."""
+    return (np.uint64(x[2 * k * LANES + lane]) << np.uint64(32)) | np.uint64(x[(2 * k + 1) * LANES + lane])
+
+
+@inlined
+def _set_nonce(nonce, stream, step):
+    """Words 13-15 of a step's blocks: the stream, then the 64-bit step number."""
+    nonce[0], nonce[1], nonce[2] = stream, step & 0xFFFFFFFF, step >> 32
 
 
 # --- float64 ln, sin and cos as polynomials (vectorisable) ------------------------------
@@ -199,14 +209,11 @@ def normal_pair(w1, w2):
 
 @kernel
 def _normals(x, z):
-    """The 8 LANES normals of ``x``'s blocks into z: block l's words ``4p .. 4p + 3`` make
-    pair ``p LANES + l`` (two 64-bit words, high word first)."""
+    """The 8 LANES normals of ``x``'s blocks into z: block l's 64-bit words ``2p, 2p + 1``
+    make pair ``p LANES + l``."""
     for pair in range(4):
         for lane in range(LANES):
-            at = 4 * pair * LANES + lane
-            w1 = (np.uint64(x[at]) << np.uint64(32)) | np.uint64(x[at + LANES])
-            w2 = (np.uint64(x[at + 2 * LANES]) << np.uint64(32)) | np.uint64(x[at + 3 * LANES])
-            z1, z2 = normal_pair(w1, w2)
+            z1, z2 = normal_pair(_word(x, lane, 2 * pair), _word(x, lane, 2 * pair + 1))
             z[2 * (pair * LANES + lane)] = z1
             z[2 * (pair * LANES + lane) + 1] = z2
 
@@ -226,9 +233,10 @@ def _normal_block(out, key, nonce, block, scale, x, state, z):
 
 @compiled(parallel=True, cache=True, error_model="numpy")
 def add_noise(out, key, step, scale):
-    """``out += scale * xi``, xi standard normal, value m a function of (key, step, m) only."""
+    """``out += scale * xi``, xi standard normal, value m a function of (key, step, m) only
+    (up to ``2^35`` values a step: the 32-bit block counter's range, 8 normals a block)."""
     nonce = np.empty(3, np.uint32)
-    nonce[0], nonce[1], nonce[2] = NOISE, step & 0xFFFFFFFF, step >> 32
+    _set_nonce(nonce, NOISE, step)
     blocks = -(-out.shape[0] // (2 * NOISE_BLOCK))
     for block in prange(blocks):
         x, state = np.empty(16 * LANES, np.uint32), np.empty(16 * LANES, np.uint32)
@@ -257,14 +265,13 @@ def poisson_batches(subset, q, key, first, offsets, batches):
     offsets[0] = 0
     for b in range(offsets.shape[0] - 1):
         step = first + b
-        nonce[0], nonce[1], nonce[2] = SAMPLING, step & 0xFFFFFFFF, step >> 32
+        _set_nonce(nonce, SAMPLING, step)
         count, i, draw = offsets[b], -1, 0
         while True:
             if draw % (8 * LANES) == 0:  # 8 words of 64 bits a block, LANES blocks at a time
                 chacha20_blocks(key, nonce, draw // 8, x, state)
             lane, word = (draw % (8 * LANES)) // 8, draw % 8
-            w = (np.uint64(x[2 * word * LANES + lane]) << np.uint64(32)) | np.uint64(x[(2 * word + 1) * LANES + lane])
-            u = np.float64((w >> np.uint64(11)) + np.uint64(1)) * 2.0 ** -53
+            u = np.float64((_word(x, lane, word) >> np.uint64(11)) + np.uint64(1)) * 2.0 ** -53
             draw += 1
             gap = np.log(u) / ln_miss  # (q = 1: ln_miss = -inf, every gap 0)
             if gap >= N - 1 - i:
