@@ -61,6 +61,11 @@ class Layout:
         """Number of weight layers T."""
         return len(self.sizes) - 1
 
+    @property
+    def macs(self):
+        """Multiply-adds of one sample's forward sums, ``sum_k d_k d_{k+1}``."""
+        return sum(d_in * d_out for d_in, d_out in zip(self.sizes[:-1], self.sizes[1:]))
+
     def weight_shape(self, k):
         return (self.sizes[k + 1], self.sizes[k])
 

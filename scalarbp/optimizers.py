@@ -15,23 +15,24 @@ The formulas and defaults are PyTorch's (``torch.optim``), per parameter:
   ``avg = sqrt(s) + eps``; with momentum ``buf = mu buf + g / avg``, ``theta -= lr buf``,
   else ``theta -= lr g / avg``
 
-The compiled interface is the same for every optimiser: its rule's ``code``; ``hyper``,
-a float64 array of :data:`HYPER` hyper-parameters (``lr`` first, then the class's
-``hyper_names`` in order); ``states``, three 1-D arrays shaped like theta (the class's
-``slots``; an unused one is empty); and the step number ``t`` (from 1).  Per step,
-:func:`coefficients` turns ``(hyper, t)`` into numbers in the parameters' precision and
-:func:`rule` applies them to one parameter.  The CPU loop (:func:`update`) and the CUDA
-kernel both call those two functions.  Adding an optimiser is a class, a branch of
+The compiled interface is the same for every optimiser, a :class:`Rule` of named fields:
+its rule's ``code``; ``states``, three 1-D arrays shaped like theta (the class's ``slots``;
+an unused one is empty); ``hypers``, float64 rows of :data:`HYPER` hyper-parameters
+(``lr`` first, then the class's ``hyper_names`` in order), one per step; and ``t``, the
+steps taken before.  Per step, :func:`coefficients` turns ``(hyper, t)`` into the named
+:class:`Coefficients` in the parameters' precision and :func:`rule` applies them to one
+parameter.  The CPU loops (:func:`update_range`) and the CUDA kernel call those two
+functions.  Adding an optimiser is a class, a branch of
 :func:`coefficients` and a branch of :func:`rule`, here.
 """
 import math
+from collections import namedtuple
 
 import numpy as np
-from numba import prange
 from numba.extending import register_jitable
 
 from . import checks
-from .backends.jit import PARALLEL_ELEMENTS, compiled, serial_and_parallel
+from .backends.jit import compiled
 
 #: The updates' compile options: fused multiply-adds but no reassociation or reciprocal
 #: approximations, so each formula rounds as written (and as PyTorch's does).  Without
@@ -45,27 +46,42 @@ SGD_RULE, MOMENTUM_RULE, NESTEROV_RULE, ADAM_RULE, ADAMW_RULE, RMSPROP_RULE = ra
 #: Length of the hyper-parameter array: lr and up to seven more.
 HYPER = 8
 
+#: What the compiled steps take of an optimiser: its rule's ``code``, its three state
+#: arrays ``states`` (the class's ``slots``; an unused one is empty), ``hypers``, one row
+#: of :data:`HYPER` hyper-parameters per step (``lr`` first, then the class's
+#: ``hyper_names``; the schedule's rate in column 0), and ``t``, the steps taken before.
+Rule = namedtuple("Rule", "code states hypers t")
+
+#: The numbers a rule needs at one step, in the parameters' precision
+#: (:func:`coefficients`); a rule reads only its own.
+Coefficients = namedtuple("Coefficients", "rate momentum beta1 beta2 one_minus_beta1 one_minus_beta2 "
+                                          "bias2 eps decay alpha one_minus_alpha centered")
+
 
 @register_jitable
 def coefficients(code, hyper, t, theta):
-    """The numbers rule ``code`` needs at step ``t``, in theta's dtype (an 8-tuple).
+    """The :class:`Coefficients` of rule ``code`` at step ``t``, in theta's dtype.
 
     Computed in float64 from ``hyper`` (``lr`` first, then the class's ``hyper_names``),
     then rounded once: every operation of the rule itself runs in the parameters'
     precision, as PyTorch's does (``1 - beta1`` of a float32 would be a float64 in Numba).
     """
     real = theta.dtype.type
-    lr = hyper[0]
+    lr, zero = hyper[0], real(0)
     if code == ADAM_RULE or code == ADAMW_RULE:  # hyper: lr, beta1, beta2, eps, weight_decay
         b1, b2 = hyper[1], hyper[2]
         decay = 1 - lr * hyper[4] if code == ADAMW_RULE else 1.0
-        return (real(lr / (1 - b1 ** t)), real(1 - b2 ** t), real(1 - b1), real(1 - b2),
-                real(b1), real(b2), real(hyper[3]), real(decay))
+        return Coefficients(rate=real(lr / (1 - b1 ** t)), momentum=zero, beta1=real(b1), beta2=real(b2),
+                            one_minus_beta1=real(1 - b1), one_minus_beta2=real(1 - b2), bias2=real(1 - b2 ** t),
+                            eps=real(hyper[3]), decay=real(decay), alpha=zero, one_minus_alpha=zero, centered=zero)
     if code == RMSPROP_RULE:  # hyper: lr, alpha, eps, momentum, centered
         alpha = hyper[1]
-        return (real(lr), real(alpha), real(1 - alpha), real(hyper[2]), real(hyper[3]), real(hyper[4]),
-                real(0), real(0))
-    return (real(lr), real(hyper[1]), real(0), real(0), real(0), real(0), real(0), real(0))  # lr, mu
+        return Coefficients(rate=real(lr), momentum=real(hyper[3]), beta1=zero, beta2=zero, one_minus_beta1=zero,
+                            one_minus_beta2=zero, bias2=zero, eps=real(hyper[2]), decay=zero, alpha=real(alpha),
+                            one_minus_alpha=real(1 - alpha), centered=real(hyper[4]))
+    return Coefficients(rate=real(lr), momentum=real(hyper[1]), beta1=zero, beta2=zero, one_minus_beta1=zero,
+                        one_minus_beta2=zero, bias2=zero, eps=zero, decay=zero, alpha=zero, one_minus_alpha=zero,
+                        centered=zero)  # hyper: lr, momentum
 
 
 @register_jitable
@@ -73,52 +89,45 @@ def rule(code, theta, g, s0, s1, s2, m, c):
     """Update parameter ``theta[m]`` (and its state in ``s0..s2``) by rule ``code``, with
     ``c = coefficients(code, hyper, t, theta)``.  The formulas of the module docstring."""
     if code == SGD_RULE:
-        theta[m] = theta[m] - c[0] * g[m]
+        theta[m] = theta[m] - c.rate * g[m]
     elif code == MOMENTUM_RULE or code == NESTEROV_RULE:  # s0: velocity
-        v = c[1] * s0[m] + g[m]
+        v = c.momentum * s0[m] + g[m]
         s0[m] = v
-        theta[m] = theta[m] - c[0] * (g[m] + c[1] * v if code == NESTEROV_RULE else v)
+        theta[m] = theta[m] - c.rate * (g[m] + c.momentum * v if code == NESTEROV_RULE else v)
     elif code == ADAM_RULE or code == ADAMW_RULE:  # s0, s1: first and second moments
         gm, first, second = g[m], s0[m], s1[m]
-        first = c[4] * first + c[2] * gm
-        second = c[5] * second + c[3] * gm * gm
+        first = c.beta1 * first + c.one_minus_beta1 * gm
+        second = c.beta2 * second + c.one_minus_beta2 * gm * gm
         s0[m], s1[m] = first, second
-        decayed = theta[m] * c[7] if code == ADAMW_RULE else theta[m]
-        theta[m] = decayed - c[0] * first / (math.sqrt(second / c[1]) + c[6])
+        decayed = theta[m] * c.decay if code == ADAMW_RULE else theta[m]
+        theta[m] = decayed - c.rate * first / (math.sqrt(second / c.bias2) + c.eps)
     else:  # rmsprop; s0: square average, s1: momentum buffer, s2: mean gradient (centered)
-        square = c[1] * s0[m] + c[2] * (g[m] * g[m])
+        square = c.alpha * s0[m] + c.one_minus_alpha * (g[m] * g[m])
         s0[m] = square
-        if c[5] != 0:
-            mean = s2[m] + c[2] * (g[m] - s2[m])
+        if c.centered != 0:
+            mean = s2[m] + c.one_minus_alpha * (g[m] - s2[m])
             s2[m] = mean
-            avg = math.sqrt(square - mean * mean) + c[3]
+            avg = math.sqrt(square - mean * mean) + c.eps
         else:
-            avg = math.sqrt(square) + c[3]
-        if c[4] != 0:
-            buf = c[4] * s1[m] + g[m] / avg
+            avg = math.sqrt(square) + c.eps
+        if c.momentum != 0:
+            buf = c.momentum * s1[m] + g[m] / avg
             s1[m] = buf
-            theta[m] = theta[m] - c[0] * buf
+            theta[m] = theta[m] - c.rate * buf
         else:
-            theta[m] = theta[m] - c[0] * g[m] / avg
-
-
-#: Parameters per block of :func:`update`: one block per ``prange`` iteration.
-BLOCK = 4096
-
-
-@compiled(cache=True)
-def _block(array, block):
-    """Block number ``block`` of :data:`BLOCK` entries of ``array`` (empty arrays stay empty).
-
-    Loops over a view from index 0 let LLVM vectorise: with a loop from ``start``, Numba's
-    handling of negative indices gets in the way.
-    """
-    return array[block * BLOCK:(block + 1) * BLOCK]
+            theta[m] = theta[m] - c.rate * g[m] / avg
 
 
 @compiled(**UPDATE)
-def _update_block(code, theta, g, s0, s1, s2, c):
-    """:func:`rule` on one block of parameters, one loop per rule so that each vectorises."""
+def update_range(code, theta, g, states, start, stop, c):
+    """:func:`rule` on parameters ``start .. stop - 1``, one loop per rule so that each
+    vectorises; returns 0 if every new parameter is finite, else NaN (the sum of ``x - x``).
+
+    The loops run over views indexed from 0 (with a loop from ``start``, Numba's handling of
+    negative indices keeps LLVM from vectorising); an empty state array stays empty.
+    """
+    theta, g = theta[start:stop], g[start:stop]
+    s0, s1, s2 = states[0][start:stop], states[1][start:stop], states[2][start:stop]
     n = theta.shape[0]
     if code == SGD_RULE:
         for m in range(n):
@@ -135,28 +144,10 @@ def _update_block(code, theta, g, s0, s1, s2, c):
     else:
         for m in range(n):
             rule(code, theta, g, s0, s1, s2, m, c)
-
-
-@compiled(cache=True, fastmath={"reassoc"})  # reassociation only: x - x must stay NaN for inf
-def _nonfinite(theta):
-    """0 if every entry of ``theta`` is finite, else NaN: the sum of ``x - x``."""
-    s = theta.dtype.type(0)
-    for m in range(theta.shape[0]):
-        s += theta[m] - theta[m]
-    return s
-
-
-def _update_blocks(code, theta, g, states, c):
-    bad = 0.0
-    for block in prange((theta.shape[0] + BLOCK - 1) // BLOCK):
-        theta_block = _block(theta, block)
-        _update_block(code, theta_block, _block(g, block), _block(states[0], block),
-                      _block(states[1], block), _block(states[2], block), c)
-        bad += _nonfinite(theta_block)  # (read back while the block is in the cache)
+    bad = theta.dtype.type(0)
+    for m in range(n):  # (read back while the block is in the cache; x - x is NaN for inf)
+        bad += theta[m] - theta[m]
     return bad
-
-
-_update_serial, _update_parallel = serial_and_parallel(_update_blocks, fastmath=False)
 
 
 @compiled(cache=True, error_model="numpy")  # no fastmath: the coefficients round as written
@@ -164,14 +155,11 @@ def update(code, theta, g, states, hyper, t):
     """One step of rule ``code`` on every parameter, in place; ``t`` counts from 1.
 
     Returns True if every new parameter is finite: a finite gradient can still give an
-    update that overflows (a huge learning rate), and the caller then rolls back.
+    update that overflows (a huge learning rate), and the caller then rolls back.  (The
+    compiled steps of :mod:`.backends.kernels` run :func:`update_range` on each block of
+    units in their own parallel pass.)
     """
-    c = coefficients(code, hyper, t, theta)
-    if theta.shape[0] >= PARALLEL_ELEMENTS:
-        bad = _update_parallel(code, theta, g, states, c)
-    else:
-        bad = _update_serial(code, theta, g, states, c)
-    return bad == 0
+    return update_range(code, theta, g, states, 0, theta.shape[0], coefficients(code, hyper, t, theta)) == 0
 
 
 class Optimizer:
@@ -241,21 +229,22 @@ class Optimizer:
         values = [self.lr] + [float(self.hyper[name]) for name in self.hyper_names]
         return np.array(values + [0.0] * (HYPER - len(values)))
 
-    def arguments(self, theta):
-        """``(code, states, hyper, t)``: what :func:`update` and the kernels take, with the
-        step count before the update (state arrays are created for ``theta`` if needed)."""
+    def arguments(self, theta, hypers=None):
+        """The :class:`Rule` the compiled steps take, with ``hypers`` (default: one row of
+        this optimiser's own) and the step count before the update (state arrays are
+        created for ``theta`` if needed)."""
         self.init_state(theta)
         empty = np.empty(0, theta.dtype)  # its own buffer: aliasing theta would stop vectorization
         states = tuple(empty if name is None else self.state[name] for name in self.slots)
         states += (empty,) * (3 - len(states))
-        return self.code, states, self.hyper_array(), float(self.t)
+        return Rule(self.code, states, self.hyper_array()[None] if hypers is None else hypers, float(self.t))
 
     def step(self, theta, g, hyper=None):
         """One update of ``theta`` in place from the gradient ``g`` (with the row of
         hyper-parameters ``hyper`` when given: a scheduled rate); returns True if the new
         parameters are all finite (see :func:`update`)."""
         code, states, own, t = self.arguments(theta)
-        finite = update(code, theta, g, states, own if hyper is None else hyper, t + 1)
+        finite = update(code, theta, g, states, own[0] if hyper is None else hyper, t + 1)
         self.t += 1
         return finite
 

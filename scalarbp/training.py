@@ -584,7 +584,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                                 float(np.dot(losses[first:], sample_counts[first:]) / sample_counts[first:].sum()))
             if validation is not None:
                 X_val, T_val, y_val = validation
-                history.val_loss.append(engine.loss_and_grad(net, X_val, T_val)[0])
+                history.val_loss.append(engine.loss(net, X_val, T_val))
                 history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
             history.lr.append(float(hypers[done - 1, 0]) if done else opt.lr)
             if private is not None and private.delta is not None:

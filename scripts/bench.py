@@ -11,8 +11,9 @@ NumPy's BLAS too when threadpoolctl is installed);
 ``--phases`` breaks scalarbp's epoch into forward, backward and update; ``--busy`` times
 each case beside a competing 2-thread PyTorch job against its quiet one-thread time;
 ``--memory``
-measures each case's peak RSS in a fresh process; ``--compile`` times the first training
-step of a new process with an empty and a warm Numba cache.
+measures each case's peak RSS in a fresh process; ``--compile`` times a new process's first fit and predict
+with an empty and a warm Numba cache, and lists what each compiled (alone, unless
+``--cases`` names cases to time as well).
 
 Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this command only, or NumPy's BLAS (the
 peak and the row backend) runs a slower kernel; the script says which kernel it got.
@@ -44,7 +45,8 @@ def main(argv=None):
                         help="skip scikit-learn and the NumPy row backend (PyTorch and the BLAS floor only)")
     parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
     parser.add_argument("--memory", action="store_true", help="RSS of each case's epoch in a fresh process")
-    parser.add_argument("--compile", action="store_true", help="cold and warm start-up times")
+    parser.add_argument("--compile", action="store_true",
+                        help="cold and warm start-up times and compiled signatures (alone unless --cases is given)")
     parser.add_argument("--busy", action="store_true",
                         help="each case's epoch beside a competing 2-thread PyTorch job (mean of 8), against its "
                              "quiet one-thread time")
@@ -56,6 +58,14 @@ def main(argv=None):
 
     if args.dp:
         return dp_report(args)
+    if args.compile and not args.cases:  # the start-up table alone (CI prints it)
+        print(f"machine: {timing.machine()}")
+        results = benchmark.compile_times()
+        print_compile_times(results)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": timing.machine(), "compile_seconds": results}, f, indent=1)
+        return
     timing.start_torch(args.threads)  # before any Numba parallel region: see its docstring
     numba.set_num_threads(args.threads)
     try:  # NumPy's BLAS (the peak, the floor, the row backend) on as many threads as the rest
@@ -128,14 +138,24 @@ def main(argv=None):
             print(f"| {case.name} | {quiet:.4f} | {busy:.4f} | {busy / quiet:.2f} | ≤ 1.3 |", flush=True)
     if args.compile:
         report["compile_seconds"] = benchmark.compile_times()
-        c = report["compile_seconds"]
-        print(f"\nfirst training step of a new process: {c['cold']:.1f} s with an empty Numba cache, "
-              f"{c['warm']:.2f} s with a warm one")
+        print_compile_times(report["compile_seconds"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
     if args.png:
         chart(report, args.png)
+
+
+def print_compile_times(results):
+    """The start-up table of ``--compile``: seconds of a new process's first fit and first
+    predict with an empty and a warm Numba cache, and the signatures each compiled."""
+    print("\n| case | dtype | cold: import s | fit s | predict s | total s | warm total s | compiled signatures |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for r in results:
+        cold, warm = r["cold"], r["warm"]
+        signatures = ", ".join(f"{name} {count}" for name, count in sorted(cold["signatures"].items()))
+        print(f"| {r['case']} | {r['dtype']} | {cold['import']:.2f} | {cold['fit']:.2f} | {cold['predict']:.2f} | "
+              f"{cold['total']:.2f} | {warm['total']:.2f} | {signatures} |", flush=True)
 
 
 def dp_report(args):

@@ -4,6 +4,7 @@ forward/backward/update split, peak memory, and compile time from an empty cache
 Used by ``scripts/bench.py`` (and its tests); the timing machinery they share with the
 quick ``scalarbp bench`` is :mod:`scalarbp.timing`.
 """
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +13,7 @@ import time
 
 import numpy as np
 
-from scalarbp.backends import kernels, scalar
-from scalarbp.backends.jit import start_threads
+from scalarbp.backends import scalar
 from scalarbp.layout import Layout
 from scalarbp.model import MLP
 from scalarbp.optimizers import make
@@ -38,11 +38,13 @@ TARGETS.update({"mnist-gpu": 0.3, "wide-gpu": 1.0, "big-gpu": 3.0})
 
 
 def sweep_cases():
-    """More shapes: batch sizes, depth, width, float64."""
+    """More shapes: batch sizes, depth, width (two hidden layers of w on mnist's input, so
+    that the operands outgrow the caches), float64."""
     cases = [Case(f"batch {b}", (784, 256, 128, 10), 8192 if b >= 16 else 1024, b)
              for b in (1, 4, 16, 64, 256, 1024)]
     cases += [Case(f"depth {d}", (256,) + (256,) * d + (10,), 8192, 128) for d in (1, 2, 4, 8)]
     cases += [Case(f"width {w}", (w, w, 10), 8192, 128) for w in (64, 256, 1024, 2048)]
+    cases += [Case(f"784-{w}-{w}-10", (784, w, w, 10), 8192, 256) for w in (128, 512, 1024, 2048)]
     cases += [Case("mnist float64", (784, 256, 128, 10), 16384, 64, dtype="float64")]
     return cases
 
@@ -53,23 +55,18 @@ def phases(case, repeats=5):
     net = MLP(case.sizes, dtype=case.dtype, seed=0)
     net.optimizer = make(case.optimizer, case.lr)
     Y = np.eye(case.sizes[-1], dtype=case.dtype)[y]
-    work = scalar.BACKEND.workspace(net, case.batch).work
-    codes = net.codes
-    start_threads()
+    engine = scalar.BACKEND
     grad = np.empty_like(net.theta)
     batches = [(np.ascontiguousarray(X[s:s + case.batch]), np.ascontiguousarray(Y[s:s + case.batch]))
                for s in range(0, case.N, case.batch)]
 
     def forward():
         for xb, _ in batches:
-            kernels.forward(net.theta, net.layout.table, codes, xb, work)
-
-    unweighted = np.empty(0, net.dtype)
+            engine.forward(net, xb)
 
     def forward_backward():
         for xb, yb in batches:
-            kernels.loss_and_grad(net.theta, grad, net.layout.table, codes, net.loss_code, 0.0, xb, yb, unweighted,
-                                  work)
+            engine.loss_and_grad(net, xb, yb, grad)
 
     zero = np.zeros_like(grad)
 
@@ -121,27 +118,55 @@ def expected_memory(case):
     params = layout.size * item
     states = len(make(case.optimizer, case.lr).state_names)
     work = scalar.Workspace(layout, case.batch, case.dtype)
-    work_bytes = sum(b.nbytes for b in work.work) + work.xb.nbytes + work.yb.nbytes
+    work_bytes = sum(b.nbytes for b in work.work)
     return {"data": data_bytes, "parameters": params, "optimizer state": states * params,
             "gradient": params, "work buffers": work_bytes}
 
 
-def compile_times(case=CASES["digits"]):
-    """Seconds from a new process's start to its first training step done, with an empty
-    Numba cache (cold: compiling) and again with the cache it left (warm)."""
-    code = ("import time; t0 = time.perf_counter()\n"
-            "import numpy as np, scalarbp\n"
-            f"net = scalarbp.MLP({list(case.sizes)}, dtype={case.dtype!r}, seed=0)\n"
-            "X = np.zeros((32, net.sizes[0]), np.float32); y = np.zeros(32, int)\n"
-            "net.fit(X, y, epochs=1, batch_size=32, optimizer='adam')\n"
-            "print(time.perf_counter() - t0)\n")
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        times = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                      check=True).stdout.split()[-1]) for _ in range(2)]
-    return {"cold": times[0], "warm": times[1]}
+#: The start-up cases: the default model (``scalarbp train``: 64-128-10 on the digits, the
+#: serial engine) and the mnist shape (the parallel engine), each in float32 and float64.
+COMPILE_CASES = [Case("default", (64, 128, 10), 1437, 32), Case("mnist", (784, 256, 128, 10), 1024, 64)]
+
+#: A new process's first fit (with a validation split, as ``scalarbp train`` has) and
+#: first predict, timed apart, and the signatures each compiled function then holds.
+_START = """import json, sys, time
+t0 = time.perf_counter()
+import numpy as np, scalarbp
+from numba.core.registry import CPUDispatcher
+sizes, dtype, N, batch = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+X = rng.normal(size=(N, sizes[0])).astype(dtype); y = rng.integers(0, sizes[-1], N)
+net = scalarbp.MLP(sizes, dtype=dtype, seed=0)
+t1 = time.perf_counter()
+net.fit(X, y, epochs=1, batch_size=batch, optimizer="adam", validation_fraction=0.1)
+t2 = time.perf_counter()
+net.predict(X)
+t3 = time.perf_counter()
+import gc
+signatures = {}
+for d in gc.get_objects():
+    if isinstance(d, CPUDispatcher) and d.signatures and d.py_func.__module__.startswith("scalarbp"):
+        signatures[f"{d.py_func.__module__.split('.')[-1]}.{d.py_func.__qualname__}"] = len(d.signatures)
+print(json.dumps({"import": t1 - t0, "fit": t2 - t1, "predict": t3 - t2, "total": t3 - t0,
+                  "signatures": signatures}))
+"""
 
 
+def compile_times(cases=COMPILE_CASES, dtypes=("float32", "float64")):
+    """Per case and dtype, a new process's import, first fit and first predict in seconds,
+    with an empty Numba cache (cold: compiling) and again with the cache it left (warm),
+    and the compiled signatures per function (the entry points and what links into them)."""
+    results = []
+    for case in cases:
+        for dtype in dtypes:
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+                argument = json.dumps([list(case.sizes), dtype, case.N, case.batch])
+                runs = [json.loads(subprocess.run([sys.executable, "-c", _START, argument], env=env,
+                                                  capture_output=True, text=True, check=True).stdout.split("\n")[-2])
+                        for _ in range(2)]
+            results.append({"case": case.name, "dtype": dtype, "cold": runs[0], "warm": runs[1]})
+    return results
 
 
 #: The DP-SGD cases: the issue's mnist shape on 16,384 samples (Opacus is slow), and wide.

@@ -44,7 +44,7 @@ for dtype in dtypes:
     net = sb.MLP([7, 9, 3], dtype=dtype, seed=1)
     X = np.linspace(-1, 1, 5 * 7).reshape(5, 7).astype(dtype)
     out[dtype] = net.predict_proba(X).astype(float).tolist()
-out["compiled"] = sum(len(d.stats.cache_misses) for d in (kernels.predict, kernels.forward))
+out["compiled"] = sum(len(d.stats.cache_misses) for d in kernels.PREDICT)
 print(json.dumps(out))
 """
 
@@ -90,7 +90,7 @@ def test_four_processes_compiling_into_one_empty_cache_leave_it_correct(tmp_path
             np.testing.assert_array_equal(np.asarray(result[dtype], dtype=dtype), probabilities)
 
     entries = list(index_entries(tmp_path))
-    assert len(entries) > 10
+    assert len(entries) >= 4  # predict's serial engine and the product, each in two dtypes
     wrong = [(os.path.basename(index), key, found) for index, key, found in entries if key != found]
     assert not wrong, f"index entries pointing at another signature's code: {wrong}"
 

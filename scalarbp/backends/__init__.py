@@ -47,6 +47,11 @@ class Backend(abc.ABC):
         ``weights`` (one per sample) make the mean a weighted one, ``sum w_n Loss_n /
         sum w_n``."""
 
+    def loss(self, net, X, T, weights=None):
+        """The penalised mean loss alone (validation): this default is
+        :meth:`loss_and_grad`'s J."""
+        return self.loss_and_grad(net, X, T, None, weights)[0]
+
     def per_example(self, net, X, T, G):
         """``(losses, squared norms)`` of every sample's own loss and gradient (no ``1/N``, no
         penalty; :mod:`.per_example`), and the gradients into G ``(N, P)`` when it has rows.

@@ -65,34 +65,41 @@ def compiled(**options):
     return decorate
 
 
-#: A compiled function (no parallel loops of its own).
+#: A compiled function of its own: a library every caller links (no parallel loops).
 kernel = compiled(**OPTIONS)
 
-#: Multiply-adds below which a product runs on one thread: waking the others costs more
-#: than it saves (measured: digits steps take 35 us this way, 145 us with every loop
-#: parallel).
-PARALLEL_MACS = 1 << 18
+#: A helper compiled into each caller (Numba inlines it at the IR level): it links no
+#: library of its own, so a caller's compile does not re-optimise one more module, and a
+#: ``prange`` in it is a parallel loop of the caller when the caller is parallel.
+inlined = njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 
-#: Elements below which an element-wise pass runs on one thread.
-PARALLEL_ELEMENTS = 1 << 15
+#: Multiply-adds per sample (``sum_k d_k d_{k+1}``) below which a net runs the serial
+#: compilation of the engine: waking the other threads costs more than it saves, and only
+#: the variant a net uses is ever compiled.
+PARALLEL_MACS = 1 << 15
 
 
-def serial_and_parallel(loop, **options):
-    """``loop`` (a function whose outer loop is a ``prange``) compiled twice: as a plain
-    loop on the calling thread, and as a parallel loop over Numba's threads.
+def serial_and_parallel(function, **options):
+    """``function`` (an entry point whose loops over blocks are ``prange``) compiled twice:
+    as plain loops on the calling thread, and as parallel loops over Numba's threads.
 
-    One body serves both, so the two can never disagree: a small pass runs the serial
-    copy, a large one the parallel copy, and the arithmetic is the same.  The serial copy
-    is a clone of the function under its own qualified name, which Numba's on-disk cache
-    uses to tell the two compiled versions apart (it keys entries by name and signature,
-    not by compile options).  ``options`` replace entries of :data:`OPTIONS`.
+    One body serves both, so the two can never disagree, and each is compiled only when a
+    net first calls it (:func:`parallel_for`).  The serial copy is a clone of the function
+    under its own qualified name, which Numba's on-disk cache uses to tell the two compiled
+    versions apart (it keys entries by name and signature, not by compile options).
+    ``options`` replace entries of :data:`OPTIONS`.
     """
     options = {**OPTIONS, **options}
-    serial = types.FunctionType(loop.__code__, loop.__globals__, loop.__name__, loop.__defaults__,
-                                loop.__closure__)
-    serial.__qualname__ = f"{loop.__qualname__}.serial"
-    serial.__doc__ = loop.__doc__
-    return compiled(**options)(serial), compiled(parallel=True, **options)(loop)
+    serial = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                                function.__defaults__, function.__closure__)
+    serial.__qualname__ = f"{function.__qualname__}.serial"
+    serial.__doc__ = function.__doc__
+    return compiled(**options)(serial), compiled(parallel=True, **options)(function)
+
+
+def parallel_for(macs):
+    """Whether a net of ``macs`` multiply-adds per sample runs the parallel compilation."""
+    return macs >= PARALLEL_MACS
 
 
 def start_threads():

@@ -1,4 +1,4 @@
-"""Backpropagation in scalar form (seed 001), compiled by Numba: the driver of the passes.
+"""Backpropagation in scalar form (seed 001), compiled by Numba: the engine.
 
 Symbols as in the notes (seed 001's ``h`` is called ``a`` here, its ``f`` is ``h``; see
 the README's table of symbols).  Indices: ``n`` a sample of the batch, ``i`` a unit of
@@ -7,17 +7,33 @@ above.  Per layer ``k`` (``W = W[k]`` of shape ``(d_{k+1}, d_k)``, ``b = b[k]``)
 
     a_ni = sum_j w_ij h_nj + b_i,    h_ni = g(a_ni)                 forward
     delta_nj = dPhi/df_j g'(a_nj) / N                              output layer
+    delta_ni = (sum_s delta_ns w_si) g'(a_ni)                      the delta recursion
     dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij                     weight gradient
     dPhi/db_i = sum_n delta_ni                                     bias gradient
-    delta_ni = (sum_s delta_ns w_si) g'(a_ni)                      the delta recursion
 
-The three sums are :mod:`.products`' ``forward_sum``, ``weight_grad_sum`` and
-``delta_sum``; the element-wise steps (``+ b`` and ``g``, ``g'``, the output layer, the
-bias gradient) are the loops at the end of this module, each over the samples of the
-batch with ``prange``.  :func:`train_epoch` runs a whole epoch of minibatch steps in
-compiled code, so that small networks do not pay Python's per-step cost.
+A training step is two parallel passes and the update:
+
+1. :func:`samples_pass`, per block of samples: the forward sums through every layer, the
+   output delta and the delta recursion down to layer 1 (a sample's deltas need nothing
+   of the other samples', so there is no barrier between layers);
+2. :func:`units_pass`, per block of units: the weight and bias sums over the batch, the
+   penalty and the sums the finiteness check and the clipping read;
+3. :func:`update_pass`, per block of units: the optimiser's rule on their weights and
+   biases, and their column of ``W^T`` (which the forward sums read) written anew.
+
+All three sums are one micro-kernel, :func:`.products.product`.  Blocks are fixed by the
+shapes (samples in groups of four, units in the net's ``items`` table), never by the
+number of threads: results are bit-for-bit the same on any number of them.
+
+The entry points (:func:`train_epoch`, :func:`predict`, :func:`per_example`, and DP-SGD's in
+:mod:`.private`) are each compiled twice from one body, serial and parallel
+(:func:`.jit.serial_and_parallel`), and a net calls only the one its size asks for
+(:func:`variant`); everything else they call is inlined into them (:data:`.jit.inlined`)
+but for the product and the optimiser's update, which each compile once per entry point.
 """
 from collections import namedtuple
+
+import math
 
 import numpy as np
 from numba import prange
@@ -25,20 +41,40 @@ from numba import prange
 from ..activations import IDENTITY, activation as g, derivative as g_prime
 from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..losses import SOFTMAX, output_row, outputs_row
-from ..optimizers import update
+from ..optimizers import coefficients, update_range
 from . import BAD_GRADIENT, BAD_UPDATE
-from .jit import PARALLEL_ELEMENTS, kernel, serial_and_parallel
-from .products import delta_sum, forward_sum, weight_grad_sum
+from .jit import inlined, parallel_for, serial_and_parallel
+from .per_example import outer_products_row
+from .products import product
 
-#: The work buffers of one batch, all 1-D and of the parameters' dtype
-#: (:class:`scalarbp.backends.scalar.Workspace` sizes them): ``a``, ``h`` per-sample
-#: blocks of layers 1..T; ``losses`` one per sample; ``delta``, ``below`` the deltas of
-#: two adjacent layers; ``scratch`` the transposes :mod:`.products` writes; ``sums`` one
-#: per unit, the per-row sums of the gradient (its finiteness check).
-Work = namedtuple("Work", "a h losses delta below scratch sums")
+#: The work buffers of one batch (:class:`scalarbp.backends.scalar.Workspace` sizes them):
+#: ``a``, ``h``, ``delta`` per-sample blocks of layers 1..T (1-D); ``losses`` one per
+#: sample; ``WT`` laid out like theta, each ``W[k]^T`` ``(d_k, d_{k+1})`` where ``W[k]`` is;
+#: ``items`` the blocks of units of passes 2 and 3, one row ``(k, i0, i1)`` each; ``sums``
+#: per item: the sum of its gradient entries, their squares, and ``sum w_ij^2``; ``xb``,
+#: ``yb``, ``wb`` the minibatch's inputs, targets and sample weights (1-D); ``norms`` and
+#: ``factors`` one per sample (per-example norms, DP-SGD's clipping).
+Work = namedtuple("Work", "a h delta losses WT items sums xb yb wb norms factors")
+
+#: Samples per block of :func:`samples_pass` (a multiple of 4: the product's groups of
+#: rows then fall the same way whatever the block, so a sample's numbers do not depend on
+#: it).
+SAMPLES = 16
+
+#: Modes of :func:`train_epoch`: steps with updates; one gradient, no update; the loss only.
+TRAIN, GRADIENT, LOSS = range(3)
 
 
-@kernel
+def variant(entry, net):
+    """The serial or the parallel compilation of ``entry`` (a pair) for ``net``: chosen by its
+    size alone, so that a net compiles one of the two, whatever its batches."""
+    return entry[parallel_for(net.layout.macs)]
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+@inlined
 def parameters(theta, layers, k):
     """``(W[k], b[k])`` as views of a flat vector laid out like theta (:mod:`scalarbp.layout`)."""
     d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
@@ -46,314 +82,317 @@ def parameters(theta, layers, k):
     return W, theta[layers[k, B_AT]:layers[k, B_AT] + d_out]
 
 
-@kernel
+@inlined
+def transposed(WT, layers, k):
+    """``W[k]^T`` ``(d_k, d_{k+1})``, the view of :data:`Work`'s ``WT``."""
+    return WT[layers[k, W_AT]:layers[k, B_AT]].reshape((layers[k, D_IN], layers[k, D_OUT]))
+
+
+@inlined
 def layer(buffer, layers, k, N):
     """Layer ``k+1``'s ``(N, d_{k+1})`` block of a per-sample buffer of layers 1..T."""
     at, d = N * layers[k, UNIT_AT], layers[k, D_OUT]
     return buffer[at:at + N * d].reshape((N, d))
 
 
-@kernel
+@inlined
+def flat(buffer, layers, k, N):
+    """The same block, 1-D (the product reads its ``A`` operand this way)."""
+    at = N * layers[k, UNIT_AT]
+    return buffer[at:at + N * layers[k, D_OUT]]
+
+
+@inlined
 def rows(buffer, N, d):
     """The first ``N * d`` entries of a 1-D buffer as an ``(N, d)`` array."""
     return buffer[:N * d].reshape((N, d))
 
 
-@kernel
-def forward(theta, layers, codes, X, work):
-    """Forward pass: a and h of layers 1..T into ``work.a`` and ``work.h``.
+# --- pass 1: per block of samples -------------------------------------------------------------
 
-    ``codes[k]`` is the activation code of layer k+1 (the last one the output's).  The
-    output layer's h is that layer's g(a), or for softmax its logits a; :func:`output`
-    or :func:`output_layer` then computes the outputs.
-    """
-    N = X.shape[0]
-    h_below = X
+
+@inlined
+def forward_rows(theta, WT, layers, codes, x, N, n0, n1, A, H):
+    """Forward sums of samples n0 .. n1 - 1 of a batch of N with inputs ``x`` (1-D, N d_0):
+    a and h of layers 1..T into A and H.  The output layer's h is its g(a), or for softmax
+    its logits a."""
     for k in range(layers.shape[0]):
-        W, b = parameters(theta, layers, k)
-        a, h = layer(work.a, layers, k, N), layer(work.h, layers, k, N)
-        forward_sum(h_below, W, a, work.scratch)                      # a_ni = sum_j w_ij h_nj
-        activate(a, b, h, codes[k] if codes[k] != SOFTMAX else IDENTITY)  # a_ni += b_i; h_ni = g(a_ni)
-        h_below = h
+        d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
+        below = x if k == 0 else flat(H, layers, k - 1, N)
+        a, h = layer(A, layers, k, N), layer(H, layers, k, N)
+        _, b = parameters(theta, layers, k)
+        product(below[n0 * d_in:n1 * d_in], d_in, np.int64(1), transposed(WT, layers, k), a[n0:n1])  # a_ni = sum_j h_nj w_ij
+        code = codes[k] if codes[k] != SOFTMAX else IDENTITY
+        for n in range(n0, n1):
+            for i in range(d_out):
+                a[n, i] += b[i]                                 # + b_i
+                h[n, i] = g(code, a[n, i])                      # h_ni = g(a_ni)
 
 
-@kernel
-def predict(theta, layers, codes, X, work):
-    """The network's outputs for X: the last layer's block of ``work.h`` after the call."""
-    forward(theta, layers, codes, X, work)
-    T, N = layers.shape[0], X.shape[0]
-    output(layer(work.a, layers, T - 1, N), layer(work.h, layers, T - 1, N), codes[T - 1])
+@inlined
+def backward_rows(theta, layers, codes, N, n0, n1, A, H, D):
+    """The delta recursion for samples n0 .. n1 - 1, from the output layer's delta down to
+    layer 1's (seed 001): ``delta_nj = (sum_s delta_ns w_sj) g'(a_nj)``, into D."""
+    for k in range(layers.shape[0] - 1, 0, -1):
+        W, _ = parameters(theta, layers, k)
+        d_out = layers[k, D_OUT]
+        below = layer(D, layers, k - 1, N)
+        product(flat(D, layers, k, N)[n0 * d_out:n1 * d_out], d_out, np.int64(1), W, below[n0:n1])  # sum_s delta_ns w_sj
+        a, h = layer(A, layers, k - 1, N), layer(H, layers, k - 1, N)
+        for n in range(n0, n1):
+            for j in range(below.shape[1]):
+                below[n, j] *= g_prime(codes[k - 1], a[n, j], h[n, j])  # * g'(a_nj)
 
 
-@kernel
-def loss_and_grad(theta, grad, layers, codes, loss_code, l2, X, Y, weights, work):
-    """J and dJ/dtheta (into ``grad``) for the batch (X, Y); returns ``(J, s)``.
+@inlined
+def gather_rows(X, labels, Y, weights, samples, n0, n1, K, xb, yb, wb):
+    """Rows ``samples[n0:n1]`` of X into the batch inputs, their K targets into the batch
+    targets (one-hot rows of ``labels`` when it is not empty, else rows of Y), their
+    weights (if any) into the batch weights."""
+    d = X.shape[1]
+    for m in range(n0, n1):
+        row = samples[m]
+        for j in range(d):
+            xb[m * d + j] = X[row, j]
+        if labels.shape[0] > 0:
+            for j in range(K):
+                yb[m * K + j] = 0
+            yb[m * K + labels[row]] = 1
+        else:
+            for j in range(K):
+                yb[m * K + j] = Y[row, j]
+        if weights.shape[0] > 0:
+            wb[m] = weights[row]
 
-    ``weights`` (one per sample, or empty for none) make J the weighted mean
-    ``sum_n w_n Loss_n / sum_n w_n``.  ``s`` is the sum of every gradient entry: finite
-    exactly when no entry is NaN or inf (barring overflow), so the training loop checks
-    one number.
+
+@inlined
+def samples_pass(theta, WT, layers, codes, loss_code, X, labels, Y, weights, samples, scale, backward, work):
+    """Pass 1 of a step over the batch ``samples`` (rows of X): per block of
+    :data:`SAMPLES`, gather, forward, output and (when ``backward``) the delta recursion.
+
+    The output delta is ``dLoss_n/da_n`` times ``scale`` (``1/N``: seed 003's mean), then
+    times ``N w_n / sum_m w_m`` when there are sample weights, as the loss is.
     """
-    N, T = X.shape[0], layers.shape[0]
-    forward(theta, layers, codes, X, work)
-    delta = rows(work.delta, N, layers[T - 1, D_OUT])
-    # delta^T_nj = dPhi/df_j g'(a_nj) / N; (f - y) / N for softmax + cross-entropy (seed 003)
-    output_layer(layer(work.a, layers, T - 1, N), layer(work.h, layers, T - 1, N), Y, codes[T - 1], loss_code,
-                 theta.dtype.type(1.0 / N), delta, work.losses)
-    if weights.shape[0] > 0:
-        weigh(delta, work.losses, weights)                 # delta_n, Loss_n *= N w_n / sum_m w_m
-    J = 0.0
-    for n in range(N):
-        J += work.losses[n]                                 # J = (1/N) sum_n Loss_n (seed 003's E_in)
-    J /= N
-    grad_sum = 0.0
-    delta_buffer, below_buffer = work.delta, work.below
-    for k in range(T - 1, -1, -1):
+    N, T = samples.shape[0], layers.shape[0]
+    K = layers[T - 1, D_OUT]
+    total = 0.0
+    for m in range(N if weights.shape[0] > 0 else 0):
+        total += weights[samples[m]]                            # sum_m w_m
+    # (every array a parallel loop touches is named before it: a loop over a named tuple's
+    # fields would work on copies)
+    A, H, D, losses, xb, yb, wb = work.a, work.h, work.delta, work.losses, work.xb, work.yb, work.wb
+    x, y = xb[:N * X.shape[1]], rows(yb, N, K)
+    a_T, h_T, delta_T = layer(A, layers, T - 1, N), layer(H, layers, T - 1, N), layer(D, layers, T - 1, N)
+    for block in prange((N + SAMPLES - 1) // SAMPLES):
+        n0 = block * SAMPLES
+        n1 = min(n0 + SAMPLES, N)
+        gather_rows(X, labels, Y, weights, samples, n0, n1, K, xb, yb, wb)
+        forward_rows(theta, WT, layers, codes, x, N, n0, n1, A, H)
+        for n in range(n0, n1):  # delta^T_nj = dPhi/df_j g'(a_nj) / N; (f - y) / N for softmax + cross-entropy
+            losses[n] = output_row(a_T, h_T, y, codes[T - 1], loss_code, scale, delta_T, n)
+            if weights.shape[0] > 0:  # delta_n, Loss_n *= N w_n / sum_m w_m
+                share = theta.dtype.type(N * wb[n] / total)
+                losses[n] *= share
+                for j in range(K):
+                    delta_T[n, j] *= share
+        if backward:
+            backward_rows(theta, layers, codes, N, n0, n1, A, H, D)
+
+
+# --- passes 2 and 3: per block of units ---------------------------------------------------------
+
+
+@inlined
+def units_pass(theta, grad, layers, x, N, l2, work):
+    """Pass 2, per item ``(k, i0, i1)`` of the net's table: units i0 .. i1 - 1 of layer k+1.
+
+    ``dPhi/dw_ij = sum_n delta_ni h_nj`` (seed 001's ``delta_i f_j``, summed over the batch
+    as seed 004 does), ``dPhi/db_i = sum_n delta_ni``, both over n in order, then
+    ``+ l2 w_ij``; into ``work.sums[item]`` the sum of the entries, of their squares, and
+    ``sum w_ij^2`` (the penalty's share of J).
+    """
+    items, sums, H, D = work.items, work.sums, work.h, work.delta
+    for item in prange(items.shape[0]):
+        k, i0, i1 = items[item, 0], items[item, 1], items[item, 2]
+        d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
         W, _ = parameters(theta, layers, k)
         dW, db = parameters(grad, layers, k)
-        h_below = X if k == 0 else layer(work.h, layers, k - 1, N)
-        weight_grad_sum(delta, h_below, dW, work.scratch)  # dPhi/dw_ij = sum_n delta_ni h_nj (seed 001, 004)
-        grad_sum += bias_grad_and_penalty(delta, W, l2, dW, db, work.sums)  # db_i = sum_n delta_ni; + l2 w_ij
-        if l2 != 0:
-            J += 0.5 * l2 * squared_norm(W)                 # (l2 / 2) ||W||_F^2 (seed 002)
-        if k > 0:
-            below = rows(below_buffer, N, layers[k, D_IN])
-            delta_sum(delta, W, below, work.scratch)        # sum_s delta_ns w_si
-            scale_by_g_prime(below, layer(work.a, layers, k - 1, N), h_below, codes[k - 1])  # * g'(a_ni)
-            delta_buffer, below_buffer = below_buffer, delta_buffer
-            delta = below
-    return J, grad_sum
+        below = rows(x, N, d_in) if k == 0 else layer(H, layers, k - 1, N)
+        delta = flat(D, layers, k, N)
+        product(delta[i0:], np.int64(1), d_out, below, dW[i0:i1])                   # dPhi/dw_ij = sum_n delta_ni h_nj
+        total, squares, weights = 0.0, 0.0, 0.0
+        for i in range(i0, i1):
+            s = db.dtype.type(0)
+            for n in range(N):
+                s += delta[n * d_out + i]                               # dPhi/db_i = sum_n delta_ni
+            db[i] = s
+            total += s
+            squares += s * s
+            row, w = dW[i], W[i]
+            for j in range(d_in):
+                if l2 != 0:
+                    row[j] += l2 * w[j]                                 # + l2 w_ij
+                total += row[j]
+                squares += row[j] * row[j]
+                weights += w[j] * w[j]
+        sums[item, 0], sums[item, 1], sums[item, 2] = total, squares, weights
 
 
-@kernel
-def train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weights, order, batch_size,
-                optimizer, clip, work, xb, yb, wb, batch_losses):
+@inlined
+def update_pass(theta, grad, layers, rule, hyper, t, scale, work):
+    """Pass 3, per item: the gradient times ``scale`` when it is below 1 (the clipping),
+    the optimiser's rule on the item's weights and biases at step ``t``, and their
+    columns of ``W^T``; ``work.sums[item, 0]`` is then 0 if every new parameter is finite."""
+    code, states, items, sums, WT = rule.code, rule.states, work.items, work.sums, work.WT
+    for item in prange(items.shape[0]):
+        c = coefficients(code, hyper, t, theta)  # (per item: a named tuple cannot enter a parallel loop)
+        k, i0, i1 = items[item, 0], items[item, 1], items[item, 2]
+        d_in = layers[k, D_IN]
+        w0, w1 = layers[k, W_AT] + i0 * d_in, layers[k, W_AT] + i1 * d_in
+        b0, b1 = layers[k, B_AT] + i0, layers[k, B_AT] + i1
+        if scale < 1:
+            factor = grad.dtype.type(scale)
+            for m in range(w0, w1):
+                grad[m] *= factor
+            for m in range(b0, b1):
+                grad[m] *= factor
+        bad = update_range(code, theta, grad, states, w0, w1, c)
+        bad += update_range(code, theta, grad, states, b0, b1, c)
+        sums[item, 0] = bad
+        transpose_rows(theta, WT, layers, k, i0, i1)
+
+
+@inlined
+def transpose_rows(theta, WT, layers, k, i0, i1):
+    """Rows i0 .. i1 - 1 of W[k] into their columns of W[k]^T."""
+    W, _ = parameters(theta, layers, k)
+    WTk = transposed(WT, layers, k)
+    for j in range(W.shape[1]):
+        for i in range(i0, i1):
+            WTk[j, i] = W[i, j]
+
+
+@inlined
+def transpose_all(theta, layers, work):
+    """W^T of every layer from theta as it is (once per call: theta may have been assigned)."""
+    for item in range(work.items.shape[0]):
+        transpose_rows(theta, work.WT, layers, work.items[item, 0], work.items[item, 1], work.items[item, 2])
+
+
+# --- the entry points --------------------------------------------------------------------------
+
+
+def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weights, order, batch_size, mode, rule,
+                 clip, work, batch_losses):
     """One epoch of minibatch training, every step in compiled code.
 
-    Minibatch ``b`` holds the samples ``order[b * batch_size:(b + 1) * batch_size]``: their
-    rows of ``X`` are gathered into ``xb`` and their targets into ``yb`` (1-D buffers; one-hot
-    rows of ``labels`` when it is not empty, else rows of ``Y``; the samples' ``weights``
-    into ``wb`` when there are any).  Each step computes J and the gradient, checks both
-    are finite, scales the gradient to norm ``clip`` if it is longer (``clip`` 0: never),
-    then applies the optimiser: ``optimizer`` is ``(code, states, hypers, t)``, ``hypers``
-    one row of hyper-parameters per step (the learning-rate schedule is column 0) as
-    :func:`scalarbp.optimizers.update` takes them, ``t`` the step count before the run.
+    Minibatch ``b`` holds the samples ``order[b * batch_size:(b + 1) * batch_size]`` (their
+    targets one-hot rows of ``labels`` when it is not empty, else rows of ``Y``; their
+    ``weights``, when there are any, weigh the mean).  Each step computes J and the
+    gradient (passes 1 and 2), checks both are finite, scales the gradient to norm ``clip``
+    if it is longer (``clip`` 0: never), then applies the optimiser (pass 3): ``rule`` is
+    an :class:`scalarbp.optimizers.Rule`, its ``hypers[b]`` step b's hyper-parameters.
     Returns ``(steps, reason)``: ``reason`` 0 when all ``steps`` ran; 1 when the next
     step's loss or gradient was NaN or inf (it is not applied, so theta keeps the last
-    finite weights); 2 when the next step's update gave
-    a NaN or inf parameter (theta and the optimiser state then hold that step's values,
-    and the caller rolls back: :func:`scalarbp.training.fit`).
+    finite weights); 2 when the next step's update gave a NaN or inf parameter (theta and
+    the optimiser state then hold that step's values, and the caller rolls back:
+    :func:`scalarbp.training.fit`).  ``mode`` :data:`GRADIENT`: one step's J and gradient
+    (into ``grad``) without the update; :data:`LOSS`: its J alone.  J is in
+    ``batch_losses[b]``.
     """
-    code, states, hypers, t = optimizer
-    d, K = X.shape[1], layers[layers.shape[0] - 1, D_OUT]
     N = order.shape[0]
     steps = (N + batch_size - 1) // batch_size
+    transpose_all(theta, layers, work)
+    x = work.xb
     for b in range(steps):
         start = b * batch_size
         n = min(batch_size, N - start)
-        Xb, Yb, wn = rows(xb, n, d), rows(yb, n, K), wb[:n if weights.shape[0] > 0 else 0]
-        gather(X, labels, Y, weights, order[start:start + n], Xb, Yb, wn)
-        J, grad_sum = loss_and_grad(theta, grad, layers, codes, loss_code, l2, Xb, Yb, wn, work)
+        samples = order[start:start + n]
+        samples_pass(theta, work.WT, layers, codes, loss_code, X, labels, Y, weights, samples,
+                     theta.dtype.type(1.0 / n), mode != LOSS, work)
+        J = 0.0
+        for m in range(n):
+            J += work.losses[m]                                 # J = (1/N) sum_n Loss_n (seed 003's E_in)
+        J /= n
+        if mode == LOSS:
+            penalty = 0.0
+            for k in range(layers.shape[0]):
+                W, _ = parameters(theta, layers, k)
+                for i in range(W.shape[0]):
+                    for j in range(W.shape[1]):
+                        penalty += W[i, j] * W[i, j]
+            batch_losses[b] = J + 0.5 * l2 * penalty            # + (l2 / 2) ||W||_F^2 (seed 002)
+            return 1, 0
+        units_pass(theta, grad, layers, x, n, l2, work)
+        grad_sum, squares, penalty = 0.0, 0.0, 0.0
+        for item in range(work.items.shape[0]):
+            grad_sum += work.sums[item, 0]
+            squares += work.sums[item, 1]
+            penalty += work.sums[item, 2]
+        J += 0.5 * l2 * penalty                                 # + (l2 / 2) ||W||_F^2 (seed 002)
         batch_losses[b] = J
         if not (np.isfinite(J) and np.isfinite(grad_sum)):
             return b, BAD_GRADIENT
-        if clip > 0:
-            clip_norm(grad, clip)
-        if not update(code, theta, grad, states, hypers[b], t + b + 1):
+        if mode == GRADIENT:
+            return 1, 0
+        scale = clip / (math.sqrt(squares) + 1e-6) if clip > 0 else 1.0  # torch's clip_grad_norm_ rule
+        update_pass(theta, grad, layers, rule, rule.hypers[b], rule.t + b + 1, scale, work)
+        bad = 0.0
+        for item in range(work.items.shape[0]):
+            bad += work.sums[item, 0]
+        if bad != 0:
             return b, BAD_UPDATE
     return steps, 0
 
 
-# --- the steps between the sums -----------------------------------------------------------
+def _predict(theta, layers, codes, X, work):
+    """The network's outputs for X: the last layer's block of ``work.h`` after the call."""
+    N, T = X.shape[0], layers.shape[0]
+    transpose_all(theta, layers, work)
+    x, A, H, WT = X.reshape(-1), work.a, work.h, work.WT
+    a, h = layer(A, layers, T - 1, N), layer(H, layers, T - 1, N)
+    for block in prange((N + SAMPLES - 1) // SAMPLES):
+        n0 = block * SAMPLES
+        n1 = min(n0 + SAMPLES, N)
+        forward_rows(theta, WT, layers, codes, x, N, n0, n1, A, H)
+        for n in range(n0, n1):
+            outputs_row(a, h, codes[T - 1], n)                  # f_n = g(a_n), softmax across the row
 
 
-@kernel
-def gather(X, labels, Y, weights, samples, Xb, Yb, wb):
-    """Rows ``samples`` of X into Xb, and their targets into Yb (one-hot rows of
-    ``labels`` when it is not empty, else rows of Y), their weights into wb (if any)."""
-    for m in range(wb.shape[0]):
-        wb[m] = weights[samples[m]]
-    for m in range(samples.shape[0]):
-        row = samples[m]
-        for j in range(X.shape[1]):
-            Xb[m, j] = X[row, j]
-        if labels.shape[0] > 0:
-            for j in range(Yb.shape[1]):
-                Yb[m, j] = 0
-            Yb[m, labels[row]] = 1
-        else:
-            for j in range(Yb.shape[1]):
-                Yb[m, j] = Y[row, j]
+def _per_example(theta, layers, codes, loss_code, X, Y, work, G):
+    """Sample n's loss into ``work.losses[n]``, its squared gradient norm into
+    ``work.norms[n]`` and (when G is not empty) its gradient into ``G[n]``, flat like theta
+    (:mod:`.per_example` has the identity)."""
+    N = X.shape[0]
+    transpose_all(theta, layers, work)
+    samples_pass(theta, work.WT, layers, codes, loss_code, X, np.empty(0, np.int64), Y, np.empty(0, theta.dtype),
+                 np.arange(N), theta.dtype.type(1.0), True, work)  # delta_n = dLoss_n/da_n: no 1/N
+    x, H, D, norms = work.xb, work.h, work.delta, work.norms
+    for n in prange(N):
+        sample_norm(layers, x, N, H, D, G, norms, n)
 
 
-@kernel
-def weigh(delta, losses, weights):
-    """Sample n's share of the batch from 1/N to w_n / sum_m w_m: its delta row and its loss
-    times N w_n / sum_m w_m (so that J = sum_n w_n Loss_n / sum_m w_m)."""
-    total = 0.0
-    for n in range(weights.shape[0]):
-        total += weights[n]
-    for n in range(delta.shape[0]):
-        share = delta.dtype.type(delta.shape[0] * weights[n] / total)
-        losses[n] *= share
-        for j in range(delta.shape[1]):
-            delta[n, j] *= share
+@inlined
+def sample_norm(layers, x, N, H, D, G, norms, n):
+    """Sample n's ``||dLoss_n/dtheta||^2`` into ``norms[n]`` (returned) and, when G is
+    not empty, its gradient into ``G[n]``: :func:`.per_example.outer_products_row`, the CPU's
+    and the CUDA backend's one definition, layer by layer."""
+    norms[n] = 0
+    for k in range(layers.shape[0]):
+        below = rows(x, N, layers[k, D_IN]) if k == 0 else layer(H, layers, k - 1, N)
+        outer_products_row(layer(D, layers, k, N), below, layers[k, W_AT], layers[k, B_AT], G, norms, n)
+    return norms[n]
 
 
-@kernel
+TRAIN_EPOCH = serial_and_parallel(_train_epoch)
+PREDICT = serial_and_parallel(_predict)
+PER_EXAMPLE = serial_and_parallel(_per_example)
+
+
 def clip_norm(grad, clip):
     """grad *= clip / (||grad|| + 1e-6) when that is below 1: the gradient's global norm
-    clipped to ``clip`` (``torch.nn.utils.clip_grad_norm_``'s rule)."""
-    s = 0.0
-    for m in range(grad.shape[0]):
-        s += grad[m] * grad[m]
-    factor = clip / (np.sqrt(s) + 1e-6)
+    clipped to ``clip`` (``torch.nn.utils.clip_grad_norm_``'s rule, as :func:`_train_epoch`
+    applies it), for the steps run from Python."""
+    factor = clip / (math.sqrt(float(np.dot(grad.astype(np.float64), grad))) + 1e-6)
     if factor < 1:
-        scale = grad.dtype.type(factor)
-        for m in range(grad.shape[0]):
-            grad[m] *= scale
-
-
-@kernel
-def squared_norm(W):
-    """sum_ij w_ij^2, in a fixed order."""
-    s = 0.0
-    for i in range(W.shape[0]):
-        for j in range(W.shape[1]):
-            s += W[i, j] * W[i, j]
-    return s
-
-
-@kernel
-def _activate_row(a, b, h, code, n):
-    for i in range(a.shape[1]):
-        a[n, i] += b[i]
-        h[n, i] = g(code, a[n, i])
-
-
-def _activate(a, b, h, code):
-    """a_ni += b_i, then h_ni = g(a_ni): the end of the forward sum, one sample per iteration."""
-    for n in prange(a.shape[0]):
-        _activate_row(a, b, h, code, n)
-
-
-@kernel
-def _scale_row(delta, a, h, code, n):
-    for i in range(delta.shape[1]):
-        delta[n, i] *= g_prime(code, a[n, i], h[n, i])
-
-
-def _scale_by_g_prime(delta, a, h, code):
-    """delta_ni *= g'(a_ni), one sample per iteration."""
-    for n in prange(delta.shape[0]):
-        _scale_row(delta, a, h, code, n)
-
-
-def _output(a, f, out_code):
-    """f_n = g(a_n) for every sample, softmax taken across the row."""
-    for n in prange(a.shape[0]):
-        outputs_row(a, f, out_code, n)
-
-
-def _output_layer(a, f, y, out_code, loss_code, scale, delta, losses):
-    """Outputs, per-sample losses and the output delta times ``scale``, one sample per
-    iteration (:func:`scalarbp.losses.output_row` has the formulas)."""
-    for n in prange(a.shape[0]):
-        losses[n] = output_row(a, f, y, out_code, loss_code, scale, delta, n)
-
-
-_activate_serial, _activate_parallel = serial_and_parallel(_activate)
-_scale_serial, _scale_parallel = serial_and_parallel(_scale_by_g_prime)
-_output_serial, _output_parallel = serial_and_parallel(_output)
-_output_layer_serial, _output_layer_parallel = serial_and_parallel(_output_layer)
-
-
-@kernel
-def activate(a, b, h, code):
-    if a.size >= PARALLEL_ELEMENTS:
-        _activate_parallel(a, b, h, code)
-    else:
-        _activate_serial(a, b, h, code)
-
-
-@kernel
-def scale_by_g_prime(delta, a, h, code):
-    if delta.size >= PARALLEL_ELEMENTS:
-        _scale_parallel(delta, a, h, code)
-    else:
-        _scale_serial(delta, a, h, code)
-
-
-@kernel
-def output(a, f, out_code):
-    if f.size >= PARALLEL_ELEMENTS:
-        _output_parallel(a, f, out_code)
-    else:
-        _output_serial(a, f, out_code)
-
-
-@kernel
-def output_layer(a, f, y, out_code, loss_code, scale, delta, losses):
-    if delta.size >= PARALLEL_ELEMENTS:
-        _output_layer_parallel(a, f, y, out_code, loss_code, scale, delta, losses)
-    else:
-        _output_layer_serial(a, f, y, out_code, loss_code, scale, delta, losses)
-
-
-@kernel
-def _bias_columns(delta, db, i0, i1):
-    """db_i = sum_n delta_ni for i0 <= i < i1, rows of delta read at unit stride, n in order."""
-    out = db[i0:i1]
-    for i in range(out.shape[0]):
-        out[i] = 0
-    for n in range(delta.shape[0]):
-        row = delta[n, i0:i1]
-        for i in range(out.shape[0]):
-            out[i] += row[i]
-
-
-@kernel
-def _penalty_row(W, l2, dW, i):
-    """dW_ij += l2 w_ij for row i; returns the row's sum."""
-    row, Wi = dW[i], W[i]
-    if l2 != 0:
-        for j in range(row.shape[0]):
-            row[j] += l2 * Wi[j]
-    total = dW.dtype.type(0)
-    for j in range(row.shape[0]):
-        total += row[j]
-    return total
-
-
-#: Units per share of :func:`bias_grad_and_penalty` (columns of delta, rows of dW).
-BIAS_COLUMNS = 64
-
-
-def _bias_grad_and_penalty(delta, W, l2, dW, db, sums):
-    """One share of BIAS_COLUMNS units per iteration: their db_i, their rows' penalty."""
-    for share in prange((W.shape[0] + BIAS_COLUMNS - 1) // BIAS_COLUMNS):
-        i0 = share * BIAS_COLUMNS
-        i1 = min(i0 + BIAS_COLUMNS, W.shape[0])
-        _bias_columns(delta, db, i0, i1)
-        for i in range(i0, i1):
-            sums[i] = db[i] + _penalty_row(W, l2, dW, i)
-
-
-_bias_serial, _bias_parallel = serial_and_parallel(_bias_grad_and_penalty)
-
-
-@kernel
-def bias_grad_and_penalty(delta, W, l2, dW, db, sums):
-    """db_i = sum_n delta_ni (over the batch, in a fixed order); dW_ij += l2 w_ij.
-
-    Returns the sum of the layer's gradient entries (per unit into ``sums``, then in
-    order), which is NaN or inf when any entry is.
-    """
-    if W.size >= PARALLEL_ELEMENTS:
-        _bias_parallel(delta, W, l2, dW, db, sums)
-    else:
-        _bias_serial(delta, W, l2, dW, db, sums)
-    total = 0.0
-    for i in range(W.shape[0]):
-        total += sums[i]
-    return total
+        grad *= grad.dtype.type(factor)

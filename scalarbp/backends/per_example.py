@@ -2,7 +2,7 @@
 
 Seed 001 writes the gradient of one sample's loss as ``dPhi_n/dw_ij = delta_ni f_nj``, and
 seed 004 sums these ``N x n x m`` per-sample outer products into the batch gradient.
-:func:`per_example` stops before that sum: with the output delta unscaled
+:func:`.kernels._per_example` stops before that sum: with the output delta unscaled
 (``delta_n = dLoss_n/da_n``, no ``1/N``) and the delta recursion of :mod:`.kernels` run
 for the whole batch, sample n's gradient is, per layer k,
 
@@ -18,12 +18,7 @@ passes.  Losses are per sample, without ``1/N`` and without the L2 penalty (the 
 every sample: its gradient is ``l2 W``).
 """
 import numpy as np
-from numba import prange
 from numba.extending import register_jitable
-
-from ..layout import B_AT, D_IN, D_OUT, W_AT
-from .jit import OPTIONS, compiled, kernel
-from .kernels import delta_sum, forward, layer, output_layer, parameters, rows, scale_by_g_prime
 
 
 @register_jitable
@@ -44,40 +39,6 @@ def outer_products_row(delta, h, w_at, b_at, G, norms, n):
             for j in range(d_in):
                 G[n, at + j] = delta[n, i] * h[n, j]   # dLoss_n/dw_ij = delta_ni h_nj (seed 001)
             G[n, b_at + i] = delta[n, i]
-
-
-@compiled(parallel=True, **OPTIONS)
-def outer_products(delta, h, w_at, b_at, G, norms):
-    """:func:`outer_products_row` for every sample, one per iteration."""
-    for n in prange(delta.shape[0]):
-        outer_products_row(delta, h, w_at, b_at, G, norms, n)
-
-
-@kernel
-def per_example(theta, layers, codes, loss_code, X, Y, work, G, norms):
-    """Sample n's loss into ``work.losses[n]``, its squared gradient norm into ``norms[n]``,
-    and (when G is not empty) its gradient into ``G[n]``, flat like theta.  Each layer's
-    deltas are kept in its block of ``work.a`` (its pre-activations are not needed once the
-    layer below has its delta), for :func:`.private.clipped_grad` to clip and sum."""
-    N, T = X.shape[0], layers.shape[0]
-    forward(theta, layers, codes, X, work)
-    top = layer(work.a, layers, T - 1, N)
-    delta = rows(work.delta, N, layers[T - 1, D_OUT])
-    output_layer(top, layer(work.h, layers, T - 1, N), Y, codes[T - 1], loss_code, theta.dtype.type(1.0), delta,
-                 work.losses)                                   # delta_n = dLoss_n/da_n: no 1/N
-    top[:, :] = delta
-    norms[:] = 0
-    for k in range(T - 1, -1, -1):
-        delta = layer(work.a, layers, k, N)
-        h_below = X if k == 0 else layer(work.h, layers, k - 1, N)
-        outer_products(delta, h_below, layers[k, W_AT], layers[k, B_AT], G, norms)
-        if k > 0:
-            W, _ = parameters(theta, layers, k)
-            below = rows(work.below, N, layers[k, D_IN])
-            delta_sum(delta, W, below, work.scratch)            # sum_s delta_ns w_si
-            a_below = layer(work.a, layers, k - 1, N)
-            scale_by_g_prime(below, a_below, h_below, codes[k - 1])  # * g'(a_ni)
-            a_below[:, :] = below
 
 
 def reference(net, X, T, G):

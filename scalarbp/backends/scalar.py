@@ -7,33 +7,43 @@ codes they dispatch on.
 import numpy as np
 
 from ..layout import UNIT_AT
+from .. import optimizers
 from . import BAD_UPDATE, Backend, kernels
 from .jit import start_threads
 
 
-class Workspace:
-    """Scratch buffers for batches of up to ``capacity`` samples of one architecture.
+#: Multiply-adds of one sample per block of units of passes 2 and 3 (rows of W times its
+#: width): blocks of about equal work, so that the threads' shares of a pass are even.
+UNIT_BLOCK = 8192
 
-    ``work`` is the :class:`.kernels.Work` the kernels take (see there); ``xb``/``yb``/``wb``
-    receive the minibatch (and its sample weights) :func:`.kernels.train_epoch` gathers.
-    """
+
+def items(layout):
+    """The blocks of units of passes 2 and 3: rows ``(k, i0, i1)``, a multiple of four units
+    each, about :data:`UNIT_BLOCK` multiply-adds per sample; fixed by the sizes alone."""
+    table = []
+    for k, (d_in, d_out) in enumerate(zip(layout.sizes[:-1], layout.sizes[1:])):
+        step = max(4, UNIT_BLOCK // d_in // 4 * 4)
+        table += [(k, i0, min(i0 + step, d_out)) for i0 in range(0, d_out, step)]
+    return np.array(table, dtype=np.int64)
+
+
+class Workspace:
+    """Scratch buffers for batches of up to ``capacity`` samples of one architecture: the
+    :class:`.kernels.Work` the kernels take (see there), allocated once and reused, so a
+    training step allocates nothing."""
 
     def __init__(self, layout, capacity, dtype):
         self.key = (layout.sizes, np.dtype(dtype))
         self.capacity = N = capacity
         sizes = layout.sizes
-        widest_out, widest_in = max(sizes[1:]), max(sizes[:-1])
-        widest_W = max(d_out * d_in for d_in, d_out in zip(sizes[:-1], sizes[1:]))
+        units = N * sum(sizes[1:])
+        blocks = items(layout)
         self.layout = layout
         self.work = kernels.Work(
-            a=np.empty(N * sum(sizes[1:]), dtype), h=np.empty(N * sum(sizes[1:]), dtype),
-            losses=np.empty(N, dtype), delta=np.empty(N * widest_out, dtype),
-            below=np.empty(N * widest_out, dtype),
-            scratch=np.empty(max(widest_W, N * (widest_out + widest_in)), dtype),
-            sums=np.empty(widest_out, dtype))
-        self.xb = np.empty(N * sizes[0], dtype)
-        self.yb = np.empty(N * sizes[-1], dtype)
-        self.wb = np.empty(N, dtype)
+            a=np.empty(units, dtype), h=np.empty(units, dtype), delta=np.empty(units, dtype),
+            losses=np.empty(N, dtype), WT=np.empty(layout.size, dtype), items=blocks,
+            sums=np.empty((blocks.shape[0], 3)), xb=np.empty(N * sizes[0], dtype), yb=np.empty(N * sizes[-1], dtype),
+            wb=np.empty(N, dtype), norms=np.empty(N), factors=np.empty(N))
 
     def fits(self, net, N):
         return self.key == (net.sizes, net.dtype) and self.capacity >= N
@@ -57,37 +67,46 @@ class Scalar(Backend):
     def forward(self, net, X):
         work = self.workspace(net, X.shape[0])
         start_threads()
-        kernels.predict(net.theta, net.layout.table, net.codes, X, work.work)
+        kernels.variant(kernels.PREDICT, net)(net.theta, net.layout.table, net.codes, X, work.work)
         return work.output(X.shape[0])
 
-    def loss_and_grad(self, net, X, T, grad=None, weights=None):
-        work = self.workspace(net, X.shape[0])
-        grad = np.empty_like(net.theta) if grad is None else grad
-        weights = np.empty(0, net.dtype) if weights is None else weights
+    def _one_step(self, net, X, T, grad, weights, mode):
+        """J (and in mode GRADIENT the gradient into ``grad``) for the batch ``(X, T)``."""
+        N = X.shape[0]
+        work = self.workspace(net, N)
+        losses = np.empty(1)
+        empty = np.empty(0, net.dtype)
+        rule = optimizers.Rule(0, (empty, empty, empty), np.zeros((1, optimizers.HYPER)), 0.0)
         start_threads()
-        J, _ = kernels.loss_and_grad(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, T,
-                                     weights, work.work)
-        return float(J), grad
+        kernels.variant(kernels.TRAIN_EPOCH, net)(
+            net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, np.empty(0, np.int64), T,
+            empty if weights is None else weights, np.arange(N), N, mode, rule, 0.0, work.work, losses)
+        return float(losses[0])
+
+    def loss_and_grad(self, net, X, T, grad=None, weights=None):
+        grad = np.empty_like(net.theta) if grad is None else grad
+        return self._one_step(net, X, T, grad, weights, kernels.GRADIENT), grad
+
+    def loss(self, net, X, T, weights=None):
+        return self._one_step(net, X, T, net.theta, weights, kernels.LOSS)
 
     def per_example(self, net, X, T, G):
-        from .per_example import per_example
-
         work = self.workspace(net, X.shape[0])
-        norms = np.empty(X.shape[0])
         start_threads()
-        per_example(net.theta, net.layout.table, net.codes, net.loss_code, X, T, work.work, G, norms)
-        return work.work.losses[:X.shape[0]].copy(), norms
+        kernels.variant(kernels.PER_EXAMPLE, net)(net.theta, net.layout.table, net.codes, net.loss_code,
+                                                              X, T, work.work, G)
+        N = X.shape[0]
+        return work.work.losses[:N].copy(), work.work.norms[:N].copy()
 
     def clipped_grad(self, net, X, T, clip, grad):
-        from .private import clipped_grad
+        from .private import CLIPPED_GRAD
 
         N = X.shape[0]
         work = self.workspace(net, max(N, 1))
-        norms, factors = np.empty(N), np.empty(N)
         start_threads()
-        total = clipped_grad(net.theta, grad, net.layout.table, net.codes, net.loss_code, X, T, clip, work.work,
-                             norms, factors)
-        return float(total), norms
+        total = kernels.variant(CLIPPED_GRAD, net)(net.theta, grad, net.layout.table, net.codes, net.loss_code,
+                                                      X, T, clip, work.work)
+        return float(total), work.work.norms[:N].copy()
 
     def stepper(self, net, data):
         """Whole runs of steps in compiled code (:func:`.kernels.train_epoch`), the data
@@ -97,13 +116,14 @@ class Scalar(Backend):
         X, labels, Y, weights = data.whole()
 
         def steps(rows, batch_size, grad, hypers, clip):
-            work = self.workspace(net, min(batch_size, rows.shape[0]))
+            n = min(batch_size, rows.shape[0])
+            work = self.workspace(net, n)
             losses = np.empty(-(-rows.shape[0] // batch_size))
-            code, states, _, t = net.optimizer.arguments(net.theta)
+            rule = net.optimizer.arguments(net.theta, hypers)
             start_threads()
-            done, reason = kernels.train_epoch(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2,
-                                               X, labels, Y, weights, rows, batch_size, (code, states, hypers, t),
-                                               clip, work.work, work.xb, work.yb, work.wb, losses)
+            done, reason = kernels.variant(kernels.TRAIN_EPOCH, net)(
+                net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, weights, rows,
+                batch_size, kernels.TRAIN, rule, clip, work.work, losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
@@ -113,7 +133,7 @@ class Scalar(Backend):
         if not data.in_memory:
             return super().private_stepper(net, data, private, q)
         from .. import privacy
-        from .private import private_steps
+        from .private import PRIVATE_STEPS
 
         X, labels, Y, _ = data.whole()
 
@@ -123,12 +143,11 @@ class Scalar(Backend):
             N = max(1, int(np.diff(offsets).max()))
             work = self.workspace(net, N)
             losses = np.empty(divisors.shape[0])
-            code, states, _, t = net.optimizer.arguments(net.theta)
+            rule = net.optimizer.arguments(net.theta, hypers)
             start_threads()
-            done, reason = private_steps(net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X,
-                                         labels, Y, batches, offsets, divisors, private.clip, private.noise,
-                                         private.key, first, (code, states, hypers, t), work.work, work.xb, work.yb,
-                                         np.empty(N), np.empty(N), losses)
+            done, reason = kernels.variant(PRIVATE_STEPS, net)(
+                net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, batches, offsets,
+                divisors, private.clip, private.noise, private.key, first, rule, work.work, losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
