@@ -121,7 +121,7 @@ def rule(code, theta, g, s0, s1, s2, m, c):
 @compiled(**UPDATE)
 def update_range(code, theta, g, states, start, stop, c):
     """:func:`rule` on parameters ``start .. stop - 1``, one loop per rule so that each
-    vectorises; returns 0 if every new parameter is finite, else NaN (the sum of ``x - x``).
+    vectorises; returns 0 if every new parameter is finite, else NaN (:func:`_nonfinite`).
 
     The loops run over views indexed from 0 (with a loop from ``start``, Numba's handling of
     negative indices keeps LLVM from vectorising); an empty state array stays empty.
@@ -144,10 +144,16 @@ def update_range(code, theta, g, states, start, stop, c):
     else:
         for m in range(n):
             rule(code, theta, g, s0, s1, s2, m, c)
-    bad = theta.dtype.type(0)
-    for m in range(n):  # (read back while the block is in the cache; x - x is NaN for inf)
-        bad += theta[m] - theta[m]
-    return bad
+    return _nonfinite(theta)  # (read back while the block is in the cache)
+
+
+@compiled(cache=True, fastmath={"reassoc"})  # reassociation only (a vector sum): x - x must stay NaN for inf
+def _nonfinite(theta):
+    """0 if every entry of ``theta`` is finite, else NaN: the sum of ``x - x``."""
+    s = theta.dtype.type(0)
+    for m in range(theta.shape[0]):
+        s += theta[m] - theta[m]
+    return s
 
 
 @compiled(cache=True, error_model="numpy")  # no fastmath: the coefficients round as written

@@ -12,36 +12,31 @@ from scalarbp.backends.jit import OPTIONS
 from scalarbp.backends.products import PANEL, product
 
 
-def reference(a, sp, sr, B, P):
-    A = np.array([[a[p * sp + r * sr] for r in range(B.shape[0])] for p in range(P)])
-    return A.astype(np.float64) @ B.astype(np.float64)
-
-
 @pytest.mark.parametrize("P, R, Q", [(1, 1, 1), (3, 5, 7), (4, 4, 4), (9, 13, 2 * PANEL + 3), (17, 130, 64)])
-@pytest.mark.parametrize("form", ["rows", "columns"])
-def test_product_sums_every_row_and_column(P, R, Q, form):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_product_sums_every_row_and_column(P, R, Q, dtype):
+    """C = A B^T over full 4 x 4 tiles, the partial rows and columns at the edges, and
+    more than one panel of B."""
     rng = np.random.default_rng(P * R * Q)
-    B = rng.normal(size=(R, Q))
-    C = np.full((P, Q), np.nan)
-    if form == "rows":   # A(p, r) = a[p R + r]: the forward sum and the delta recursion
-        a, sp, sr = rng.normal(size=P * R), R, 1
-    else:                # A(p, r) = a[p + r P]: the weight gradient, delta read down a column
-        a, sp, sr = rng.normal(size=P * R), 1, P
-    product(a, np.int64(sp), np.int64(sr), B, C)
-    np.testing.assert_allclose(C, reference(a, sp, sr, B, P), rtol=1e-13, atol=1e-13)
+    A, B = rng.normal(size=(P, R)).astype(dtype), rng.normal(size=(Q, R)).astype(dtype)
+    C = np.full((P, Q), np.nan, dtype)
+    product(A, B, C)
+    tolerance = 1e-13 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B.T.astype(np.float64), rtol=tolerance, atol=tolerance)
 
 
-def test_a_row_does_not_depend_on_the_rows_beside_it():
-    """A row computed in a group of four and the same row computed alone (the last, partial
-    group) are bit-for-bit equal: blocks of samples cannot change a sample's numbers."""
+def test_blocks_of_rows_in_fours_give_the_rows_bit_for_bit():
+    """The pass over samples splits a batch into blocks whose sizes are multiples of four
+    (more or fewer with the thread count): each row's numbers are the same either way."""
     rng = np.random.default_rng(0)
-    R, Q = 37, 70
-    a, B = rng.normal(size=(7, R)).astype(np.float32), rng.normal(size=(R, Q)).astype(np.float32)
-    whole, alone = np.empty((7, Q), np.float32), np.empty((1, Q), np.float32)
-    product(a.reshape(-1), np.int64(R), np.int64(1), B, whole)
-    for p in range(7):
-        product(a[p].copy(), np.int64(R), np.int64(1), B, alone)
-        assert np.array_equal(whole[p], alone[0]), p
+    A, B = rng.normal(size=(23, 37)).astype(np.float32), rng.normal(size=(70, 37)).astype(np.float32)
+    whole = np.empty((23, 70), np.float32)
+    product(A, B, whole)
+    for size in (4, 8, 16):
+        for p in range(0, 23, size):
+            block = np.empty((min(size, 23 - p), 70), np.float32)
+            product(A[p:p + size], B, block)
+            assert np.array_equal(block, whole[p:p + size]), (size, p)
 
 
 def _has_fma():
@@ -54,8 +49,7 @@ def _has_fma():
 @pytest.mark.parametrize("dtype, suffix", [("float32", "ps"), ("float64", "pd")])
 def test_the_inner_loop_is_vector_fused_multiply_adds(dtype, suffix):
     fresh = numba.njit(**{**OPTIONS, "cache": False})(product.py_func)  # (cached code cannot be inspected)
-    B, C = np.zeros((8, 8), dtype), np.zeros((4, 8), dtype)
-    fresh(np.zeros(32, dtype), np.int64(8), np.int64(1), B, C)
+    fresh(np.zeros((8, 64), dtype), np.zeros((8, 64), dtype), np.zeros((8, 8), dtype))
     asm = fresh.inspect_asm(fresh.signatures[0])
     fmas = re.findall(rf"vfmadd\w*{suffix}\s+[^\n]*%([xyz])mm", asm)
     assert fmas, "no vector FMA in the product"

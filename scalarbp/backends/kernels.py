@@ -49,17 +49,30 @@ from .products import product
 
 #: The work buffers of one batch (:class:`scalarbp.backends.scalar.Workspace` sizes them):
 #: ``a``, ``h``, ``delta`` per-sample blocks of layers 1..T (1-D); ``losses`` one per
-#: sample; ``WT`` laid out like theta, each ``W[k]^T`` ``(d_k, d_{k+1})`` where ``W[k]`` is;
+#: sample; ``WT`` laid out like theta, each ``W[k]^T`` ``(d_k, d_{k+1})`` where ``W[k]`` is
+#: (for k >= 1);
+#: ``xT``, ``hT``, ``deltaT`` the batch's inputs, activations and deltas transposed (each
+#: layer's block ``(d, N)`` where its ``(N, d)`` block is in ``h``), for the weight sums;
 #: ``items`` the blocks of units of passes 2 and 3, one row ``(k, i0, i1)`` each; ``sums``
 #: per item: the sum of its gradient entries, their squares, and ``sum w_ij^2``; ``xb``,
 #: ``yb``, ``wb`` the minibatch's inputs, targets and sample weights (1-D); ``norms`` and
-#: ``factors`` one per sample (per-example norms, DP-SGD's clipping).
-Work = namedtuple("Work", "a h delta losses WT items sums xb yb wb norms factors")
+#: ``factors`` one per sample (per-example norms, DP-SGD's clipping); ``threads`` the call's
+#: thread count (:func:`block_size`).
+Work = namedtuple("Work", "a h delta losses WT xT hT deltaT items sums xb yb wb norms factors threads")
 
-#: Samples per block of :func:`samples_pass` (a multiple of 4: the product's groups of
-#: rows then fall the same way whatever the block, so a sample's numbers do not depend on
-#: it).
+#: Fewest samples per block of :func:`samples_pass` (:func:`block_size`).
 SAMPLES = 16
+
+
+@inlined
+def block_size(N, threads):
+    """Samples per block of the pass over samples: an even share of the batch per thread
+    (each block reads every W once, so fewer, larger blocks read less), at least
+    :data:`SAMPLES`, and a multiple of 4, so that the product's groups of four rows fall the
+    same way whatever the block: a sample's numbers do not depend on it, nor on the
+    number of threads."""
+    share = (N + threads - 1) // threads
+    return max(SAMPLES, (share + 3) // 4 * 4)
 
 #: Modes of :func:`train_epoch`: steps with updates; one gradient, no update; the loss only.
 TRAIN, GRADIENT, LOSS = range(3)
@@ -96,10 +109,10 @@ def layer(buffer, layers, k, N):
 
 
 @inlined
-def flat(buffer, layers, k, N):
-    """The same block, 1-D (the product reads its ``A`` operand this way)."""
-    at = N * layers[k, UNIT_AT]
-    return buffer[at:at + N * layers[k, D_OUT]]
+def layer_T(buffer, layers, k, N):
+    """The same block of a transposed buffer: ``(d_{k+1}, N)``."""
+    at, d = N * layers[k, UNIT_AT], layers[k, D_OUT]
+    return buffer[at:at + N * d].reshape((d, N))
 
 
 @inlined
@@ -112,16 +125,16 @@ def rows(buffer, N, d):
 
 
 @inlined
-def forward_rows(theta, WT, layers, codes, x, N, n0, n1, A, H):
+def forward_rows(theta, layers, codes, x, N, n0, n1, A, H):
     """Forward sums of samples n0 .. n1 - 1 of a batch of N with inputs ``x`` (1-D, N d_0):
     a and h of layers 1..T into A and H.  The output layer's h is its g(a), or for softmax
     its logits a."""
     for k in range(layers.shape[0]):
         d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
-        below = x if k == 0 else flat(H, layers, k - 1, N)
+        below = rows(x, N, d_in) if k == 0 else layer(H, layers, k - 1, N)
         a, h = layer(A, layers, k, N), layer(H, layers, k, N)
-        _, b = parameters(theta, layers, k)
-        product(below[n0 * d_in:n1 * d_in], d_in, np.int64(1), transposed(WT, layers, k), a[n0:n1])  # a_ni = sum_j h_nj w_ij
+        W, b = parameters(theta, layers, k)
+        product(below[n0:n1], W, a[n0:n1])                     # a_ni = sum_j w_ij h_nj
         code = codes[k] if codes[k] != SOFTMAX else IDENTITY
         for n in range(n0, n1):
             for i in range(d_out):
@@ -130,14 +143,12 @@ def forward_rows(theta, WT, layers, codes, x, N, n0, n1, A, H):
 
 
 @inlined
-def backward_rows(theta, layers, codes, N, n0, n1, A, H, D):
+def backward_rows(WT, layers, codes, N, n0, n1, A, H, D):
     """The delta recursion for samples n0 .. n1 - 1, from the output layer's delta down to
     layer 1's (seed 001): ``delta_nj = (sum_s delta_ns w_sj) g'(a_nj)``, into D."""
     for k in range(layers.shape[0] - 1, 0, -1):
-        W, _ = parameters(theta, layers, k)
-        d_out = layers[k, D_OUT]
         below = layer(D, layers, k - 1, N)
-        product(flat(D, layers, k, N)[n0 * d_out:n1 * d_out], d_out, np.int64(1), W, below[n0:n1])  # sum_s delta_ns w_sj
+        product(layer(D, layers, k, N)[n0:n1], transposed(WT, layers, k), below[n0:n1])  # sum_s delta_ns w_sj
         a, h = layer(A, layers, k - 1, N), layer(H, layers, k - 1, N)
         for n in range(n0, n1):
             for j in range(below.shape[1]):
@@ -166,9 +177,10 @@ def gather_rows(X, labels, Y, weights, samples, n0, n1, K, xb, yb, wb):
 
 
 @inlined
-def samples_pass(theta, WT, layers, codes, loss_code, X, labels, Y, weights, samples, scale, backward, work):
+def samples_pass(theta, layers, codes, loss_code, X, labels, Y, weights, samples, scale, backward, transpose, work):
     """Pass 1 of a step over the batch ``samples`` (rows of X): per block of
-    :data:`SAMPLES`, gather, forward, output and (when ``backward``) the delta recursion.
+    :data:`SAMPLES`, gather, forward, output and (when ``backward``) the delta recursion,
+    then (when ``transpose``) the samples' columns of the transposed buffers (:func:`columns`).
 
     The output delta is ``dLoss_n/da_n`` times ``scale`` (``1/N``: seed 003's mean), then
     times ``N w_n / sum_m w_m`` when there are sample weights, as the loss is.
@@ -180,14 +192,16 @@ def samples_pass(theta, WT, layers, codes, loss_code, X, labels, Y, weights, sam
         total += weights[samples[m]]                            # sum_m w_m
     # (every array a parallel loop touches is named before it: a loop over a named tuple's
     # fields would work on copies)
-    A, H, D, losses, xb, yb, wb = work.a, work.h, work.delta, work.losses, work.xb, work.yb, work.wb
+    A, H, D, losses, xb, yb, wb, WT = work.a, work.h, work.delta, work.losses, work.xb, work.yb, work.wb, work.WT
+    xT, HT, DT = work.xT, work.hT, work.deltaT
     x, y = xb[:N * X.shape[1]], rows(yb, N, K)
     a_T, h_T, delta_T = layer(A, layers, T - 1, N), layer(H, layers, T - 1, N), layer(D, layers, T - 1, N)
-    for block in prange((N + SAMPLES - 1) // SAMPLES):
-        n0 = block * SAMPLES
-        n1 = min(n0 + SAMPLES, N)
+    size = block_size(N, work.threads)
+    for block in prange((N + size - 1) // size):
+        n0 = block * size
+        n1 = min(n0 + size, N)
         gather_rows(X, labels, Y, weights, samples, n0, n1, K, xb, yb, wb)
-        forward_rows(theta, WT, layers, codes, x, N, n0, n1, A, H)
+        forward_rows(theta, layers, codes, x, N, n0, n1, A, H)
         for n in range(n0, n1):  # delta^T_nj = dPhi/df_j g'(a_nj) / N; (f - y) / N for softmax + cross-entropy
             losses[n] = output_row(a_T, h_T, y, codes[T - 1], loss_code, scale, delta_T, n)
             if weights.shape[0] > 0:  # delta_n, Loss_n *= N w_n / sum_m w_m
@@ -196,14 +210,32 @@ def samples_pass(theta, WT, layers, codes, loss_code, X, labels, Y, weights, sam
                 for j in range(K):
                     delta_T[n, j] *= share
         if backward:
-            backward_rows(theta, layers, codes, N, n0, n1, A, H, D)
+            backward_rows(WT, layers, codes, N, n0, n1, A, H, D)
+        if transpose:
+            for n in range(n0, n1):
+                columns(layers, x, N, n, H, D, xT, HT, DT)
+
+
+@inlined
+def columns(layers, x, N, n, H, D, xT, HT, DT):
+    """Sample n's column of x^T, of h^T (layers 1..T-1) and of delta^T (layers 1..T)."""
+    d = layers[0, D_IN]
+    for j in range(d):
+        xT[j * N + n] = x[n * d + j]
+    for k in range(layers.shape[0]):
+        h, delta = layer(H, layers, k, N), layer(D, layers, k, N)
+        hT, deltaT = layer_T(HT, layers, k, N), layer_T(DT, layers, k, N)
+        for i in range(delta.shape[1]):
+            deltaT[i, n] = delta[n, i]
+            if k < layers.shape[0] - 1:
+                hT[i, n] = h[n, i]
 
 
 # --- passes 2 and 3: per block of units ---------------------------------------------------------
 
 
 @inlined
-def units_pass(theta, grad, layers, x, N, l2, work):
+def units_pass(theta, grad, layers, N, l2, work):
     """Pass 2, per item ``(k, i0, i1)`` of the net's table: units i0 .. i1 - 1 of layer k+1.
 
     ``dPhi/dw_ij = sum_n delta_ni h_nj`` (seed 001's ``delta_i f_j``, summed over the batch
@@ -211,20 +243,21 @@ def units_pass(theta, grad, layers, x, N, l2, work):
     ``+ l2 w_ij``; into ``work.sums[item]`` the sum of the entries, of their squares, and
     ``sum w_ij^2`` (the penalty's share of J).
     """
-    items, sums, H, D = work.items, work.sums, work.h, work.delta
+    items, sums, xT, HT, DT = work.items, work.sums, work.xT, work.hT, work.deltaT
     for item in prange(items.shape[0]):
         k, i0, i1 = items[item, 0], items[item, 1], items[item, 2]
-        d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
+        d_in = layers[k, D_IN]
         W, _ = parameters(theta, layers, k)
         dW, db = parameters(grad, layers, k)
-        below = rows(x, N, d_in) if k == 0 else layer(H, layers, k - 1, N)
-        delta = flat(D, layers, k, N)
-        product(delta[i0:], np.int64(1), d_out, below, dW[i0:i1])                   # dPhi/dw_ij = sum_n delta_ni h_nj
+        belowT = rows(xT, d_in, N) if k == 0 else layer_T(HT, layers, k - 1, N)
+        deltaT = layer_T(DT, layers, k, N)
+        product(deltaT[i0:i1], belowT, dW[i0:i1])                       # dPhi/dw_ij = sum_n delta_ni h_nj
         total, squares, weights = 0.0, 0.0, 0.0
         for i in range(i0, i1):
             s = db.dtype.type(0)
+            deltaT_i = deltaT[i]
             for n in range(N):
-                s += delta[n * d_out + i]                               # dPhi/db_i = sum_n delta_ni
+                s += deltaT_i[n]                                        # dPhi/db_i = sum_n delta_ni
             db[i] = s
             total += s
             squares += s * s
@@ -264,12 +297,15 @@ def update_pass(theta, grad, layers, rule, hyper, t, scale, work):
 
 @inlined
 def transpose_rows(theta, WT, layers, k, i0, i1):
-    """Rows i0 .. i1 - 1 of W[k] into their columns of W[k]^T."""
+    """Rows i0 .. i1 - 1 of W[k] into their columns of W[k]^T, for the layers whose delta
+    recursion reads it (k >= 1: layer 0's delta is never needed)."""
+    if k == 0:
+        return
     W, _ = parameters(theta, layers, k)
-    WTk = transposed(WT, layers, k)
-    for j in range(W.shape[1]):
-        for i in range(i0, i1):
-            WTk[j, i] = W[i, j]
+    src, dst = W[i0:i1], transposed(WT, layers, k)[:, i0:i1]  # (views indexed from 0)
+    for j in range(src.shape[1]):
+        for i in range(src.shape[0]):
+            dst[j, i] = src[i, j]
 
 
 @inlined
@@ -303,13 +339,12 @@ def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weight
     N = order.shape[0]
     steps = (N + batch_size - 1) // batch_size
     transpose_all(theta, layers, work)
-    x = work.xb
     for b in range(steps):
         start = b * batch_size
         n = min(batch_size, N - start)
         samples = order[start:start + n]
-        samples_pass(theta, work.WT, layers, codes, loss_code, X, labels, Y, weights, samples,
-                     theta.dtype.type(1.0 / n), mode != LOSS, work)
+        samples_pass(theta, layers, codes, loss_code, X, labels, Y, weights, samples, theta.dtype.type(1.0 / n),
+                     mode != LOSS, mode != LOSS, work)
         J = 0.0
         for m in range(n):
             J += work.losses[m]                                 # J = (1/N) sum_n Loss_n (seed 003's E_in)
@@ -323,7 +358,7 @@ def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weight
                         penalty += W[i, j] * W[i, j]
             batch_losses[b] = J + 0.5 * l2 * penalty            # + (l2 / 2) ||W||_F^2 (seed 002)
             return 1, 0
-        units_pass(theta, grad, layers, x, n, l2, work)
+        units_pass(theta, grad, layers, n, l2, work)
         grad_sum, squares, penalty = 0.0, 0.0, 0.0
         for item in range(work.items.shape[0]):
             grad_sum += work.sums[item, 0]
@@ -349,12 +384,13 @@ def _predict(theta, layers, codes, X, work):
     """The network's outputs for X: the last layer's block of ``work.h`` after the call."""
     N, T = X.shape[0], layers.shape[0]
     transpose_all(theta, layers, work)
-    x, A, H, WT = X.reshape(-1), work.a, work.h, work.WT
+    x, A, H = X.reshape(-1), work.a, work.h
     a, h = layer(A, layers, T - 1, N), layer(H, layers, T - 1, N)
-    for block in prange((N + SAMPLES - 1) // SAMPLES):
-        n0 = block * SAMPLES
-        n1 = min(n0 + SAMPLES, N)
-        forward_rows(theta, WT, layers, codes, x, N, n0, n1, A, H)
+    size = block_size(N, work.threads)
+    for block in prange((N + size - 1) // size):
+        n0 = block * size
+        n1 = min(n0 + size, N)
+        forward_rows(theta, layers, codes, x, N, n0, n1, A, H)
         for n in range(n0, n1):
             outputs_row(a, h, codes[T - 1], n)                  # f_n = g(a_n), softmax across the row
 
@@ -365,8 +401,8 @@ def _per_example(theta, layers, codes, loss_code, X, Y, work, G):
     (:mod:`.per_example` has the identity)."""
     N = X.shape[0]
     transpose_all(theta, layers, work)
-    samples_pass(theta, work.WT, layers, codes, loss_code, X, np.empty(0, np.int64), Y, np.empty(0, theta.dtype),
-                 np.arange(N), theta.dtype.type(1.0), True, work)  # delta_n = dLoss_n/da_n: no 1/N
+    samples_pass(theta, layers, codes, loss_code, X, np.empty(0, np.int64), Y, np.empty(0, theta.dtype),
+                 np.arange(N), theta.dtype.type(1.0), True, False, work)  # delta_n = dLoss_n/da_n: no 1/N
     x, H, D, norms = work.xb, work.h, work.delta, work.norms
     for n in prange(N):
         sample_norm(layers, x, N, H, D, G, norms, n)

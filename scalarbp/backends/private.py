@@ -19,7 +19,7 @@ from ..layout import B_AT, D_IN, D_OUT, W_AT
 from ..privacy.sampler import add_noise
 from . import BAD_GRADIENT, BAD_UPDATE
 from .jit import inlined, serial_and_parallel
-from .kernels import layer, parameters, sample_norm, samples_pass, transpose_all, units_pass, update_pass
+from .kernels import columns, layer, parameters, sample_norm, samples_pass, transpose_all, units_pass, update_pass
 
 
 @register_jitable
@@ -43,8 +43,10 @@ def clip_samples(layers, N, clip, work):
     """Per sample: its gradient's norm into ``work.norms`` (unclipped), its factor into
     ``work.factors``, every delta row times the factor (set to 0, not multiplied, for a
     sample left out: ``0 * inf`` would be NaN), and a left-out sample's activations set to
-    0, so that its weight sums ``delta_ni h_nj`` are 0 whatever they held."""
+    0, so that its weight sums ``delta_ni h_nj`` are 0 whatever they held; then the
+    sample's columns of the transposed buffers the weight sums read."""
     G, x, H, D, norms, factors = work.sums[:0], work.xb, work.h, work.delta, work.norms, work.factors
+    xT, HT, DT = work.xT, work.hT, work.deltaT
     for n in prange(N):
         norm = math.sqrt(sample_norm(layers, x, N, H, D, G, norms, n))
         factor = clip_factor(norm, clip)
@@ -58,6 +60,7 @@ def clip_samples(layers, N, clip, work):
                 h = layer(H, layers, k, N)
                 for j in range(h.shape[1]):
                     h[n, j] = 0
+        columns(layers, x, N, n, H, D, xT, HT, DT)
 
 
 @inlined
@@ -65,10 +68,10 @@ def clipped_sum(theta, grad, layers, codes, loss_code, X, labels, Y, samples, cl
     """``grad = sum_n c_n dLoss_n/dtheta`` over the batch ``samples`` (no 1/N, no penalty);
     returns the sum of the samples' losses."""
     N = samples.shape[0]
-    samples_pass(theta, work.WT, layers, codes, loss_code, X, labels, Y, np.empty(0, theta.dtype), samples,
-                 theta.dtype.type(1.0), True, work)               # delta_n = dLoss_n/da_n: no 1/N
+    samples_pass(theta, layers, codes, loss_code, X, labels, Y, np.empty(0, theta.dtype), samples,
+                 theta.dtype.type(1.0), True, False, work)        # delta_n = dLoss_n/da_n: no 1/N
     clip_samples(layers, N, clip, work)
-    units_pass(theta, grad, layers, work.xb, N, 0.0, work)
+    units_pass(theta, grad, layers, N, 0.0, work)
     total = 0.0
     for n in range(N):
         total += work.losses[n]

@@ -4,6 +4,7 @@ It owns the work buffers (allocated once per batch size and reused, so a trainin
 allocates nothing in the kernels) and hands the kernels the layout table and the integer
 codes they dispatch on.
 """
+import numba
 import numpy as np
 
 from ..layout import UNIT_AT
@@ -41,9 +42,14 @@ class Workspace:
         self.layout = layout
         self.work = kernels.Work(
             a=np.empty(units, dtype), h=np.empty(units, dtype), delta=np.empty(units, dtype),
-            losses=np.empty(N, dtype), WT=np.empty(layout.size, dtype), items=blocks,
+            losses=np.empty(N, dtype), WT=np.empty(layout.size, dtype), xT=np.empty(N * sizes[0], dtype),
+            hT=np.empty(units, dtype), deltaT=np.empty(units, dtype), items=blocks,
             sums=np.empty((blocks.shape[0], 3)), xb=np.empty(N * sizes[0], dtype), yb=np.empty(N * sizes[-1], dtype),
-            wb=np.empty(N, dtype), norms=np.empty(N), factors=np.empty(N))
+            wb=np.empty(N, dtype), norms=np.empty(N), factors=np.empty(N), threads=1)
+
+    def now(self):
+        """The :class:`.kernels.Work` for a call on this thread now (its thread count)."""
+        return self.work._replace(threads=numba.get_num_threads())
 
     def fits(self, net, N):
         return self.key == (net.sizes, net.dtype) and self.capacity >= N
@@ -67,7 +73,7 @@ class Scalar(Backend):
     def forward(self, net, X):
         work = self.workspace(net, X.shape[0])
         start_threads()
-        kernels.variant(kernels.PREDICT, net)(net.theta, net.layout.table, net.codes, X, work.work)
+        kernels.variant(kernels.PREDICT, net)(net.theta, net.layout.table, net.codes, X, work.now())
         return work.output(X.shape[0])
 
     def _one_step(self, net, X, T, grad, weights, mode):
@@ -80,7 +86,7 @@ class Scalar(Backend):
         start_threads()
         kernels.variant(kernels.TRAIN_EPOCH, net)(
             net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, np.empty(0, np.int64), T,
-            empty if weights is None else weights, np.arange(N), N, mode, rule, 0.0, work.work, losses)
+            empty if weights is None else weights, np.arange(N), N, mode, rule, 0.0, work.now(), losses)
         return float(losses[0])
 
     def loss_and_grad(self, net, X, T, grad=None, weights=None):
@@ -94,7 +100,7 @@ class Scalar(Backend):
         work = self.workspace(net, X.shape[0])
         start_threads()
         kernels.variant(kernels.PER_EXAMPLE, net)(net.theta, net.layout.table, net.codes, net.loss_code,
-                                                              X, T, work.work, G)
+                                                              X, T, work.now(), G)
         N = X.shape[0]
         return work.work.losses[:N].copy(), work.work.norms[:N].copy()
 
@@ -105,7 +111,7 @@ class Scalar(Backend):
         work = self.workspace(net, max(N, 1))
         start_threads()
         total = kernels.variant(CLIPPED_GRAD, net)(net.theta, grad, net.layout.table, net.codes, net.loss_code,
-                                                      X, T, clip, work.work)
+                                                      X, T, clip, work.now())
         return float(total), work.work.norms[:N].copy()
 
     def stepper(self, net, data):
@@ -123,7 +129,7 @@ class Scalar(Backend):
             start_threads()
             done, reason = kernels.variant(kernels.TRAIN_EPOCH, net)(
                 net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, weights, rows,
-                batch_size, kernels.TRAIN, rule, clip, work.work, losses)
+                batch_size, kernels.TRAIN, rule, clip, work.now(), losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
@@ -147,7 +153,7 @@ class Scalar(Backend):
             start_threads()
             done, reason = kernels.variant(PRIVATE_STEPS, net)(
                 net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, batches, offsets,
-                divisors, private.clip, private.noise, private.key, first, rule, work.work, losses)
+                divisors, private.clip, private.noise, private.key, first, rule, work.now(), losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
