@@ -123,7 +123,7 @@ MAX_INFERRED_CLASSES = 20
 
 #: Seconds a first fit of the default float32 net spends compiling on this project's
 #: 2-core machines with an empty cache (README, "Set up").
-COMPILE_SECONDS = 45
+COMPILE_SECONDS = 15
 
 
 def cmd_train(args):
