@@ -275,7 +275,7 @@ def units_pass(theta, grad, layers, N, l2, work):
 def update_pass(theta, grad, layers, rule, hyper, t, scale, work):
     """Pass 3, per item: the gradient times ``scale`` when it is below 1 (the clipping),
     the optimiser's rule on the item's weights and biases at step ``t``, and their
-    columns of ``W^T``; ``work.sums[item, 0]`` is then 0 if every new parameter is finite."""
+    columns of ``W^T``; returns True if every new parameter is finite."""
     code, states, items, sums, WT = rule.code, rule.states, work.items, work.sums, work.WT
     for item in prange(items.shape[0]):
         c = coefficients(code, hyper, t, theta)  # (per item: a named tuple cannot enter a parallel loop)
@@ -293,6 +293,10 @@ def update_pass(theta, grad, layers, rule, hyper, t, scale, work):
         bad += update_range(code, theta, grad, states, b0, b1, c)
         sums[item, 0] = bad
         transpose_rows(theta, WT, layers, k, i0, i1)
+    bad = 0.0
+    for item in range(items.shape[0]):
+        bad += sums[item, 0]
+    return bad == 0
 
 
 @inlined
@@ -371,11 +375,7 @@ def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weight
         if mode == GRADIENT:
             return 1, 0
         scale = clip / (math.sqrt(squares) + 1e-6) if clip > 0 else 1.0  # torch's clip_grad_norm_ rule
-        update_pass(theta, grad, layers, rule, rule.hypers[b], rule.t + b + 1, scale, work)
-        bad = 0.0
-        for item in range(work.items.shape[0]):
-            bad += work.sums[item, 0]
-        if bad != 0:
+        if not update_pass(theta, grad, layers, rule, rule.hypers[b], rule.t + b + 1, scale, work):
             return b, BAD_UPDATE
     return steps, 0
 

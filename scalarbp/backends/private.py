@@ -137,11 +137,7 @@ def _private_steps(theta, grad, layers, codes, loss_code, l2, X, labels, Y, batc
         batch_losses[b] = total / max(n, 1) + 0.5 * l2 * penalty
         if not np.isfinite(grad_sum):
             return b, BAD_GRADIENT
-        update_pass(theta, grad, layers, rule, rule.hypers[b], rule.t + b + 1, 1.0, work)
-        bad = 0.0
-        for item in range(work.items.shape[0]):
-            bad += work.sums[item, 0]
-        if bad != 0:
+        if not update_pass(theta, grad, layers, rule, rule.hypers[b], rule.t + b + 1, 1.0, work):
             return b, BAD_UPDATE
     return steps, 0
 
