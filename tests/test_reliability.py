@@ -387,7 +387,7 @@ def test_copies_and_pickles_of_a_net_keep_a_read_only_layout_and_need_no_second_
     from scalarbp.backends import kernels
     X, _ = make_spirals(10, seed=0)
     net.predict(X)
-    before = [len(d.signatures) for d in kernels.PREDICT]
+    before = [len(d.signatures) for d in kernels.TRAIN_EPOCH]
     copy.deepcopy(net).predict(X)
     pickle.loads(pickle.dumps(net)).predict(X)
-    assert [len(d.signatures) for d in kernels.PREDICT] == before
+    assert [len(d.signatures) for d in kernels.TRAIN_EPOCH] == before

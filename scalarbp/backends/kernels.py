@@ -25,7 +25,7 @@ All three sums are one micro-kernel, :func:`.products.product`.  Blocks are fixe
 shapes (samples in groups of four, units in the net's ``items`` table), never by the
 number of threads: results are bit-for-bit the same on any number of them.
 
-The entry points (:func:`train_epoch`, :func:`predict`, :func:`per_example`, and DP-SGD's in
+The entry points (:func:`_train_epoch`, which also predicts, :func:`_per_example`, and DP-SGD's in
 :mod:`.private`) are each compiled twice from one body, serial and parallel
 (:func:`.jit.serial_and_parallel`), and a net calls only the one its size asks for
 (:func:`variant`); everything else they call is inlined into them (:data:`.jit.inlined`)
@@ -74,8 +74,9 @@ def block_size(N, threads):
     share = (N + threads - 1) // threads
     return max(SAMPLES, (share + 3) // 4 * 4)
 
-#: Modes of :func:`train_epoch`: steps with updates; one gradient, no update; the loss only.
-TRAIN, GRADIENT, LOSS = range(3)
+#: Modes of :func:`_train_epoch`: steps with updates; one gradient, no update; the loss only;
+#: the outputs only (the forward pass of ``predict``).
+TRAIN, GRADIENT, LOSS, PREDICT = range(4)
 
 
 def variant(entry, net):
@@ -165,6 +166,8 @@ def gather_rows(X, labels, Y, weights, samples, n0, n1, K, xb, yb, wb):
         row = samples[m]
         for j in range(d):
             xb[m * d + j] = X[row, j]
+        if labels.shape[0] == 0 and Y.shape[0] == 0:  # (predicting: no targets)
+            continue
         if labels.shape[0] > 0:
             for j in range(K):
                 yb[m * K + j] = 0
@@ -203,6 +206,9 @@ def samples_pass(theta, layers, codes, loss_code, X, labels, Y, weights, samples
         gather_rows(X, labels, Y, weights, samples, n0, n1, K, xb, yb, wb)
         forward_rows(theta, layers, codes, x, N, n0, n1, A, H)
         for n in range(n0, n1):  # delta^T_nj = dPhi/df_j g'(a_nj) / N; (f - y) / N for softmax + cross-entropy
+            if labels.shape[0] == 0 and Y.shape[0] == 0:
+                outputs_row(a_T, h_T, codes[T - 1], n)          # predicting: f_n = g(a_n), softmax across the row
+                continue
             losses[n] = output_row(a_T, h_T, y, codes[T - 1], loss_code, scale, delta_T, n)
             if weights.shape[0] > 0:  # delta_n, Loss_n *= N w_n / sum_m w_m
                 share = theta.dtype.type(N * wb[n] / total)
@@ -337,18 +343,22 @@ def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weight
     finite weights); 2 when the next step's update gave a NaN or inf parameter (theta and
     the optimiser state then hold that step's values, and the caller rolls back:
     :func:`scalarbp.training.fit`).  ``mode`` :data:`GRADIENT`: one step's J and gradient
-    (into ``grad``) without the update; :data:`LOSS`: its J alone.  J is in
-    ``batch_losses[b]``.
+    (into ``grad``) without the update; :data:`LOSS`: its J alone; :data:`PREDICT`: the
+    outputs of the samples ``order`` (no targets: ``labels`` and ``Y`` empty) in the last
+    layer's block of ``work.h``.  J is in ``batch_losses[b]``.
     """
     N = order.shape[0]
     steps = (N + batch_size - 1) // batch_size
-    transpose_all(theta, layers, work)
+    if mode == TRAIN or mode == GRADIENT:  # (the forward sums read W itself)
+        transpose_all(theta, layers, work)
     for b in range(steps):
         start = b * batch_size
         n = min(batch_size, N - start)
         samples = order[start:start + n]
         samples_pass(theta, layers, codes, loss_code, X, labels, Y, weights, samples, theta.dtype.type(1.0 / n),
-                     mode != LOSS, mode != LOSS, work)
+                     mode <= GRADIENT, mode <= GRADIENT, work)
+        if mode == PREDICT:
+            return 1, 0
         J = 0.0
         for m in range(n):
             J += work.losses[m]                                 # J = (1/N) sum_n Loss_n (seed 003's E_in)
@@ -380,21 +390,6 @@ def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weight
     return steps, 0
 
 
-def _predict(theta, layers, codes, X, work):
-    """The network's outputs for X: the last layer's block of ``work.h`` after the call."""
-    N, T = X.shape[0], layers.shape[0]
-    transpose_all(theta, layers, work)
-    x, A, H = X.reshape(-1), work.a, work.h
-    a, h = layer(A, layers, T - 1, N), layer(H, layers, T - 1, N)
-    size = block_size(N, work.threads)
-    for block in prange((N + size - 1) // size):
-        n0 = block * size
-        n1 = min(n0 + size, N)
-        forward_rows(theta, layers, codes, x, N, n0, n1, A, H)
-        for n in range(n0, n1):
-            outputs_row(a, h, codes[T - 1], n)                  # f_n = g(a_n), softmax across the row
-
-
 def _per_example(theta, layers, codes, loss_code, X, Y, work, G):
     """Sample n's loss into ``work.losses[n]``, its squared gradient norm into
     ``work.norms[n]`` and (when G is not empty) its gradient into ``G[n]``, flat like theta
@@ -421,7 +416,6 @@ def sample_norm(layers, x, N, H, D, G, norms, n):
 
 
 TRAIN_EPOCH = serial_and_parallel(_train_epoch)
-PREDICT = serial_and_parallel(_predict)
 PER_EXAMPLE = serial_and_parallel(_per_example)
 
 

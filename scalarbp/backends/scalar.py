@@ -71,13 +71,12 @@ class Scalar(Backend):
         return self.held(net, lambda work: work.fits(net, N), lambda: Workspace(net.layout, N, net.dtype))
 
     def forward(self, net, X):
-        work = self.workspace(net, X.shape[0])
-        start_threads()
-        kernels.variant(kernels.PREDICT, net)(net.theta, net.layout.table, net.codes, X, work.now())
-        return work.output(X.shape[0])
+        self._one_step(net, X, np.empty((0, net.sizes[-1]), net.dtype), net.theta, None, kernels.PREDICT)
+        return self.workspace(net, X.shape[0]).output(X.shape[0])
 
     def _one_step(self, net, X, T, grad, weights, mode):
-        """J (and in mode GRADIENT the gradient into ``grad``) for the batch ``(X, T)``."""
+        """One call of :func:`.kernels._train_epoch` on the batch ``(X, T)`` in ``mode`` (not
+        TRAIN): returns J (and in mode GRADIENT writes the gradient into ``grad``)."""
         N = X.shape[0]
         work = self.workspace(net, N)
         losses = np.empty(1)
