@@ -5,9 +5,8 @@ import sys
 
 import pytest
 
-# Process 1 compiles and caches everything the compiled epoch loop calls (the kernels of
-# loss_and_grad, and the optimiser update with the loop's argument types), but not the
-# loop itself.
+# Process 1 compiles and caches a gradient (the engine's entry point, in its gradient
+# mode) and the optimiser update from Python, but runs no training step.
 CALLEES = """
 import numpy as np
 from scalarbp import MLP
@@ -21,8 +20,8 @@ hyper[0] = 0.1
 update(SGD_RULE, net.theta.copy(), net.theta.copy(), (empty, empty, empty), hyper, 1.0)
 """
 
-# Processes 2 and 3 train: the first compiles the epoch loop from those cached kernels and
-# caches it, the second loads it from the cache.
+# Processes 2 and 3 train: the first from that cache (compiling what it lacks), the second
+# from the cache the first left.
 TRAIN = """
 import numpy as np
 from scalarbp import MLP
@@ -35,8 +34,10 @@ print(history.loss[-1])
 
 def test_an_epoch_loop_compiled_from_cached_kernels_loads_from_the_cache(tmp_path):
     """Numba does not record, in a cached caller compiled from cached parallel callees, that
-    loading it must start the thread pool (numba issues 8578, 4807); without
-    ``jit.start_threads`` the third process here dies of a segmentation fault."""
+    loading it must start the thread pool (numba issues 8578, 4807): with the earlier
+    engine and without ``jit.start_threads`` the third process here died of a segmentation
+    fault.  The engine's entry points are now parallel themselves (or serial, as for this
+    small net); the test keeps the three processes' cache and training agreeing."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     run = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
            for code in (CALLEES, TRAIN, TRAIN)]

@@ -325,6 +325,14 @@ def transpose_all(theta, layers, work):
         transpose_rows(theta, work.WT, layers, work.items[item, 0], work.items[item, 1], work.items[item, 2])
 
 
+@inlined
+def clip_scale(squares, clip):
+    """``clip / (||grad|| + 1e-6)`` from ``squares = ||grad||^2``: the factor that clips the
+    gradient's global norm to ``clip`` when it is below 1 (``torch.nn.utils.clip_grad_norm_``'s
+    rule); 1 for ``clip`` 0 (never clipped).  The compiled steps and :func:`clip_norm` both."""
+    return clip / (math.sqrt(squares) + 1e-6) if clip > 0 else 1.0
+
+
 # --- the entry points --------------------------------------------------------------------------
 
 
@@ -384,7 +392,7 @@ def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weight
             return b, BAD_GRADIENT
         if mode == GRADIENT:
             return 1, 0
-        scale = clip / (math.sqrt(squares) + 1e-6) if clip > 0 else 1.0  # torch's clip_grad_norm_ rule
+        scale = clip_scale(squares, clip)
         if not update_pass(theta, grad, layers, rule, rule.hypers[b], rule.t + b + 1, scale, work):
             return b, BAD_UPDATE
     return steps, 0
@@ -420,9 +428,7 @@ PER_EXAMPLE = serial_and_parallel(_per_example)
 
 
 def clip_norm(grad, clip):
-    """grad *= clip / (||grad|| + 1e-6) when that is below 1: the gradient's global norm
-    clipped to ``clip`` (``torch.nn.utils.clip_grad_norm_``'s rule, as :func:`_train_epoch`
-    applies it), for the steps run from Python."""
-    factor = clip / (math.sqrt(float(np.dot(grad.astype(np.float64), grad))) + 1e-6)
+    """grad *= :func:`clip_scale` when that is below 1, for the steps run from Python."""
+    factor = clip_scale(float(np.dot(grad.astype(np.float64), grad)), clip)
     if factor < 1:
         grad *= grad.dtype.type(factor)

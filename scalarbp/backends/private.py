@@ -15,7 +15,6 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..layout import B_AT, D_IN, D_OUT, W_AT
 from ..privacy.sampler import add_noise
 from . import BAD_GRADIENT, BAD_UPDATE
 from .jit import inlined, serial_and_parallel
