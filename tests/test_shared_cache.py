@@ -3,7 +3,7 @@
 Four processes start from an empty ``NUMBA_CACHE_DIR`` together, as a search's workers
 or MPI ranks do on a fresh install, and compile the same kernels for float32 and float64
 in opposite orders.  Their writes are slowed down at random (a busy or network disk),
-which without :class:`scalarbp.backends.jit.SharedCache` makes two processes give
+which without :class:`scalarbp.backends.cache.SharedCache` makes two processes give
 different signatures the same data file.  Then: every process got the right numbers,
 every index entry of the cache holds the machine code of its own signature, and a fifth
 process loads every kernel from the cache and gets the right numbers too.
@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 import scalarbp as sb
+from scalarbp.backends.cache import SEAL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,7 +67,8 @@ def index_entries(cache):
             _, overloads = pickle.loads(f.read())
         for key, name in overloads.items():
             with open(os.path.join(os.path.dirname(index), name), "rb") as f:
-                data = pickle.loads(f.read())
+                stored_key, data = pickle.loads(f.read()[SEAL:])  # (after the seal: the entry's key, Numba's data)
+            assert stored_key == key
             signature = next(x for x in data if type(x).__name__ == "Signature")
             yield index, tuple(key[0]), tuple(signature.args)
 

@@ -10,8 +10,9 @@ decided once.
   raising ``ZeroDivisionError``, whose check would also stop LLVM from vectorising loops
   that divide.
 * ``cache=True``: compiled code is kept on disk beside the sources, so only the first
-  process of an install compiles; :class:`SharedCache` makes that cache safe for many
-  processes at once (a search's workers, MPI ranks).
+  process of an install compiles; :mod:`.cache` makes that cache safe for many processes
+  at once (a search's workers, MPI ranks), checks it, heals it, and does without it where
+  it cannot be written.
 
 Every compiled function of the package is made by :func:`compiled`.
 """
@@ -19,49 +20,20 @@ import sys
 import types
 
 import numba
-from filelock import FileLock
 from numba import njit
-from numba.core.caching import FunctionCache
+
+from .cache import attach
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 OPTIONS = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
 
 
-class SharedCache(FunctionCache):
-    """Numba's on-disk cache of one function, with a lock file held while an entry is
-    saved or loaded.
-
-    Numba keeps one index file per function, mapping each signature to a numbered data
-    file, and picks the number when it saves: the first number its copy of the index does
-    not use.  Two processes that compile different signatures of one function at the same
-    moment (a float32 and a float64 model, say) can both read the index before either
-    writes it, pick the same number, and each overwrite the other's data file: the index
-    then sends one signature to the other's machine code, which a later process loads and
-    runs (a crash, or wrong numbers).  Under the lock, reading the index, choosing the
-    number and writing both files happen as one step.  ``tests/test_shared_cache.py``
-    starts four processes from an empty cache at once to check it.
-    """
-
-    def _lock(self):
-        self._impl.locator.ensure_cache_path()
-        return FileLock(self._cache_file._index_path + ".lock")
-
-    def load_overload(self, sig, target_context):
-        with self._lock():
-            return super().load_overload(sig, target_context)
-
-    def save_overload(self, sig, data):
-        with self._lock():
-            super().save_overload(sig, data)
-
-
 def compiled(**options):
-    """``numba.njit(**options)``, its on-disk cache (``cache=True``) a :class:`SharedCache`."""
+    """``numba.njit(**options)``, its on-disk cache (``cache=True``) a
+    :class:`.cache.SharedCache`."""
     def decorate(function):
-        dispatcher = njit(**options)(function)
-        if options.get("cache"):
-            dispatcher._cache = SharedCache(dispatcher.py_func)
-        return dispatcher
+        dispatcher = njit(**{**options, "cache": False})(function)
+        return attach(dispatcher) if options.get("cache") else dispatcher
     return decorate
 
 
