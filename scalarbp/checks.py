@@ -221,6 +221,17 @@ def sample_weights(value, n):
     return weights
 
 
+def weights_in(weights, dtype):
+    """Sample weights (>= 0, a positive sum) in ``dtype``, first scaled by the power of two
+    that puts the largest in [0.5, 1).  Only their ratios count (the mean is
+    ``sum w_n Loss_n / sum w_n``) and the scaling is exact, so results do not change, and
+    weights beyond ``dtype``'s range (1e39 or 1e-50 for float32) keep their ratios instead
+    of becoming inf or 0."""
+    weights = np.asarray(weights, np.float64)
+    _, exponent = np.frexp(weights.max())
+    return np.ldexp(weights, -exponent).astype(dtype)
+
+
 def encode(labels):
     """``(classes, indices)``: the distinct labels that occur (integers or names), sorted,
     and each label's index among them (as scikit-learn encodes labels); absurd class

@@ -101,6 +101,16 @@ def squared_error(f, y):
 # --- vectorised forms for the NumPy references -----------------------------------------
 
 
+def shares(weights, dtype):
+    """Each sample's share ``N w_n / sum_m w_m`` of a weighted mean (None without weights),
+    in ``dtype``; all 0 when every weight of the batch is 0 (legal: a minibatch of
+    zero-weight samples takes a step with the penalty's gradient alone)."""
+    if weights is None:
+        return None
+    total = weights.sum()
+    return (weights.shape[0] * weights / total if total > 0 else np.zeros_like(weights)).astype(dtype)
+
+
 def log_softmax(a, axis):
     """log softmax(a) along ``axis``, max-shifted as in seed 002."""
     z = a - a.max(axis=axis, keepdims=True)

@@ -318,7 +318,7 @@ class MLP:
         engine = self._backend(backend)
         X, T = self._batch(X, Y)
         if weights is not None:
-            weights = checks.sample_weights(weights, X.shape[0]).astype(self.dtype)
+            weights = checks.weights_in(checks.sample_weights(weights, X.shape[0]), self.dtype)
         with self.in_use():
             J, grad = engine.loss_and_grad(self, X, T, weights=weights)
         dW, db = self.layout.views(grad)

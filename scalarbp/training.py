@@ -209,7 +209,7 @@ class Batches:
     def __init__(self, net, X, y, batch_size, subset=None, weights=None):
         self.X, N = _rows(net, X)
         self.labels, self.T = _targets(net, y, N)
-        self.weights = weights  # one per sample of X, or None
+        self.weights = None if weights is None else checks.weights_in(weights, net.dtype)  # one per sample, or None
         self.wb = None if weights is None else np.empty(batch_size, net.dtype)
         self.subset = np.arange(N) if subset is None else subset
         self.N = self.subset.shape[0]
@@ -477,7 +477,7 @@ def sample_weights(net, y, sample_weight, class_weight):
                 per_class[checks.integer("class_weight label", label, 0, net.sizes[-1] - 1)] = \
                     checks.positive(f"class_weight[{label}]", weight)
         weights = weights * per_class[labels]
-    return weights.astype(net.dtype)
+    return weights
 
 
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
@@ -564,8 +564,12 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             while b < n_batches:
                 b1 = min(b + sizes.steps, n_batches)
                 hypers = hypers_for(b, b1 - b)
-                began = time.perf_counter()
-                done, tried, reason = step(order[b * batch_size:b1 * batch_size], batch_size, grad, hypers, clip)
+                began, t = time.perf_counter(), opt.t
+                try:
+                    done, tried, reason = step(order[b * batch_size:b1 * batch_size], batch_size, grad, hypers, clip)
+                except BaseException:  # (bad data met or Ctrl-C mid-run: the steps applied count, as the weights hold them)
+                    net.epoch_steps = b + opt.t - t
+                    raise
                 sizes.measured(done, time.perf_counter() - began)
                 losses[b:b + done] = tried[:done]
                 b += done

@@ -191,6 +191,23 @@ def test_training_from_a_memmap_equals_training_in_memory(tmp_path):
     assert nets[0].score(X, y) > 0.9
 
 
+def test_a_nan_met_mid_run_in_a_memmap_leaves_the_counters_describing_the_weights(tmp_path):
+    """Row 2000 of a memmap is NaN: step 200 (of batches of 10) refuses it.  The 200 steps
+    before it were applied, and the counters say so (they stood at the run's start)."""
+    X, y = make_blobs(4000, n_features=4, centers=3, seed=0)
+    X[2000, 1] = np.nan
+    disk = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float64, shape=X.shape)
+    disk[...] = X
+    disk.flush()
+    net = scalarbp.MLP([4, 5, 3], seed=0)
+    with pytest.raises(ValueError, match=r"row\(s\) \[2000\]"):
+        net.fit(np.load(tmp_path / "X.npy", mmap_mode="r"), y, epochs=1, batch_size=10, shuffle=False)
+    assert net.optimizer.t == net.epoch_steps == 200
+    twin = scalarbp.MLP([4, 5, 3], seed=0)
+    twin.fit(np.load(tmp_path / "X.npy", mmap_mode="r")[:2000], y[:2000], epochs=1, batch_size=10, shuffle=False)
+    assert np.array_equal(net.theta, twin.theta)
+
+
 def test_memmap_gathers_minibatches_instead_of_copying(tmp_path, monkeypatch):
     X, y = make_blobs(256, n_features=4, centers=2, seed=0)
     X_disk = np.memmap(tmp_path / "X.dat", dtype=np.float64, mode="w+", shape=X.shape)

@@ -152,3 +152,39 @@ def test_history_prints_a_table_and_exports_csv_and_a_plot(tmp_path):
     pytest.importorskip("matplotlib")
     history.plot(tmp_path / "h.png")
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("backend", ["scalar", "row"])
+def test_a_minibatch_of_zero_weights_steps_on_the_penalty_alone(backend):
+    """Legal input (the weights' sum is positive) whose first minibatch weighs nothing: its
+    step is the L2 penalty's gradient, counted; the second is an ordinary step."""
+    net, X, y = problem()
+    X, y = X[:8], y[:8]
+    weights = np.array([0.0, 0, 0, 0, 1, 1, 1, 1])
+    theta0 = net.theta.copy()
+    net.fit(X, y, epochs=1, batch_size=4, lr=0.1, optimizer="sgd", shuffle=False, sample_weight=weights,
+            backend=backend)
+    assert net.epochs_trained == 1 and net.optimizer.t == 2
+    step = scalarbp.MLP([2, 7, 3], hidden="tanh", l2=0.01, seed=0)
+    penalty = np.concatenate([np.concatenate([0.01 * W.ravel(), np.zeros_like(b)])
+                              for W, b in zip(step.weights, step.biases)])
+    step.theta = theta0 - 0.1 * penalty
+    _, dW, db = step.loss_and_grad(X[4:], y[4:], backend=backend)
+    expected = step.theta - 0.1 * np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(dW, db)])
+    np.testing.assert_allclose(net.theta, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("weight", [1e39, 1e-50])
+def test_float32_weights_beyond_float32s_range_keep_their_meaning(weight):
+    """Only the weights' ratios count: 1e39 (inf in float32) and 1e-50 (0) for every sample
+    train exactly as weights of 1 do."""
+    X, y = make_blobs(40, n_features=3, centers=3, seed=0)
+    thetas = []
+    for w in (1.0, weight):
+        net = scalarbp.MLP([3, 5, 3], dtype="float32", seed=0)
+        net.fit(X, y, epochs=2, batch_size=8, seed=0, sample_weight=np.full(40, w))
+        thetas.append(net.theta)
+    assert np.array_equal(*thetas)
+    net = scalarbp.MLP([3, 5, 3], dtype="float32", seed=0)
+    J_big, _, _ = net.loss_and_grad(X, y, weights=np.full(40, weight))
+    assert J_big == net.loss_and_grad(X, y)[0]

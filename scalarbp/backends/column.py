@@ -12,7 +12,7 @@ Written independently of the row reference and of the scalar kernels.
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from ..losses import output_activation, output_delta, sample_losses
+from ..losses import output_activation, output_delta, sample_losses, shares
 from . import Reference
 
 
@@ -46,7 +46,7 @@ def trace(net, X, T, weights=None):
     a, h = _forward(net, x)
     N = x.shape[1]
     losses = sample_losses(a[-1], h[-1], y, net.loss, axis=0)
-    share = None if weights is None else (N * weights / weights.sum()).astype(X.dtype)  # N w_n / sum w
+    share = shares(weights, X.dtype)  # N w_n / sum w
     L = (losses if share is None else losses * share).sum() / N
     J = L + 0.5 * net.l2 * sum(np.vdot(W, W) for W in net.weights) if net.l2 else L
     depth = len(a)

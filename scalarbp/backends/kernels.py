@@ -216,8 +216,8 @@ def samples_pass(theta, layers, codes, loss_code, X, labels, Y, weights, samples
                 outputs_row(a_T, h_T, codes[T - 1], n)          # predicting: f_n = g(a_n), softmax across the row
                 continue
             losses[n] = output_row(a_T, h_T, y, codes[T - 1], loss_code, scale, delta_T, n)
-            if weights.shape[0] > 0:  # delta_n, Loss_n *= N w_n / sum_m w_m
-                share = theta.dtype.type(N * wb[n] / total)
+            if weights.shape[0] > 0:  # delta_n, Loss_n *= N w_n / sum_m w_m (0 if every w_m is: the penalty alone)
+                share = theta.dtype.type(N * wb[n] / total if total > 0 else 0.0)
                 losses[n] *= share
                 for j in range(K):
                     delta_T[n, j] *= share

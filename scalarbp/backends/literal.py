@@ -22,7 +22,7 @@ from numba import prange
 
 from ..activations import activation as g, derivative as g_prime
 from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
-from ..losses import output_row, outputs_row
+from ..losses import output_row, outputs_row, shares
 from . import Backend
 from .jit import OPTIONS, compiled, start_threads
 
@@ -128,7 +128,7 @@ class Literal(Backend):
 
     def loss_and_grad(self, net, X, T, grad=None, weights=None):
         N, P = X.shape[0], net.theta.shape[0]
-        share = None if weights is None else (N * weights / weights.sum()).astype(net.dtype)  # N w_n / sum w
+        share = shares(weights, net.dtype)  # N w_n / sum w
         chunk = max(1, min(N, BUDGET // (P * net.dtype.itemsize)))
         h, f, delta = self.buffers(net, chunk)
         G = np.empty((chunk, P), net.dtype)

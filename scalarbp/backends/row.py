@@ -14,7 +14,7 @@ agreement between them means something.
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from ..losses import output_activation, output_delta, sample_losses
+from ..losses import output_activation, output_delta, sample_losses, shares
 from . import Reference
 
 
@@ -42,7 +42,7 @@ def loss_and_grad(net, X, T, grad=None, weights=None):
     S, Xs = _forward(net, X)
     N = X.shape[0]
     losses = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1)
-    share = None if weights is None else (N * weights / weights.sum()).astype(X.dtype)  # N w_n / sum w
+    share = shares(weights, X.dtype)  # N w_n / sum w
     J = (losses if share is None else losses * share).sum() / N
     if net.l2:
         J += 0.5 * net.l2 * sum((W * W).sum() for W in net.weights)
