@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import copy
 import os
+import signal
 import sys
 import threading
 import time
@@ -132,13 +133,17 @@ def cmd_train(args):
     from .training import DEFAULT_OPTIMIZER, Checkpoint, DivergedError, TrainingInterrupted, epoch_line
 
     _threads(args.threads)
+    args.plot = _figure(args.plot)
     for path in (args.save, args.plot):
         if path:
             _writable(path)
     if args.plot:
         _needs_matplotlib()
-    if args.checkpoint_every and not args.save:
-        raise UsageError("--checkpoint-every needs --save MODEL: the checkpoints are written there")
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 1:
+            raise UsageError(f"--checkpoint-every must be at least 1 (epochs between saves), got {args.checkpoint_every}")
+        if not args.save:
+            raise UsageError("--checkpoint-every needs --save MODEL: the checkpoints are written there")
     (X, y), (X_test, y_test), source = _training_data(args)
     if args.resume:
         net = MLP.load(args.resume)
@@ -180,7 +185,7 @@ def cmd_train(args):
                                validation_data=(X[:2], encode(y[:2])))
     start = time.perf_counter()
     validation_data = None if validation is None else (validation[0], encode(validation[1]))
-    checkpoints = [Checkpoint(args.save, args.checkpoint_every, verbose=True)] if args.checkpoint_every else []
+    checkpoints = [] if args.checkpoint_every is None else [Checkpoint(args.save, args.checkpoint_every, verbose=True)]
     try:
         history = net.fit(X, encode(y), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           optimizer=optimizer, seed=args.seed, validation_data=validation_data,
@@ -193,8 +198,8 @@ def cmd_train(args):
                           dp_sampling=args.dp_sampling, target_epsilon=args.target_epsilon)
     except TrainingInterrupted as err:
         where = f"epoch {net.epochs_trained}" + (f", step {net.epoch_steps} of the next" if net.epoch_steps else "")
-        _keep(args, net, err.history, f"interrupted at {where}")
-        return 130
+        _keep(args, net, err.history, f"{'terminated' if err.signal == signal.SIGTERM else 'interrupted'} at {where}")
+        return 128 + err.signal  # (130 for Ctrl-C, 143 for SIGTERM, as a shell reports a signal)
     except DivergedError as err:
         _keep(args, net, err.history, "diverged; the last good weights")
         raise
@@ -441,17 +446,28 @@ def cmd_compare(args):
     print(table(differences(net, gradients(net, X, Y))))
 
 
+def _figure(path):
+    """The file a figure saved to ``path`` lands in: without an extension, matplotlib adds ``.png``."""
+    return path + ".png" if path and not os.path.splitext(path)[1] else path
+
+
 def _writable(path):
-    """Refuse an output path whose folder does not exist or cannot be written, before any work."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise UsageError(f"{path}: cannot write there (no such folder, or no permission)")
+    """Refuse an output path the save would fail on, before any work: checked as the save
+    will write it, through a temporary file beside it (:func:`.persistence.check_writable`)."""
+    from .persistence import check_writable
+
+    try:
+        check_writable(path)
+    except OSError as err:
+        reason = err.strerror or str(err).split(": ", 1)[-1]  # (the OS's reason, or the refusal's, without the path)
+        raise UsageError(f"{path}: cannot save there ({reason})") from None
 
 
 def cmd_explain(args):
     from .explain import SEED_002_NAMES, SEED_002_WRONG_DELTAS, explain, explain_seed_002, plot, seed_002
     from .notation import errata_lines
 
+    args.plot = _figure(args.plot)
     if args.plot:
         _writable(args.plot)
     if args.errata:

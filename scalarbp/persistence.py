@@ -80,20 +80,10 @@ def write_atomically(path, write):
     temporary file's name carries this process's identity, so the next save to the same
     path removes those left by a process that was killed mid-save.
     """
-    target = os.path.realpath(path)
-    try:
-        info = os.stat(target)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    else:
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path}: not a regular file; refusing to replace it")
-        if not info.st_mode & 0o222 or not os.access(target, os.W_OK):  # (root may write a 0444 file)
-            raise PermissionError(f"{path}: the file is read-only; refusing to replace it")
-        mode = stat.S_IMODE(info.st_mode)
+    target, mode = _target(path)
     folder, base = os.path.split(target)
     _remove_abandoned(folder, base)
-    fd, temporary = tempfile.mkstemp(prefix=f".{base}.{_process_id()}.", suffix=".tmp", dir=folder)
+    fd, temporary = _temporary(folder, base)
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
@@ -105,6 +95,36 @@ def write_atomically(path, write):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def check_writable(path):
+    """Raise the ``OSError`` that :func:`write_atomically` would meet at ``path``, before any
+    work is done: the target checked as it does, and its temporary sibling created and removed
+    (a missing or read-only folder, a name too long once the temporary file's part is added)."""
+    target, _ = _target(path)
+    fd, temporary = _temporary(*os.path.split(target))
+    os.close(fd)
+    os.unlink(temporary)
+
+
+def _target(path):
+    """``(the file a save to path replaces, the mode the new file gets)``; refuses a target
+    that is not a regular file or is read-only."""
+    target = os.path.realpath(path)
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return target, 0o666 & ~_umask()
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"{path}: not a regular file; refusing to replace it")
+    if not info.st_mode & 0o222 or not os.access(target, os.W_OK):  # (root may write a 0444 file)
+        raise PermissionError(f"{path}: the file is read-only; refusing to replace it")
+    return target, stat.S_IMODE(info.st_mode)
+
+
+def _temporary(folder, base):
+    """A new temporary file beside ``folder/base``, named after this process: ``(fd, path)``."""
+    return tempfile.mkstemp(prefix=f".{base}.{_process_id()}.", suffix=".tmp", dir=folder)
 
 
 _UMASK_LOCK = threading.Lock()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backends, checks, metrics, optimizers, privacy, schedules
+from . import backends, checks, metrics, optimizers, persistence, privacy, schedules
 from .backends import BAD_UPDATE
 
 
@@ -37,15 +37,18 @@ class DivergedError(FloatingPointError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during ``fit``: training stopped at a step boundary, the net holds
-    the weights of the last completed step and its counters describe them.
+    """Ctrl-C (SIGINT) or SIGTERM (what ``kill``, systemd, Slurm and Kubernetes send) during
+    ``fit``: training stopped at a step boundary, the net holds the weights of the last
+    completed step and its counters describe them.
 
-    ``history`` holds the epochs completed before the interruption.
+    ``history`` holds the epochs completed before the interruption; ``signal`` is the signal
+    this process received (``signal.SIGINT`` on an MPI rank that stopped because another
+    one was interrupted).
     """
 
-    def __init__(self, message, history):
+    def __init__(self, message, history, signal=signal.SIGINT):
         super().__init__(message)
-        self.history = history
+        self.history, self.signal = history, signal
 
 
 class Snapshot:
@@ -187,6 +190,7 @@ class Checkpoint(Callback):
 
     def __init__(self, path, every=1, verbose=False):
         self.path, self.every, self.verbose = path, checks.integer("every", every, 1), verbose
+        persistence.check_writable(path)  # (now, not after the first epoch: an OSError naming the problem)
 
     def on_epoch_end(self, epoch, history, net):
         if (epoch + 1) % self.every == 0 and history.rank == 0:
@@ -346,25 +350,27 @@ class CallSizes:
 
 
 class Interrupts:
-    """While active, Ctrl-C (SIGINT) sets :attr:`requested` instead of raising at an
-    arbitrary point; the loop checks it between calls.  (Only in the main thread, where
-    Python delivers signals.)"""
+    """While active, Ctrl-C (SIGINT) and SIGTERM set :attr:`requested` (to the signal's
+    number) instead of raising or killing at an arbitrary point; the loop checks it between
+    calls.  (Only in the main thread, where Python delivers signals.)"""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self.previous = None
+        self.requested = 0
+        self.previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self.requested = signum
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
@@ -538,8 +544,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     step = _recorded(net, step, private, q)
 
     def stop_requested():
-        """Ctrl-C, on any rank."""
-        return interrupts.requested if session is None else session.any(interrupts.requested)
+        """Ctrl-C or SIGTERM, on any rank."""
+        return interrupts.requested if session is None else session.any(bool(interrupts.requested))
     sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
 
     def hypers_for(first, count):
@@ -581,7 +587,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 progress.update(epoch, done, None if private is not None else losses[b - done:b])
                 if b < n_batches and stop_requested():  # (at the end, the epoch is counted first)
                     progress.close()
-                    raise _interrupted(net, n_batches, history)
+                    raise _interrupted(net, n_batches, history, interrupts.requested)
             net.epochs_trained += 1
             net.epoch_steps = 0
             history.loss.append(np.nan if private is not None else  # (withheld: the data's, not covered by epsilon)
@@ -611,10 +617,10 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 break
             if epoch + 1 < epochs and stop_requested():  # (during validation)
                 progress.close()
-                raise _interrupted(net, n_batches, history)
+                raise _interrupted(net, n_batches, history, interrupts.requested)
         if stop_requested():  # (in the last run of steps: not lost, but the work is complete)
             progress.close()
-            raise _interrupted(net, n_batches, history)
+            raise _interrupted(net, n_batches, history, interrupts.requested)
     progress.close()
     if early_stopping and best[2] is not None:
         best[2].restore(net)  # the best epoch's weights, with the counters that describe them
@@ -651,11 +657,11 @@ def _outside_epsilon(validating, validation_fraction, early_stopping, schedule):
     return named
 
 
-def _interrupted(net, n_batches, history):
+def _interrupted(net, n_batches, history, received):
     where = f"step {net.epoch_steps} of {n_batches} of epoch {net.epochs_trained + 1}" if net.epoch_steps else \
         f"the end of epoch {net.epochs_trained}"
     return TrainingInterrupted(f"training interrupted at {where}; the weights and counters are those of that "
-                               f"point, and the next fit continues from it", history)
+                               f"point, and the next fit continues from it", history, received or signal.SIGINT)
 
 
 def _diverged(net, step, order, batch_size, grad, snapshot, b, J, reason, replay, opt, history):

@@ -107,6 +107,36 @@ def test_an_unwritable_output_path_is_refused_before_training(capsys, files, opt
     assert code == 1 and str(path) in err and "epoch" not in out
 
 
+@pytest.mark.parametrize("where", ["a folder", "/dev/null", "a name too long for its temporary file"])
+def test_a_save_path_the_save_would_fail_on_is_refused_before_training(capsys, files, where):
+    """Checked as the save writes: the target must be a regular file or absent, and its
+    temporary sibling (the name plus a process id and a random part) must be creatable."""
+    path = {"a folder": files, "/dev/null": "/dev/null",
+            "a name too long for its temporary file": files / ("m" * 230 + ".npz")}[where]
+    code, out, err = run(capsys, "train", "--epochs", "1", "--save", path)
+    assert code == 1 and str(path) in err and "cannot save there" in err and "epoch" not in out
+    assert os.path.isdir(files) and os.path.exists("/dev/null")
+
+
+def test_a_checkpoint_every_zero_is_refused(capsys, files):
+    code, out, err = run(capsys, "train", "--epochs", "1", "--save", files / "m.npz", "--checkpoint-every", "0")
+    assert code == 1 and "--checkpoint-every must be at least 1" in err and "epoch" not in out
+
+
+def test_a_plot_path_without_an_extension_is_named_as_matplotlib_writes_it(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, out, _ = run(capsys, "train", "--epochs", "1", "--quiet", "--plot", tmp_path / "curves")
+    assert code == 0 and f"saved curves to {tmp_path / 'curves.png'}" in out
+    assert os.listdir(tmp_path) == ["curves.png"]
+
+
+def test_a_checkpoint_to_an_unwritable_path_is_refused_when_made():
+    from scalarbp.training import Checkpoint
+
+    with pytest.raises(OSError, match="not a regular file"):
+        Checkpoint("/dev/null")
+
+
 def test_a_feature_only_file_read_with_a_label_column_gets_a_hint(capsys, files, tmp_path):
     model = tmp_path / "m.npz"
     run(capsys, "train", "--epochs", "1", "--quiet", "--save", model)
@@ -164,7 +194,11 @@ def test_a_first_run_that_compiles_says_so_once(capsys, monkeypatch):
 CHILD = [sys.executable, "-m", "scalarbp", "train", "--epochs", "100000", "--batch-size", "4"]
 
 
-def test_ctrl_c_saves_the_trained_model_and_exits_130(tmp_path):
+@pytest.mark.parametrize("received, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_saves_the_trained_model_and_exits_as_a_signal(tmp_path, received, code, said):
+    """Ctrl-C, and SIGTERM (what kill, systemd, Slurm and Kubernetes send), stop at a step
+    boundary and save: exit 128 + the signal's number, as a shell reports it."""
     model = tmp_path / "m.npz"
     child = subprocess.Popen(CHILD + ["--save", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, cwd=tmp_path)
@@ -173,12 +207,12 @@ def test_ctrl_c_saves_the_trained_model_and_exits_130(tmp_path):
             if line.startswith("epoch"):
                 break
         time.sleep(0.5)
-        child.send_signal(signal.SIGINT)
+        child.send_signal(received)
         out, err = child.communicate(timeout=120)
     finally:
         child.kill()  # (never left running, whatever failed)
-    assert child.returncode == 130, err
-    assert "interrupted at epoch" in out and f"saved model to {model}" in out
+    assert child.returncode == code, err
+    assert f"{said} at epoch" in out and f"saved model to {model}" in out
     net = scalarbp.MLP.load(model)
     assert net.optimizer.t == net.epochs_trained * 324 + net.epoch_steps > 0  # 1,295 samples in 4s
     assert os.listdir(tmp_path) == ["m.npz"]
