@@ -401,13 +401,14 @@ def cmd_predict(args):
             names = net.classes if net.classes is not None else np.arange(net.sizes[-1])
             header = ",".join(_csv_name(name) for name in names)
         fmt = "%s" if result.dtype.kind in "iU" else "%.9g"
-        write_atomically(args.out, lambda file: np.savetxt(file, result.reshape(len(X), -1), delimiter=",", fmt=fmt,
+        rows = np.vectorize(_csv_name)(result) if result.dtype.kind == "U" else result  # (class names quoted)
+        write_atomically(args.out, lambda file: np.savetxt(file, rows.reshape(len(X), -1), delimiter=",", fmt=fmt,
                                                            header=header, comments=""))
     print(f"wrote {len(X)} predictions to {args.out}")
 
 
 def _csv_name(name):
-    """A class name as a CSV header field (quoted when it holds a delimiter or quote)."""
+    """A class name as a CSV field (quoted when it holds a delimiter, a quote or a newline)."""
     name = str(name)
     return f'"{name.replace(chr(34), chr(34) * 2)}"' if any(c in name for c in ',"\n') else name
 

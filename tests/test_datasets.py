@@ -80,6 +80,9 @@ def test_csv_without_header_and_real_targets(tmp_path):
     ("1,2\n", {"label_column": "y"}, "the file has no header"),
     ("1\n2\n", {}, "needs at least 2 columns"),
     ("1,nan\n2,3\n", {}, "y holds NaN or inf"),
+    ("1,2,0,\n3,4,1,\n", {}, "line 1: the label \\(column 4\\) is empty; every line ends with the delimiter ','"),
+    ("1,2,a\n1,3,\n2,2,b\n", {}, "line 2: the label \\(column 3\\) is empty$"),
+    ("1,2,0\n1_000,3,1\n", {}, "line 2, column 1: '1_000' is not a number"),
 ])
 def test_a_bad_csv_file_is_named_with_its_problem(tmp_path, text, kwargs, message):
     path = tmp_path / "bad.csv"
@@ -131,6 +134,24 @@ def test_unreadable_and_unknown_files(tmp_path):
         datasets.load(tmp_path / "data.bin")
     with pytest.raises(DataError, match="unknown data format 'parquet'"):
         datasets.load(tmp_path / "x.npz", format="parquet")
+
+
+@pytest.mark.parametrize("format", ["npz", "csv", "npy", "idx"])
+def test_a_device_or_folder_given_as_data_is_refused_not_read_for_ever(tmp_path, format):
+    with pytest.raises(DataError, match="/dev/zero: a device, not a data file"):
+        datasets.load("/dev/zero", format=format)
+    with pytest.raises(DataError, match="a folder, not a data file"):
+        datasets.load(tmp_path, format=format)
+
+
+def test_values_too_large_to_standardize_are_named_not_called_nan():
+    X = np.ones((5, 3))
+    X[:, 1] = [1e200, -1e200, 3, 4, 5]
+    with pytest.raises(ValueError, match="column 1 holds values too large to standardize \\(up to 1e\\+200"):
+        datasets.Standardizer().fit(X)
+    X[2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf \(first at index \(2, 2\)\)"):
+        datasets.Standardizer().fit(X)
 
 
 def test_synthetic_generators_are_seeded_and_balanced():

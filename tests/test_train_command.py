@@ -1,5 +1,6 @@
 """The train command as a practitioner meets it: three roles for the data, the task said,
 nothing lost (output paths checked first, Ctrl-C, checkpoints, resume), class names."""
+import csv
 import os
 import signal
 import subprocess
@@ -92,8 +93,10 @@ def test_class_names_are_stored_and_written_back(capsys, tmp_path):
     code, out, err = run(capsys, "predict", model, "--data", tmp_path / "iris.csv", "--label-column", "species",
                          "--out", tmp_path / "p.csv")
     assert code == 0, err
-    written = (tmp_path / "p.csv").read_text().splitlines()
-    assert len(written) == 240 and set(written) <= {"setosa", "versi,color", "virginica"}
+    with open(tmp_path / "p.csv", newline="") as file:
+        written = list(csv.reader(file))  # one field a row: a name holding the delimiter is quoted
+    assert len(written) == 240 and all(len(row) == 1 for row in written)
+    assert {row[0] for row in written} <= {"setosa", "versi,color", "virginica"}
     code, out, err = run(capsys, "predict", model, "--data", tmp_path / "iris.csv", "--label-column", "species",
                          "--proba", "--out", tmp_path / "q.csv")
     header = (tmp_path / "q.csv").read_text().splitlines()[0]

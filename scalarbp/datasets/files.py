@@ -11,6 +11,7 @@ import contextlib
 import csv
 import gzip
 import os
+import stat
 import struct
 import tokenize
 import zipfile
@@ -63,6 +64,9 @@ def load(path, format=None, labels=None, label_column=-1, delimiter=",", header=
     for prediction.  Labels may be numbers or class names (strings).
     """
     format = format or guess_format(path)
+    if format not in FORMATS:
+        raise DataError(f"unknown data format {format!r}; expected one of {', '.join(FORMATS)}")
+    _readable(path)
     if format == "npz":
         return load_npz(path, y_key="y" if _has(path, "y") else None)
     if format == "csv":
@@ -70,9 +74,7 @@ def load(path, format=None, labels=None, label_column=-1, delimiter=",", header=
                         drop_columns=drop_columns)
     if format == "npy":
         return load_npy(path, labels)
-    if format == "idx":
-        return load_idx(path, labels)
-    raise DataError(f"unknown data format {format!r}; expected one of {', '.join(FORMATS)}")
+    return load_idx(path, labels)
 
 
 def _has(path, key):
@@ -157,10 +159,26 @@ def _read_npy(path):
         return np.load(file, allow_pickle=False)
 
 
+def _readable(path):
+    """Refuse what is not a file of data (a folder, a device such as ``/dev/zero``, which
+    would be read for ever); a pipe is read, as far as :data:`MAX_DATA_BYTES`."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as err:
+        raise DataError(f"{path}: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: a folder, not a data file")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise DataError(f"{path}: a device, not a data file")
+
+
 @contextlib.contextmanager
 def _reading(path, what):
     """Whatever reading ``path`` raises becomes a DataError naming it: ``what`` says how
     it was being read."""
+    _readable(path)
     try:
         yield
     except FileNotFoundError:
@@ -188,7 +206,10 @@ def load_csv(path, label_column=-1, delimiter=",", header=None, drop_columns=())
         raise DataError(f"{path}: label_column must be a column index or name, got {label_column!r}")
     with _reading(path, "cannot read as CSV"), open(path, newline="", encoding="utf-8-sig") as file:
         try:
-            lines = [line for line in file.read().splitlines() if line.strip()]
+            text = file.read(MAX_DATA_BYTES + 1)
+            if len(text) > MAX_DATA_BYTES:
+                raise DataError(f"{path}: more than files.MAX_DATA_BYTES ({MAX_DATA_BYTES} characters) of CSV")
+            lines = [line for line in text.splitlines() if line.strip()]
         except UnicodeDecodeError as err:
             raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
     if not lines:
@@ -220,6 +241,12 @@ def load_csv(path, label_column=-1, delimiter=",", header=None, drop_columns=())
         raise
     if y is not None:
         y = np.char.strip(y)
+        empty = np.flatnonzero(y == "")
+        if empty.size:
+            trailing = column == width - 1 and empty.size == y.size
+            raise DataError(f"{path}, line {first_line + empty[0]}: the label (column {column + 1}) is empty" +
+                            (f"; every line ends with the delimiter {delimiter!r}: remove the trailing delimiter, "
+                             f"or give the label column" if trailing else ""))
         try:
             y = y.astype(np.float64)
         except ValueError:
@@ -247,6 +274,10 @@ def _find_bad_field(path, lines, delimiter, width, first_line, label_column):
 
 
 def _is_number(field):
+    """Whether ``np.loadtxt`` reads ``field`` as a number (Python's ``float`` also takes
+    ``1_000``, which it does not)."""
+    if "_" in field:
+        return False
     try:
         float(field)
     except ValueError:

@@ -41,15 +41,27 @@ class Standardizer:
         shift = np.asarray(X[0], np.float64)  # shifted sums avoid cancellation for large means
         total = np.zeros_like(shift)
         squares = np.zeros_like(shift)
+        largest = np.zeros_like(shift)
         for start in range(0, len(X), CHUNK):
-            chunk = np.asarray(X[start:start + CHUNK], np.float64) - shift
-            total += chunk.sum(axis=0)
-            squares += (chunk * chunk).sum(axis=0)
+            part = np.asarray(X[start:start + CHUNK], np.float64)
+            if not np.isfinite(part).all():
+                row, column = np.argwhere(~np.isfinite(part))[0]
+                raise ValueError(f"X holds NaN or inf (first at index ({start + row}, {column}))")
+            np.maximum(largest, np.abs(part).max(axis=0), out=largest)
+            with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is reported below)
+                chunk = part - shift
+                total += chunk.sum(axis=0)
+                squares += (chunk * chunk).sum(axis=0)
         N = len(X)
-        mean_shifted = total / N
-        variance = np.maximum(squares / N - mean_shifted ** 2, 0.0)
-        if not (np.isfinite(mean_shifted).all() and np.isfinite(variance).all()):
-            raise ValueError("X holds NaN or inf")
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean_shifted = total / N
+            variance = np.maximum(squares / N - mean_shifted ** 2, 0.0)
+        overflow = ~(np.isfinite(mean_shifted) & np.isfinite(variance))
+        if overflow.any():  # (finite values whose squares exceed float64)
+            column = int(np.argmax(overflow))
+            raise ValueError(f"X's column {column} holds values too large to standardize (up to "
+                             f"{largest[column]:.3g}: their squares overflow float64); rescale it, or train "
+                             f"without standardizing")
         std = np.sqrt(variance)
         self.mean = shift + mean_shifted
         self.scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean)), std, 1.0)
