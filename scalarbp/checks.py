@@ -6,6 +6,7 @@ C-contiguous array of the network's dtype or raises ``ValueError``/``TypeError``
 a message naming the problem and what was expected.
 """
 import numbers
+import os
 
 import numpy as np
 
@@ -35,6 +36,20 @@ def dtype(value):
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {value!r}; expected one of {', '.join(DTYPES)}")
     return np.dtype(name)
+
+
+def memory_for(what, count, dtype):
+    """Refuse ``count`` numbers of ``dtype`` that this machine's memory cannot hold: a
+    ``ValueError`` naming ``what`` and the size, instead of a ``MemoryError`` later (or the
+    out-of-memory killer, where the system over-commits)."""
+    need = count * np.dtype(dtype).itemsize
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # (no sysconf: not checked)
+        return
+    if need > memory:
+        raise ValueError(f"{what}: {count:,} numbers, {need / 2 ** 30:,.1f} GiB of {np.dtype(dtype).name}, more than "
+                         f"this machine's memory ({memory / 2 ** 30:,.1f} GiB)")
 
 
 def sizes(value):

@@ -505,6 +505,8 @@ def cmd_bench(args):
 
     from . import timing
 
+    if args.repeats < 1:
+        raise UsageError(f"--repeats must be at least 1 (timed epochs per case), got {args.repeats}")
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     timing.start_torch(threads)  # before Numba starts its threads: see its docstring
     _threads(threads)
@@ -645,6 +647,9 @@ def main(argv=None):
     except (ValueError, TypeError, OSError, RuntimeError, ModelFileError, DivergedError) as err:
         message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
         print(f"scalarbp: error: {message}", file=sys.stderr)
+        return 1
+    except MemoryError as err:  # (sizes are checked against the machine's memory; this is what remains)
+        print(f"scalarbp: error: out of memory ({str(err)[:200] or 'MemoryError'})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("scalarbp: interrupted", file=sys.stderr)

@@ -129,6 +129,7 @@ class MLP:
         self.l2 = l2
         self._dtype = checks.dtype(dtype)
         self._layout = Layout(self._sizes)
+        checks.memory_for(f"the parameters of sizes={list(self._sizes)}", self.layout.size, self.dtype)
         self.theta = np.zeros(self.layout.size, self.dtype)
         self.optimizer = None
         self.standardizer = None

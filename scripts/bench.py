@@ -55,6 +55,8 @@ def main(argv=None):
     parser.add_argument("--json", help="write every number to this file")
     parser.add_argument("--png", help="bar chart of the ratios to PyTorch (needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1 (epochs timed per implementation), got {args.repeats}")
 
     if args.dp:
         return dp_report(args)

@@ -72,6 +72,10 @@ def test_plot_writes_a_png(capsys, tmp_path):
     (["evaluate", "missing.npz", "--data", "x.npz"], "missing.npz: no such file"),
     (["predict", "{model}", "--data", "{test}", "--out", "p.txt"], "--out must end in .npy or .csv"),
     (["evaluate", "{test}", "--data", "{test}"], "no 'config' and 'theta' arrays"),
+    (["train", "--hidden-sizes", "1000000000"], "the parameters of sizes=[64, 1000000000, 10]: 75,000,000,010 numbers"),
+    (["compare", "--sizes", "1000000", "1000000"], "the parameters of sizes=[1000000, 1000000]: 1,000,001,000,000"),
+    (["bench", "--repeats", "0"], "--repeats must be at least 1"),
+    (["train", "--data", "/dev/zero", "--format", "csv"], "/dev/zero: a device, not a data file"),
 ])
 def test_bad_arguments_and_files_exit_1_with_one_line(capsys, digits_files, monkeypatch, argv, message):
     monkeypatch.chdir(digits_files)
