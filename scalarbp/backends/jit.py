@@ -16,6 +16,7 @@ decided once.
 
 Every compiled function of the package is made by :func:`compiled`.
 """
+import os
 import sys
 import types
 
@@ -70,8 +71,46 @@ def serial_and_parallel(function, **options):
 
 
 def parallel_for(macs):
-    """Whether a net of ``macs`` multiply-adds per sample runs the parallel compilation."""
-    return macs >= PARALLEL_MACS
+    """Whether a net of ``macs`` multiply-adds per sample runs the parallel compilation
+    (never in a process forked from one running GNU OpenMP threads: :func:`forked_from_openmp`)."""
+    return macs >= PARALLEL_MACS and not forked_from_openmp()
+
+
+#: Set in a child process forked while Numba's GNU OpenMP threads ran (:func:`forked_from_openmp`).
+_FORKED_FROM_OPENMP = [False]
+
+
+def _after_fork_in_child():
+    try:
+        layer = numba.threading_layer()  # (raises until the parent started its threads)
+    except ValueError:
+        return
+    if layer == "omp":
+        from numba.np.ufunc import omppool
+
+        _FORKED_FROM_OPENMP[0] = omppool.openmp_vendor == "GNU"
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked_from_openmp():
+    """Whether this process was forked (a ``multiprocessing`` "fork" pool, ``os.fork``) from
+    one whose GNU OpenMP threads had run a parallel kernel.  GNU OpenMP cannot start threads
+    in such a child: Numba ends it ("fork() called from a process already using GNU
+    OpenMP") and a pool waits for ever for its answer.  The engine then runs its serial
+    compilation, which gives the same numbers (its blocks do not depend on threads);
+    :func:`require_parallel` refuses what has no serial form."""
+    return _FORKED_FROM_OPENMP[0]
+
+
+def require_parallel(what):
+    """Raise a clear ``RuntimeError`` where ``what`` would run a parallel-only kernel in a
+    process :func:`forked_from_openmp`."""
+    if forked_from_openmp():
+        raise RuntimeError(f"{what} runs parallel kernels, which GNU OpenMP cannot run in a process forked from "
+                           f"one that ran them: use a 'spawn' or 'forkserver' multiprocessing context, or "
+                           f"NUMBA_THREADING_LAYER=workqueue")
 
 
 def start_threads():

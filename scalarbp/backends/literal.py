@@ -24,7 +24,7 @@ from ..activations import activation as g, derivative as g_prime
 from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..losses import output_row, outputs_row, shares
 from . import Backend
-from .jit import OPTIONS, compiled, start_threads
+from .jit import OPTIONS, compiled, require_parallel, start_threads
 
 #: Bytes of per-sample gradients held at once: ``N x P`` is processed in chunks of samples.
 BUDGET = 64 << 20
@@ -122,6 +122,7 @@ class Literal(Backend):
     def forward(self, net, X):
         h, f, _ = self.buffers(net, X.shape[0])
         out = np.empty((X.shape[0], net.sizes[-1]), net.dtype)
+        require_parallel("the literal backend")
         start_threads()
         outputs(net.theta, net.layout.table, net.codes, X, h, f, out)
         return out
@@ -136,6 +137,7 @@ class Literal(Backend):
         grad = np.empty_like(net.theta) if grad is None else grad
         grad[...] = 0
         total = 0.0
+        require_parallel("the literal backend")
         start_threads()
         for start in range(0, N, chunk):
             n = min(chunk, N - start)

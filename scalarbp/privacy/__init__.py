@@ -25,6 +25,7 @@ them (``dp-accounting``, ``pip install 'scalarbp[privacy]'``).
 import numpy as np
 
 from .. import checks
+from ..backends.jit import require_parallel
 from . import sampler
 from .ledger import KINDS, Ledger, compose, epsilon, noise_for  # noqa: F401  (the public names)
 
@@ -69,6 +70,7 @@ class Privacy:
 def noise(key, step, size, dtype):
     """The standard normal noise of ``step`` under ``key`` (what :func:`.sampler.add_noise`
     adds, times 1)."""
+    require_parallel("DP-SGD's noise")
     out = np.zeros(size, dtype)
     sampler.add_noise(out, key, step, 1.0)
     return out
