@@ -4,9 +4,10 @@ Every rank computes part of each minibatch's gradient with the same kernels, the
 are summed in one fixed order, and every rank applies the same update.  The weights
 after training are the same bits on 1, 2, 4, ... ranks:
 
-* **Micro-shards.**  A minibatch of B samples is made of ``L = micro_shards`` leaves of
-  ``m = B / L`` samples (fewer in an epoch's last minibatch).  Leaf k's value is its
-  weight ``w_k`` (its number of samples, or the sum of its sample weights, over m) times
+* **Micro-shards.**  A minibatch of B samples is made of ``L = micro_shards`` leaves,
+  leaf k of ``m_k`` samples: ``B / L`` each when L divides B, else ``B // L`` and one more
+  for the first ``B % L`` leaves (fewer in an epoch's last minibatch).  Leaf k's value is
+  its weight ``w_k`` (its number of samples, or the sum of its sample weights, over ``B / L``) times
   the leaf's J and gradient from the backend's ``loss_and_grad``; the minibatch's J and
   gradient are the sum of the leaves' values divided by the sum of their weights (seed
   004's sum over the batch, grouped by leaf).
@@ -17,8 +18,9 @@ after training are the same bits on 1, 2, 4, ... ranks:
   level by level up the same tree (recursive halving, then doubling: a reduce-scatter
   and an allgather).  No sum depends on R, only on L, so R must be a power of two no
   larger than L.
-* **Each rank its shard.**  The training samples are cut into L contiguous streams; leaf
-  k of every minibatch comes from stream k, shuffled within the stream each epoch
+* **Each rank its shard.**  The training samples are cut into L contiguous streams, stream
+  k of ``N m_k / B`` of them (rounded down at its ends); leaf k of every minibatch comes
+  from stream k, shuffled within the stream each epoch
   (seeded by the seed, the epoch and k).  Rank r reads only the rows of its streams, one
   contiguous block of the data: pass X as ``np.load(path, mmap_mode="r")`` and no rank
   reads more than its block.  (The minibatches are not those of ``fit`` without ``comm``,
@@ -30,9 +32,13 @@ without ``comm`` makes one call over B (smaller products, each weight matrix rea
 per leaf), plus ``L - 1`` vector additions per step and, per rank, ``2 (R - 1) / R``
 gradients' worth of numbers sent and received; BENCHMARKS.md has the measured figures.
 
-Failures: before training, the ranks compare what they are about to do (network, data
-size, seed, batch plan, a digest of the weights and optimiser state) and every rank
-raises the same clear error if any rank failed or disagrees.  During training, a
+Failures: before training, the ranks meet (a rank that does not arrive within
+:data:`MEET_SECONDS`, such as one calling ``fit`` without ``comm``, stops every rank with
+``MPI_Abort`` and the reason), then compare what they are about to do (network, data
+size, a digest of the labels, of sample weights and of sampled rows of X, the
+standardizer, the validation data, seed, batch plan, clipping, warm-up and schedule, a
+digest of the weights and optimiser state) and every rank raises the same clear error if
+any rank failed or disagrees.  During training, a
 divergence or Ctrl-C is seen by every rank at the same step (they hold the same numbers)
 and raises the usual error on all of them; any other exception on one rank prints the
 rank and the error and stops every rank (``MPI_Abort``) rather than leaving the others
@@ -42,12 +48,17 @@ import hashlib
 import os
 import socket
 import sys
+import time
 import traceback
 
 import numba
 import numpy as np
 
 from . import checks
+
+#: How long a rank waits for the others to reach training (``fit`` with ``comm``) before it
+#: stops them all with the reason, instead of waiting for ever.
+MEET_SECONDS = 600.0
 
 #: Leaves per minibatch unless told otherwise: up to 4 ranks.  More leaves allow more
 #: ranks but cost more on few (measured on the wide case, one rank: 1.6-1.8x the time of
@@ -64,9 +75,6 @@ def check(comm, micro_shards, batch_size):
     if ranks & (ranks - 1) or ranks > L:
         raise ValueError(f"the number of MPI ranks must be a power of two no larger than micro_shards={L}, "
                          f"got {ranks} ranks")
-    if batch_size % L:
-        raise ValueError(f"with comm, batch_size must be a multiple of micro_shards={L}, got {batch_size} "
-                         f"(the batch size, or the number of samples when that is smaller)")
     return rank, ranks, L
 
 
@@ -75,25 +83,26 @@ class Shards:
 
     def __init__(self, subset, batch_size, L, rank, ranks):
         N = subset.shape[0]
-        self.L, self.m, self.steps = L, batch_size // L, -(-N // batch_size)
-        bounds = np.arange(L + 1) * N // L
+        self.L, self.m, self.steps, self.B = L, batch_size / L, -(-N // batch_size), batch_size
+        self.sizes = batch_size // L + (np.arange(L) < batch_size % L)  # m_k: leaf k's samples per minibatch
+        self.full = np.concatenate([[0], np.cumsum(self.sizes)])  # leaf offsets in every minibatch but the last
+        bounds = N * self.full // batch_size  # (stream k can give m_k to every minibatch but the last)
         self.streams = [subset[bounds[k]:bounds[k + 1]] for k in range(L)]
         self.leaves = range(rank * L // ranks, (rank + 1) * L // ranks)  # this rank's: rows of its streams only
-        last = np.array([len(stream) for stream in self.streams]) - (self.steps - 1) * self.m
-        self.last = np.concatenate([[0], np.cumsum(last)])  # leaf offsets in the epoch's last minibatch
-        self.full = np.arange(L + 1) * self.m  # ... and in every other minibatch
+        last = np.array([len(stream) for stream in self.streams]) - (self.steps - 1) * self.sizes
+        self.last = np.concatenate([[0], np.cumsum(last)])  # ... and in the epoch's last
 
     def order(self, shuffle, seed, epoch):
         """The epoch's sample indices, minibatch after minibatch, each the L leaves in order."""
         streams = self.streams if not shuffle else \
             [stream[np.random.default_rng([seed, epoch, k]).permutation(len(stream))]
              for k, stream in enumerate(self.streams)]
-        m = self.m
-        return np.concatenate([stream[b * m:(b + 1) * m] for b in range(self.steps) for stream in streams])
+        return np.concatenate([stream[b * m:(b + 1) * m] for b in range(self.steps)
+                               for stream, m in zip(streams, self.sizes)])
 
     def offsets(self, n):
         """Where the leaves start and end in a minibatch of n samples."""
-        return self.full if n == self.m * self.L else self.last
+        return self.full if n == self.B else self.last
 
 
 def stepper(engine, net, data, comm, shards):
@@ -188,8 +197,22 @@ def digest(*arrays):
     """16 hex digits of the arrays' bytes: equal for equal arrays (the ranks compare these)."""
     hasher = hashlib.sha256()
     for array in arrays:
-        hasher.update(np.ascontiguousarray(array).tobytes())
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            hasher.update(str((array.dtype.str, array.shape)).encode() + array.tobytes())
     return hasher.hexdigest()[:16]
+
+
+#: Rows of X each rank reads for the digest of the data it trains on (:func:`rows_digest`).
+SAMPLED_ROWS = 16
+
+
+def rows_digest(X):
+    """The digest of :data:`SAMPLED_ROWS` rows of X spread evenly from its first to its
+    last: cheap (a memmap reads those rows only), and different when the ranks were given
+    different data."""
+    N = len(X)
+    return digest(np.asarray(X[np.unique(np.linspace(0, N - 1, SAMPLED_ROWS).astype(np.int64))]))
 
 
 class Session:
@@ -198,16 +221,31 @@ class Session:
 
     def __init__(self, comm):
         if not all(callable(getattr(comm, name, None)) for name in ("Get_rank", "Get_size", "Sendrecv", "allgather",
-                                                                      "bcast", "Abort")):
+                                                                      "bcast", "Abort", "Ibarrier")):
             raise TypeError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD, got {comm!r}")
         self.comm, self.met, self.started, self.threads = comm, False, False, None
 
     def __enter__(self):
         return self
 
+    def meet(self):
+        """Wait for every rank to arrive, at most :data:`MEET_SECONDS`; past it, stop them
+        all (a rank that calls ``fit`` without ``comm``, or not at all, never arrives)."""
+        arrived = self.comm.Ibarrier()
+        deadline = time.monotonic() + MEET_SECONDS
+        while not arrived.Test():
+            if time.monotonic() > deadline:
+                sys.stderr.write(f"scalarbp: MPI rank {self.comm.Get_rank()} of {self.comm.Get_size()}: not every "
+                                 f"rank reached fit(..., comm=...) within {MEET_SECONDS:g} s (does every rank call "
+                                 f"fit with the same comm?); stopping all ranks\n")
+                sys.stderr.flush()
+                self.comm.Abort(1)
+            time.sleep(0.01)
+
     def ready(self, plan):
         """Every rank's ``plan`` (a dict) must be rank 0's; raises on every rank if not, or
         if a rank failed before getting here."""
+        self.meet()
         reports = self.comm.allgather((None, plan, socket.gethostname()))
         self.met = True
         for rank, (error, _, _) in enumerate(reports):
@@ -234,6 +272,7 @@ class Session:
         if error is None or isinstance(error, (DivergedError, TrainingInterrupted)):
             return False  # (these happen on every rank at the same step)
         if not self.met:  # the others wait in ready(): tell them, then raise here
+            self.meet()
             self.comm.allgather((f"{kind.__name__}: {error}", None, None))
             return False
         if not self.started:  # (ready() raised the same error on every rank)

@@ -534,11 +534,19 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         rank, ranks, L = distributed.check(session.comm, micro_shards, batch_size)
         shards = distributed.Shards(batches.subset, batch_size, L, rank, ranks)
         step, order_of = distributed.stepper(engine, net, batches, session.comm, shards), shards.order
+        standardizer = net.standardizer
         session.ready(dict(network=str(net),
                            samples=batches.N, batch_size=batch_size, micro_shards=L, epochs=epochs, seed=seed,
                            shuffle=shuffle, weights=distributed.digest(net.theta, *opt.state.values()),
                            counters=(net.epochs_trained, net.epoch_steps, opt.t, opt.name, tuple(opt.hyper_array())),
-                           validation=validation is not None, backend=engine.name))
+                           data=distributed.rows_digest(batches.X),
+                           targets=distributed.digest(batches.labels, batches.T, batches.subset),
+                           sample_weights=distributed.digest(batches.weights),
+                           standardizer=None if standardizer is None else
+                           distributed.digest(standardizer.mean, standardizer.scale),
+                           validation=None if validation is None else distributed.digest(*validation[:2]),
+                           early_stopping=(early_stopping, patience), clip_norm=clip, warmup_steps=warmup_steps,
+                           schedule=(type(schedule).__name__, sorted(vars(schedule).items())), backend=engine.name))
         history.rank = rank
     sizes = CallSizes(session)
     step = _recorded(net, step, private, q)

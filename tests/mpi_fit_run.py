@@ -7,6 +7,10 @@ JSON file per rank, ``DIR/rank<r>.json`` (``argv[2]`` is DIR).  ``argv[1]`` pick
 * ``disagree``: rank 1 builds its net from another seed (the ranks must refuse to train).
 * ``bad-input``: rank 1's X has a wrong width (it fails before training).
 * ``fail``: rank 1's callback raises after the first epoch (during training).
+* ``uneven``: the ``train`` fit in float64 with batches of 30 (8 leaves of 4 and 3 samples).
+* ``differ-<what>``: rank 1 differs in one fit argument or in its data (the ranks must refuse
+  to train, naming it); ``no-comm``: rank 1 calls ``fit`` without ``comm`` (rank 0 must stop
+  both within ``distributed.MEET_SECONDS``, set to 5 s here).
 * ``interrupt``: a long fit; after the first epoch each rank writes its process id to
   DIR/pid<r>, and the test then sends Ctrl-C (SIGINT) to rank 1 alone.  Prints where
   each rank stopped.
@@ -19,6 +23,8 @@ import numpy as np
 from mpi4py import MPI
 
 import scalarbp as sb
+from scalarbp import distributed
+from scalarbp.datasets import Standardizer
 from scalarbp.distributed import digest
 from scalarbp.training import Callback, Checkpoint, TrainingInterrupted
 
@@ -68,6 +74,38 @@ if case == "train":
                           comm=comm, callbacks=[Checkpoint(f"{folder}/{dtype}.npz")])
         out[dtype] = {"weights": digest(net.theta), "loss": history.loss, "steps": net.optimizer.t}
     out["saves"] = len(saves)
+elif case == "uneven":
+    net = sb.MLP([6, 16, 8, 3], seed=0, l2=1e-3)
+    history = net.fit(X, y, epochs=3, batch_size=30, seed=1, clip_norm=1.0, sample_weight=weights, comm=comm,
+                      micro_shards=8)
+    out["float64"] = {"weights": digest(net.theta), "loss": history.loss, "steps": net.optimizer.t}
+elif case.startswith("differ-"):
+    other = rank == 1
+    net = sb.MLP([6, 16, 3], seed=0)
+    args = dict(epochs=2, batch_size=32, seed=1, comm=comm)
+    what = case.removeprefix("differ-")
+    if what == "validation":  # each rank its own validation data, stopping early on it
+        args.update(validation_data=(X[rank::2], y[rank::2]), early_stopping=True, patience=1)
+    elif what == "clip_norm":
+        args["clip_norm"] = 2.0 if other else 1.0
+    elif what == "warmup_steps":
+        args["warmup_steps"] = 5 if other else 0
+    elif what == "schedule":
+        args["schedule"] = sb.schedules.ReduceOnPlateau(patience=1 if other else 2)
+    elif what == "data":
+        X = X * (2.0 if other else 1.0)
+    elif what == "targets":
+        y = np.roll(y, 1) if other else y
+    elif what == "sample_weights":
+        args["class_weight"] = {0: 2.0} if other else None
+    elif what == "standardizer":
+        net.standardizer = Standardizer().fit(X[:100] if other else X)
+    net.fit(X, y, **args)
+elif case == "no-comm":
+    distributed.MEET_SECONDS = 5.0
+    net = sb.MLP([6, 16, 3], seed=0)
+    net.fit(X, y, epochs=1, batch_size=32, seed=1, comm=None if rank == 1 else comm)
+    comm.Barrier()  # (rank 1 then waits here, as a program would at its next collective)
 elif case == "disagree":
     net = sb.MLP([6, 16, 3], seed=rank)
     net.fit(X, y, epochs=1, batch_size=32, seed=1, comm=comm)

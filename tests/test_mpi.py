@@ -60,6 +60,35 @@ def test_ranks_with_different_weights_refuse_to_train_together(tmp_path):
     assert err.count("ValueError: the MPI ranks disagree on weights") == 2
 
 
+def test_batches_that_the_leaves_do_not_divide_give_the_same_bits_on_1_2_and_4_ranks(tmp_path):
+    runs = []
+    for ranks in (1, 2, 4):
+        folder = tmp_path / str(ranks)
+        folder.mkdir()
+        code, outputs, err = mpiexec(ranks, "uneven", folder)
+        assert code == 0, err[-3000:]
+        assert all(out["float64"] == outputs[0]["float64"] for out in outputs)
+        runs.append(outputs[0]["float64"])
+    assert runs[0]["steps"] == 3 * 7 and runs[1] == runs[0] and runs[2] == runs[0]
+
+
+@pytest.mark.parametrize("what", ["validation", "clip_norm", "warmup_steps", "schedule", "data", "targets",
+                                  "sample_weights", "standardizer"])
+def test_ranks_given_different_data_or_fit_arguments_refuse_to_train_together(tmp_path, what):
+    """Each of these let the ranks train apart without a word: rank 1 stopping early on its
+    own validation data left rank 0 waiting for ever; the others ended with different
+    weights, or a blend of two data sets."""
+    code, _, err = mpiexec(2, f"differ-{what}", tmp_path, timeout=120)
+    assert code != 0
+    assert err.count(f"ValueError: the MPI ranks disagree on {what}") == 2, err[-3000:]
+
+
+def test_a_rank_that_never_reaches_fit_with_comm_stops_every_rank_instead_of_hanging(tmp_path):
+    code, _, err = mpiexec(2, "no-comm", tmp_path, timeout=120)
+    assert code != 0
+    assert "not every rank reached fit(..., comm=...) within 5 s" in err, err[-3000:]
+
+
 def test_a_rank_that_fails_before_training_stops_every_rank_with_its_error(tmp_path):
     code, _, err = mpiexec(2, "bad-input", tmp_path, timeout=120)
     assert code != 0
