@@ -139,6 +139,10 @@ def cmd_train(args):
             _writable(path)
     if args.plot:
         _needs_matplotlib()
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.seed < 0:  # (before the seeded split, whose own message would not name it)
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
     if args.checkpoint_every is not None:
         if args.checkpoint_every < 1:
             raise UsageError(f"--checkpoint-every must be at least 1 (epochs between saves), got {args.checkpoint_every}")
@@ -304,6 +308,8 @@ def _roles(args, task, X, y, X_test, y_test):
         return (X, y), (X_val, y_val), (X_test, y_test)
     if not args.validation_fraction:
         return (X, y), None, (X_test, y_test)
+    if not 0 < args.validation_fraction < 1:
+        raise UsageError(f"--validation-fraction must lie in (0, 1), got {args.validation_fraction}")
     if task == "classification":
         _, indices = checks.encode(np.asarray(y))
         (train, _), (held_out, _) = datasets.train_test_split(np.arange(len(y)), indices,
@@ -629,6 +635,15 @@ def parser():
     return top
 
 
+def _as_option(message, command):
+    """``message`` with a leading parameter name (``batch_size must ...``, as the Python API
+    says it) written as the command's option (``--batch-size must ...``)."""
+    for action in command._actions:
+        if action.option_strings and message.startswith(f"{action.dest} "):
+            return max(action.option_strings, key=len) + message[len(action.dest):]
+    return message
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     top = parser()
@@ -645,7 +660,8 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (ValueError, TypeError, OSError, RuntimeError, ModelFileError, DivergedError) as err:
-        message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
+        message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else \
+            _as_option(str(err), command)
         print(f"scalarbp: error: {message}", file=sys.stderr)
         return 1
     except MemoryError as err:  # (sizes are checked against the machine's memory; this is what remains)

@@ -138,7 +138,7 @@ class MLP:
         self.epoch_steps = 0
         self.backend_state = {}
         self._lock = threading.RLock()
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(None if seed is None else checks.integer("seed", seed, 0))
         for k, W in enumerate(self.weights):
             d_out, d_in = W.shape
             if k < len(self.hidden) and self.hidden[k] in RELU_LIKE:

@@ -75,6 +75,11 @@ def test_plot_writes_a_png(capsys, tmp_path):
     (["train", "--hidden-sizes", "1000000000"], "the parameters of sizes=[64, 1000000000, 10]: 75,000,000,010 numbers"),
     (["compare", "--sizes", "1000000", "1000000"], "the parameters of sizes=[1000000, 1000000]: 1,000,001,000,000"),
     (["bench", "--repeats", "0"], "--repeats must be at least 1"),
+    (["train", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["train", "--validation-fraction", "2"], "--validation-fraction must lie in (0, 1), got 2.0"),
+    (["train", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["train", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["train", "--l2", "-1"], "--l2 must be finite and >= 0"),
     (["train", "--data", "/dev/zero", "--format", "csv"], "/dev/zero: a device, not a data file"),
 ])
 def test_bad_arguments_and_files_exit_1_with_one_line(capsys, digits_files, monkeypatch, argv, message):
