@@ -88,7 +88,7 @@ def test_without_a_gpu_the_cuda_backend_says_what_is_missing(capsys):
         net.forward(np.ones((1, 3)), backend="cuda")
     assert main(["train", "--backend", "cuda", "--epochs", "1"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("scalarbp: error: backend 'cuda' needs an NVIDIA GPU") and err.count("\n") == 1
+    assert err.startswith("scalarbp: error: --backend 'cuda' needs an NVIDIA GPU") and err.count("\n") == 1
 
 
 def test_nothing_imports_numba_cuda_unless_asked():
