@@ -107,9 +107,6 @@ class Backend(abc.ABC):
         This default runs from Python."""
         from .. import privacy
         from ..privacy.sampler import add_noise
-        from .jit import require_parallel
-
-        require_parallel("DP-SGD's noise")
 
         def steps(rows, batch_size, grad, hypers, clip):
             first = net.privacy_ledger.steps + 1

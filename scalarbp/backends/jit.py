@@ -77,10 +77,11 @@ def parallel_for(macs):
 
 
 #: Set in a child process forked while Numba's GNU OpenMP threads ran (:func:`forked_from_openmp`).
-_FORKED_FROM_OPENMP = [False]
+_forked_from_openmp = False
 
 
 def _after_fork_in_child():
+    global _forked_from_openmp
     try:
         layer = numba.threading_layer()  # (raises until the parent started its threads)
     except ValueError:
@@ -88,7 +89,7 @@ def _after_fork_in_child():
     if layer == "omp":
         from numba.np.ufunc import omppool
 
-        _FORKED_FROM_OPENMP[0] = omppool.openmp_vendor == "GNU"
+        _forked_from_openmp = omppool.openmp_vendor == "GNU"
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -101,7 +102,7 @@ def forked_from_openmp():
     OpenMP") and a pool waits for ever for its answer.  The engine then runs its serial
     compilation, which gives the same numbers (its blocks do not depend on threads);
     :func:`require_parallel` refuses what has no serial form."""
-    return _FORKED_FROM_OPENMP[0]
+    return _forked_from_openmp
 
 
 def require_parallel(what):

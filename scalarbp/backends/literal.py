@@ -114,6 +114,9 @@ class Literal(Backend):
 
     name = "literal"
 
+    def require(self):
+        require_parallel("the literal backend")  # (its kernels are parallel only)
+
     def buffers(self, net, N):
         units = sum(net.sizes[1:])
         return (np.empty((N, units), net.dtype), np.empty((N, net.sizes[0] + units), net.dtype),
@@ -122,7 +125,6 @@ class Literal(Backend):
     def forward(self, net, X):
         h, f, _ = self.buffers(net, X.shape[0])
         out = np.empty((X.shape[0], net.sizes[-1]), net.dtype)
-        require_parallel("the literal backend")
         start_threads()
         outputs(net.theta, net.layout.table, net.codes, X, h, f, out)
         return out
@@ -137,7 +139,6 @@ class Literal(Backend):
         grad = np.empty_like(net.theta) if grad is None else grad
         grad[...] = 0
         total = 0.0
-        require_parallel("the literal backend")
         start_threads()
         for start in range(0, N, chunk):
             n = min(chunk, N - start)

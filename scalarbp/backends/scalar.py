@@ -10,7 +10,7 @@ import numpy as np
 from ..layout import UNIT_AT
 from .. import optimizers
 from . import BAD_UPDATE, Backend, kernels
-from .jit import require_parallel, start_threads
+from .jit import start_threads
 
 
 #: Multiply-adds of one sample per block of units of passes 2 and 3 (rows of W times its
@@ -140,7 +140,6 @@ class Scalar(Backend):
         from .. import privacy
         from .private import PRIVATE_STEPS
 
-        require_parallel("DP-SGD's noise")
         X, labels, Y, _ = data.whole()
 
         def steps(rows, batch_size, grad, hypers, clip):

@@ -41,13 +41,11 @@ class Standardizer:
         shift = np.asarray(X[0], np.float64)  # shifted sums avoid cancellation for large means
         total = np.zeros_like(shift)
         squares = np.zeros_like(shift)
-        largest = np.zeros_like(shift)
         for start in range(0, len(X), CHUNK):
             part = np.asarray(X[start:start + CHUNK], np.float64)
             if not np.isfinite(part).all():
                 row, column = np.argwhere(~np.isfinite(part))[0]
                 raise ValueError(f"X holds NaN or inf (first at index ({start + row}, {column}))")
-            np.maximum(largest, np.abs(part).max(axis=0), out=largest)
             with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is reported below)
                 chunk = part - shift
                 total += chunk.sum(axis=0)
@@ -57,10 +55,12 @@ class Standardizer:
             mean_shifted = total / N
             variance = np.maximum(squares / N - mean_shifted ** 2, 0.0)
         overflow = ~(np.isfinite(mean_shifted) & np.isfinite(variance))
-        if overflow.any():  # (finite values whose squares exceed float64)
+        if overflow.any():  # (finite values whose squares exceed float64; read again for the message)
             column = int(np.argmax(overflow))
+            largest = max(float(np.abs(np.asarray(X[start:start + CHUNK, column], np.float64)).max())
+                          for start in range(0, len(X), CHUNK))
             raise ValueError(f"X's column {column} holds values too large to standardize (up to "
-                             f"{largest[column]:.3g}: their squares overflow float64); rescale it, or train "
+                             f"{largest:.3g}: their squares overflow float64); rescale it, or train "
                              f"without standardizing")
         std = np.sqrt(variance)
         self.mean = shift + mean_shifted

@@ -50,6 +50,7 @@ class Privacy:
         tiny = np.finfo(self.dtype).tiny
         if self.dtype.type(self.clip) < tiny:
             raise ValueError(f"dp_clip={clip} is below the smallest normal {self.dtype.name} ({tiny:.3g})")
+        require_parallel("DP-SGD's noise")  # (a fit's settings: refused at once where its noise cannot run)
         self.key = sampler.new_key() if self.insecure_seed is None else sampler.seeded_key(self.insecure_seed)
         self.check_noise()
 
