@@ -257,6 +257,12 @@ def _test_line(net, X, y, backend):
 def _training_data(args):
     """``(X, y), (X_test, y_test), source``: the embedded digits or --data; the test set
     from --test-data or split off with --test-fraction (stratified for labels)."""
+    ignored = sorted(args.given & {"test_data", "test_labels", "test_fraction"} if args.data is None else
+                     args.given & {"test_fraction"} if args.test_data else ())
+    if ignored:  # (a split that would not happen, or a fraction of nothing)
+        options = ", ".join("--" + name.replace("_", "-") for name in ignored)
+        raise UsageError(f"{options} needs --data (the embedded digits come with their own test set)"
+                         if args.data is None else f"{options} splits --data; --test-data gives the test set")
     if args.data is None:
         train, test = datasets.load_digits()
         return train, test, "embedded UCI digits"

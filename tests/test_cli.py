@@ -79,6 +79,10 @@ def test_plot_writes_a_png(capsys, tmp_path):
     (["train", "--validation-fraction", "2"], "--validation-fraction must lie in (0, 1), got 2.0"),
     (["train", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     (["train", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["train", "--test-fraction", "0.5"], "--test-fraction needs --data (the embedded digits come with their own"),
+    (["train", "--test-data", "{test}"], "--test-data needs --data"),
+    (["train", "--data", "{test}", "--test-data", "{test}", "--test-fraction", "0.5"],
+     "--test-fraction splits --data; --test-data gives the test set"),
     (["train", "--l2", "-1"], "--l2 must be finite and >= 0"),
     (["train", "--data", "/dev/zero", "--format", "csv"], "/dev/zero: a device, not a data file"),
 ])
