@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -190,19 +191,25 @@ def cmd_train(args):
     start = time.perf_counter()
     validation_data = None if validation is None else (validation[0], encode(validation[1]))
     checkpoints = [] if args.checkpoint_every is None else [Checkpoint(args.save, args.checkpoint_every, verbose=True)]
+    key_file = _key_file(args)
     try:
-        history = net.fit(X, encode(y), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          optimizer=optimizer, seed=args.seed, validation_data=validation_data,
-                          early_stopping=args.early_stopping, patience=args.patience, backend=args.backend,
-                          verbose=0 if args.quiet else 2, schedule=args.schedule,
-                          callbacks=checkpoints,
-                          warmup_steps=args.warmup_steps, clip_norm=args.clip_norm,
-                          class_weight=args.class_weight if task == "classification" else None,
-                          dp_clip=args.dp_clip, dp_noise=args.dp_noise, dp_delta=args.dp_delta,
-                          dp_sampling=args.dp_sampling, target_epsilon=args.target_epsilon)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line  # (a key file not resumed from, say: one line)
+            history = net.fit(X, encode(y), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              optimizer=optimizer, seed=args.seed, validation_data=validation_data,
+                              early_stopping=args.early_stopping, patience=args.patience, backend=args.backend,
+                              verbose=0 if args.quiet else 2, schedule=args.schedule,
+                              callbacks=checkpoints,
+                              warmup_steps=args.warmup_steps, clip_norm=args.clip_norm,
+                              class_weight=args.class_weight if task == "classification" else None,
+                              dp_clip=args.dp_clip, dp_noise=args.dp_noise, dp_delta=args.dp_delta,
+                              dp_sampling=args.dp_sampling, target_epsilon=args.target_epsilon, dp_key_file=key_file)
     except TrainingInterrupted as err:
         where = f"epoch {net.epochs_trained}" + (f", step {net.epoch_steps} of the next" if net.epoch_steps else "")
         _keep(args, net, err.history, f"{'terminated' if err.signal == signal.SIGTERM else 'interrupted'} at {where}")
+        if key_file is not None and os.path.exists(key_file):
+            print(f"kept the run's secret key in {key_file} for --resume {args.save} (keep it private: with it and "
+                  f"the checkpoints the noise can be subtracted)", flush=True)
         return 128 + err.signal  # (130 for Ctrl-C, 143 for SIGTERM, as a shell reports a signal)
     except DivergedError as err:
         _keep(args, net, err.history, "diverged; the last good weights")
@@ -216,6 +223,23 @@ def cmd_train(args):
         _privacy_report(args, net, history, validation)
     _keep(args, net, history, None)
     print(_test_line(net, X_test, y_test, args.backend))
+
+
+def _key_file(args):
+    """Where a DP-SGD run saved to ``--save MODEL`` keeps its secret key while unfinished
+    (``MODEL.dpkey``), the resumed model's key copied there first; None if not private."""
+    if args.dp_clip is None or not args.save:
+        return None
+    from .privacy import keyfile
+
+    key_file = keyfile.beside(args.save)
+    if args.resume and os.path.realpath(args.resume) != os.path.realpath(args.save):
+        keyfile.copy(keyfile.beside(args.resume), key_file)
+    return key_file
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    print(f"scalarbp: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _privacy_report(args, net, history, validation):

@@ -44,7 +44,6 @@ and raises the usual error on all of them; any other exception on one rank print
 rank and the error and stops every rank (``MPI_Abort``) rather than leaving the others
 waiting.  Checkpoints (:class:`scalarbp.training.Checkpoint`) are written by rank 0 alone.
 """
-import hashlib
 import os
 import socket
 import sys
@@ -55,6 +54,7 @@ import numba
 import numpy as np
 
 from . import checks
+from .plans import digest, rows_digest  # noqa: F401  (the ranks' digests; named here as before)
 
 #: How long a rank waits for the others to reach training (``fit`` with ``comm``) before it
 #: stops them all with the reason, instead of waiting for ever.
@@ -191,28 +191,6 @@ def local_threads(ranks_here):
     ``ranks_here`` ranks on its machine (two ranks on two cores: one thread each)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(numba.config.NUMBA_NUM_THREADS, cores // ranks_here))
-
-
-def digest(*arrays):
-    """16 hex digits of the arrays' bytes: equal for equal arrays (the ranks compare these)."""
-    hasher = hashlib.sha256()
-    for array in arrays:
-        if array is not None:
-            array = np.ascontiguousarray(array)
-            hasher.update(str((array.dtype.str, array.shape)).encode() + array.tobytes())
-    return hasher.hexdigest()[:16]
-
-
-#: Rows of X each rank reads for the digest of the data it trains on (:func:`rows_digest`).
-SAMPLED_ROWS = 16
-
-
-def rows_digest(X):
-    """The digest of :data:`SAMPLED_ROWS` rows of X spread evenly from its first to its
-    last: cheap (a memmap reads those rows only), and different when the ranks were given
-    different data."""
-    N = len(X)
-    return digest(np.asarray(X[np.unique(np.linspace(0, N - 1, SAMPLED_ROWS).astype(np.int64))]))
 
 
 class Session:

@@ -387,7 +387,7 @@ class MLP:
             validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
             backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
             warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-            target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None):
+            target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None, dp_key_file=None):
         """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
 
         Parameters
@@ -445,6 +445,14 @@ class MLP:
             other releases epsilon does not cover in ``history.outside_epsilon``.
             ``dp_insecure_seed`` (tests only) keys the noise and batches by a seed
             instead: reproducible, and so not private (the ledger's epsilon is inf).
+        dp_key_file : path or None
+            Under DP-SGD, keep the run's secret key in this file (owner-only; as secret
+            as the key, :mod:`scalarbp.privacy.keyfile`) while the run is unfinished, and
+            resume from it: a fit of a net the run checkpointed, with the run's data and
+            settings, continues its noise and batches, so an interrupted run resumed
+            equals the uninterrupted one bit for bit.  Anything else draws a fresh key
+            with a :class:`~scalarbp.privacy.keyfile.KeyFileWarning`.  Removed when the
+            fit ends without an interruption or an error.
         comm : an mpi4py communicator (``MPI.COMM_WORLD``) or None
             Synchronous data-parallel training over its ranks (:mod:`scalarbp.distributed`):
             every rank calls ``fit`` with the same arguments and data (of which it reads
@@ -474,7 +482,7 @@ class MLP:
                             sample_weight=sample_weight, class_weight=class_weight, schedule=schedule,
                             warmup_steps=warmup_steps, clip_norm=clip_norm, dp_clip=dp_clip, dp_noise=dp_noise,
                             dp_delta=dp_delta, dp_sampling=dp_sampling, target_epsilon=target_epsilon, comm=comm,
-                            micro_shards=micro_shards, dp_insecure_seed=dp_insecure_seed)
+                            micro_shards=micro_shards, dp_insecure_seed=dp_insecure_seed, dp_key_file=dp_key_file)
 
     def partial_fit(self, X, y, batch_size=32, lr=None, optimizer=None, backend="scalar"):
         """One pass over a chunk of a stream, in order, continuing the optimiser's state."""

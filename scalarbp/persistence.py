@@ -71,16 +71,18 @@ def save(path, config, arrays):
     write_atomically(os.fspath(path), lambda file: np.savez(file, **arrays))
 
 
-def write_atomically(path, write):
+def write_atomically(path, write, mode=None):
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
     A symlink is written through (its target is replaced); a path that exists and is not
     a regular file (a device, a folder) or cannot be written is refused; the new file gets
-    the mode a plain ``open`` would give it (the old file's, or 0666 less the umask).  The
+    ``mode``, else the mode a plain ``open`` would give it (the old file's, or 0666 less the
+    umask); the temporary file is readable by its owner alone until then.  The
     temporary file's name carries this process's identity, so the next save to the same
     path removes those left by a process that was killed mid-save.
     """
-    target, mode = _target(path)
+    target, usual = _target(path)
+    mode = usual if mode is None else mode
     folder, base = os.path.split(target)
     _remove_abandoned(folder, base)
     fd, temporary = _temporary(folder, base)

@@ -41,6 +41,13 @@ class Schedule:
     def epoch_end(self, history, optimizer):
         """Called after each epoch with the fit's history."""
 
+    def settings(self):
+        """What sets this schedule's rates, comparable: its kind and attributes (``start``
+        only where the factor depends on the epoch)."""
+        depends = type(self).factor is not Schedule.factor
+        return type(self).__name__, sorted((name, value) for name, value in vars(self).items()
+                                           if depends or name != "start")
+
 
 class StepDecay(Schedule):
     def __init__(self, step_size=10, gamma=0.1):

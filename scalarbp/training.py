@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backends, checks, metrics, optimizers, persistence, privacy, schedules
+from . import backends, checks, metrics, optimizers, persistence, plans, privacy, schedules
+from .privacy import keyfile
 from .backends import BAD_UPDATE
 
 
@@ -377,7 +378,7 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
         backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
         warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-        target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None):
+        target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None, dp_key_file=None):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
     if comm is None:
         if micro_shards is not None:
@@ -385,23 +386,23 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
         return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
                             validation_fraction, early_stopping, patience, backend, verbose, callbacks,
                             sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
-                            dp_delta, dp_sampling, target_epsilon, dp_insecure_seed, None)
+                            dp_delta, dp_sampling, target_epsilon, dp_insecure_seed, dp_key_file, None)
     from . import distributed
 
     with distributed.Session(comm) as session:
-        if dp_clip is not None or dp_insecure_seed is not None:
+        if dp_clip is not None or dp_insecure_seed is not None or dp_key_file is not None:
             raise ValueError("DP-SGD (dp_clip) does not run over MPI (comm)")
         parallel = (session, distributed.MICRO_SHARDS if micro_shards is None else micro_shards)
         return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
                             validation_fraction, early_stopping, patience, backend, verbose, callbacks,
                             sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
-                            dp_delta, dp_sampling, target_epsilon, None, parallel)
+                            dp_delta, dp_sampling, target_epsilon, None, None, parallel)
 
 
 def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data, validation_fraction,
                  early_stopping, patience, backend, verbose, callbacks, sample_weight, class_weight, schedule,
                  warmup_steps, clip_norm, dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon, dp_insecure_seed,
-                 parallel):
+                 dp_key_file, parallel):
     engine = backends.get(backend)
     epochs = checks.integer("epochs", epochs, 0)
     batch_size = checks.integer("batch_size", batch_size, 1)
@@ -414,9 +415,7 @@ def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     elif parallel is None:
         seed = int(np.random.default_rng().integers(2 ** 63))
     else:  # the same on every rank that holds the same weights (which the ranks check)
-        from .distributed import digest
-
-        seed = int(digest(net.theta), 16) >> 1
+        seed = int(plans.digest(net.theta), 16) >> 1
     callbacks = list(callbacks)
     for callback in callbacks:
         if not callable(getattr(callback, "on_epoch_end", None)):
@@ -435,7 +434,7 @@ def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             target_epsilon = checks.positive("target_epsilon", target_epsilon)
             if dp_delta is None:
                 raise ValueError("target_epsilon needs dp_delta (epsilon is spent at a delta)")
-        private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling, dp_insecure_seed, net.dtype)
+        private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling, dp_insecure_seed, net.dtype, dp_key_file)
         if target_epsilon is not None and private.kind != "poisson":
             raise ValueError(f"target_epsilon needs Poisson sampling from a secret key: {private.kind} steps are "
                              f"not covered by epsilon")
@@ -445,8 +444,8 @@ def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                 if used:
                     raise ValueError(f"{name} on the training loss is a decision on the private data that epsilon "
                                      f"does not cover: give validation data (named as outside epsilon), or drop it")
-    elif any(option is not None for option in (dp_noise, dp_delta, target_epsilon, dp_insecure_seed)):
-        raise ValueError("dp_noise, dp_delta, target_epsilon and dp_insecure_seed need dp_clip (DP-SGD)")
+    elif any(option is not None for option in (dp_noise, dp_delta, target_epsilon, dp_insecure_seed, dp_key_file)):
+        raise ValueError("dp_noise, dp_delta, target_epsilon, dp_insecure_seed and dp_key_file need dp_clip (DP-SGD)")
     if parallel is not None and parallel[0].comm.Get_rank():
         verbose = 0  # (rank 0 reports)
     with net.in_use():
@@ -515,13 +514,27 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     best = (np.inf, None, None)
     progress = Progress(verbose >= 2, epochs, n_batches - net.epoch_steps + (epochs - 1) * n_batches)
     q = batch_size / batches.N
+    keeper = None
     if private is not None:
+        resumed = None
+        if private.key_file is not None:  # (every row of X in the plan: even one record changed is another run)
+            keeper = keyfile.Keeper(private.key_file, dict(
+                plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation, early_stopping, patience,
+                           clip, warmup_steps, schedule, plans.digest(batches.X)),
+                dp=(private.clip, private.sampling, q)))
+            resumed = keeper.resume(net)
         if private.noise is None:  # the noise that spends target_epsilon over this fit, after the net's past
-            private.noise = privacy.noise_for(target_epsilon, q, epochs * n_batches - net.epoch_steps,
-                                              private.delta, net.privacy_ledger)
+            steps = epochs * n_batches - net.epoch_steps
+            if resumed is not None and net.privacy_ledger.epsilon(
+                    private.delta, extra=[(q, resumed[1], steps)]) <= target_epsilon:
+                private.noise = resumed[1]  # (the resumed run's own, which still spends no more than the target)
+            else:
+                private.noise = privacy.noise_for(target_epsilon, q, steps, private.delta, net.privacy_ledger)
             private.check_noise()
         elif target_epsilon is not None:
             net.privacy_ledger.check_target(target_epsilon, private.delta)
+        if keeper is not None:
+            keeper.begin(net, private, resumed)
         history.outside_epsilon = _outside_epsilon(validation is not None, validation_fraction, early_stopping,
                                                    schedule)
     if parallel is None:
@@ -534,19 +547,9 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         rank, ranks, L = distributed.check(session.comm, micro_shards, batch_size)
         shards = distributed.Shards(batches.subset, batch_size, L, rank, ranks)
         step, order_of = distributed.stepper(engine, net, batches, session.comm, shards), shards.order
-        standardizer = net.standardizer
-        session.ready(dict(network=str(net),
-                           samples=batches.N, batch_size=batch_size, micro_shards=L, epochs=epochs, seed=seed,
-                           shuffle=shuffle, weights=distributed.digest(net.theta, *opt.state.values()),
-                           counters=(net.epochs_trained, net.epoch_steps, opt.t, opt.name, tuple(opt.hyper_array())),
-                           data=distributed.rows_digest(batches.X),
-                           targets=distributed.digest(batches.labels, batches.T, batches.subset),
-                           sample_weights=distributed.digest(batches.weights),
-                           standardizer=None if standardizer is None else
-                           distributed.digest(standardizer.mean, standardizer.scale),
-                           validation=None if validation is None else distributed.digest(*validation[:2]),
-                           early_stopping=(early_stopping, patience), clip_norm=clip, warmup_steps=warmup_steps,
-                           schedule=(type(schedule).__name__, sorted(vars(schedule).items())), backend=engine.name))
+        session.ready(dict(plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation, early_stopping,
+                                      patience, clip, warmup_steps, schedule, plans.rows_digest(batches.X)),
+                           micro_shards=L, epochs=epochs, weights=plans.state(net)))
         history.rank = rank
     sizes = CallSizes(session)
     step = _recorded(net, step, private, q)
@@ -554,6 +557,13 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     def stop_requested():
         """Ctrl-C or SIGTERM, on any rank."""
         return interrupts.requested if session is None else session.any(bool(interrupts.requested))
+
+    def interrupted():
+        """The exception that stops the fit where it stands (the key file, if any, told first)."""
+        progress.close()
+        if keeper is not None:
+            keeper.mark(net)
+        return _interrupted(net, n_batches, history, interrupts.requested)
     sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
 
     def hypers_for(first, count):
@@ -594,8 +604,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                                     opt, history)
                 progress.update(epoch, done, None if private is not None else losses[b - done:b])
                 if b < n_batches and stop_requested():  # (at the end, the epoch is counted first)
-                    progress.close()
-                    raise _interrupted(net, n_batches, history, interrupts.requested)
+                    raise interrupted()
             net.epochs_trained += 1
             net.epoch_steps = 0
             history.loss.append(np.nan if private is not None else  # (withheld: the data's, not covered by epsilon)
@@ -619,16 +628,16 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                     history.stopped_early, history.stopped_by = True, "early stopping"
                     break
             schedule.epoch_end(history, opt)
+            if keeper is not None:  # (before the callbacks: a checkpoint is always one of the run's states)
+                keeper.mark(net)
             stop = any(callback.on_epoch_end(epoch, history, net) for callback in callbacks)
             if stop if session is None else session.any(stop):
                 history.stopped_by = "a callback"
                 break
             if epoch + 1 < epochs and stop_requested():  # (during validation)
-                progress.close()
-                raise _interrupted(net, n_batches, history, interrupts.requested)
+                raise interrupted()
         if stop_requested():  # (in the last run of steps: not lost, but the work is complete)
-            progress.close()
-            raise _interrupted(net, n_batches, history, interrupts.requested)
+            raise interrupted()
     progress.close()
     if early_stopping and best[2] is not None:
         best[2].restore(net)  # the best epoch's weights, with the counters that describe them
@@ -637,6 +646,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             print(f"stopped early after epoch {history.epochs}; restored the weights of epoch {best[1] + 1} "
                   f"(lowest {'validation' if validation is not None else 'training'} loss {best[0]:.4f})",
                   flush=True)
+    if keeper is not None:
+        keeper.finish()
     return history
 
 
@@ -646,7 +657,12 @@ def _recorded(net, step, private, q):
     kind, noise = ("non-private", 0.0) if private is None else (private.kind, private.noise)
 
     def recorded(rows, batch_size, grad, hypers, clip):
-        done, tried, reason = step(rows, batch_size, grad, hypers, clip)
+        t = net.optimizer.t
+        try:
+            done, tried, reason = step(rows, batch_size, grad, hypers, clip)
+        except BaseException:  # (bad data met mid-run: the steps the weights took count, their noise is spent)
+            net.privacy_ledger.record(kind, net.optimizer.t - t, q, noise)
+            raise
         net.privacy_ledger.record(kind, done + (reason != 0), q, noise)
         return done, tried, reason
     return recorded

@@ -18,10 +18,14 @@ A step of DP-SGD (Abadi et al. 2016; the same update as Opacus'):
 The threat model (README, "Differentially private training"): the adversary knows the
 code, the initial weights, the seed, every training record but one, and the final
 weights (or every checkpoint); the noise and the batches come from a 256-bit key drawn
-from the operating system for each ``fit``, never saved, which the adversary does not
-know.  :mod:`.ledger` keeps every step the weights took and composes epsilon over all of
-them (``dp-accounting``, ``pip install 'scalarbp[privacy]'``).
+from the operating system for each ``fit``, never written to a model file, which the
+adversary does not know (an unfinished run may keep it in its own secret key file, so
+that a resumed run continues it: :mod:`.keyfile`).  :mod:`.ledger` keeps every step the
+weights took and composes epsilon over all of them (``dp-accounting``, ``pip install
+'scalarbp[privacy]'``).
 """
+import os
+
 import numpy as np
 
 from .. import checks
@@ -36,9 +40,10 @@ class Privacy:
     """The DP-SGD settings of a fit: ``clip`` C, ``noise`` sigma (None: to be chosen for a
     target epsilon, once the fit knows its steps), ``delta``, ``sampling``, and
     ``insecure_seed`` (None: a secret key; an integer: noise and batches reproducible from
-    it, which the ledger counts as not private)."""
+    it, which the ledger counts as not private), and ``key_file`` (None, or where the
+    run keeps its key while unfinished: :mod:`.keyfile`)."""
 
-    def __init__(self, clip, noise, delta, sampling, insecure_seed=None, dtype=np.float64):
+    def __init__(self, clip, noise, delta, sampling, insecure_seed=None, dtype=np.float64, key_file=None):
         if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating))
                                   or not 0 < delta < 1):
             raise ValueError(f"dp_delta must lie in (0, 1), got {delta!r}")
@@ -46,6 +51,9 @@ class Privacy:
         self.noise = None if noise is None else checks.non_negative("dp_noise", noise)
         self.sampling = checks.choice("dp_sampling", sampling, SAMPLINGS)
         self.insecure_seed = None if insecure_seed is None else checks.integer("dp_insecure_seed", insecure_seed, 0)
+        if key_file is not None and self.insecure_seed is not None:
+            raise ValueError("dp_key_file keeps a secret key; dp_insecure_seed's noise needs none (its seed gives it)")
+        self.key_file = None if key_file is None else os.fspath(key_file)
         self.dtype = np.dtype(dtype)
         tiny = np.finfo(self.dtype).tiny
         if self.dtype.type(self.clip) < tiny:
