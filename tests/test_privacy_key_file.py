@@ -13,6 +13,8 @@ import os
 import pickle
 import signal
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -239,3 +241,45 @@ def test_steps_taken_before_an_error_enter_the_ledger_so_their_noise_is_never_re
         net.fit(X, digits[1], epochs=2, backend="row", **{**DP, "batch_size": 16})
     assert net.optimizer.t == 11
     assert net.privacy_ledger.steps == net.optimizer.t
+
+
+RUN = """
+import sys
+import numpy as np
+from scalarbp.privacy import sampler
+sampler.new_key = lambda: np.array({key}, np.uint32)  # (the test's stand-in for the OS's secret)
+from scalarbp.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint_bit_for_bit(digits, tmp_path):
+    """kill -9 gives no chance to save: the key file must already name the checkpoint's state."""
+    data = tmp_path / "d.npz"
+    np.savez(data, X=digits[0], y=digits[1])
+    common = ["train", "--data", str(data), "--batch-size", "16", "--dp-clip", "1", "--dp-noise", "1", "--quiet",
+              "--seed", "0"]
+    new = ["--hidden-sizes", "16", "--optimizer", "sgd", "--lr", "0.1"]  # (a resumed run continues its own)
+
+    def cli(key, *argv, **popen):
+        return subprocess.Popen([sys.executable, "-c", RUN.format(key=[int(w) for w in key]), *common, *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    twin = cli(K0, *new, "--epochs", "30", "--save", str(tmp_path / "twin.npz"))
+    model = tmp_path / "m.npz"
+    child = cli(K0, *new, "--epochs", "30", "--save", str(model), "--checkpoint-every", "2")
+    try:
+        for line in child.stdout:
+            if "checkpoint: epoch 4 saved" in line:
+                child.kill()
+                break
+        child.wait(timeout=120)
+        assert twin.wait(timeout=300) == 0, twin.stderr.read()
+    finally:
+        child.kill()
+        twin.kill()
+    saved = scalarbp.MLP.load(model)
+    assert 4 <= saved.epochs_trained < 30 and (tmp_path / "m.npz.dpkey").exists()
+    resumed = cli(K1, "--epochs", str(30 - saved.epochs_trained), "--resume", str(model), "--save", str(model))
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0 and "warning" not in err, err
+    assert np.array_equal(scalarbp.MLP.load(model).theta, scalarbp.MLP.load(tmp_path / "twin.npz").theta)
