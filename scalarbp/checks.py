@@ -83,8 +83,9 @@ def output_and_loss(output, loss):
     loss = DEFAULT_LOSS[output] if loss is None else choice("loss", loss, tuple(LOSSES))
     allowed = LOSSES[loss].outputs
     if allowed is not None and output not in allowed:
-        raise ValueError(f"loss {loss!r} needs output {' or '.join(allowed)}, got output {output!r}; "
-                         f"use loss='mse' for other outputs")
+        raise ValueError(f"loss {loss!r} needs output {' or '.join(allowed)}, got output {output!r}; " +
+                         ("the exp output pairs with loss='poisson'" if output == "exp" else
+                          "use loss='mse' for other outputs"))
     return output, loss
 
 
@@ -171,6 +172,27 @@ def finite(name, array, dtype=None):
             raise ValueError(f"{name} holds NaN or inf (first at index {tuple(int(i) for i in at)})")
 
 
+def is_sparse(X):
+    """Whether X is a SciPy sparse matrix or array (told apart without importing SciPy)."""
+    return type(X).__module__.startswith("scipy.sparse")
+
+
+def sparse_inputs(X, width, dtype):
+    """A SciPy sparse X as CSR rows of ``dtype`` (rows are then taken cheaply), checked as
+    :func:`inputs` checks a dense one; its stored values are what may be NaN or inf."""
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("X is an empty batch (0 samples)")
+    if X.shape[1] != width:
+        raise ValueError(f"X has {X.shape[1]} features per sample, the network expects {width}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+    X = X.tocsr().astype(dtype)
+    finite("X", X.data, dtype)
+    return X
+
+
 def inputs(X, width, dtype):
     """X as a C-contiguous ``(N, width)`` array of ``dtype`` with N >= 1 and finite values."""
     X = real_array("X", X)
@@ -208,6 +230,8 @@ def targets(Y, n, width, loss, dtype):
         raise ValueError("cross_entropy targets must be >= 0 (one-hot rows or probabilities)")
     if loss == "binary_cross_entropy" and ((T < 0) | (T > 1)).any():
         raise ValueError("binary_cross_entropy targets must lie in [0, 1]")
+    if loss == "poisson" and (T < 0).any():
+        raise ValueError("poisson targets must be >= 0 (counts or rates)")
     return T
 
 

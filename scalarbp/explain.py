@@ -92,7 +92,7 @@ def explain(net, X, y, names=None):
             g = net.hidden[k] if k < depth - 1 else net.output
             show(h_name[k + 1], f"{g}({a_name[k]})", t["h"][k + 1])
     loss = {"cross_entropy": f"-sum y log {o}", "binary_cross_entropy": f"-sum [y log {o} + (1-y) log(1-{o})]",
-            "mse": f"1/2 sum ({o} - y)^2"}[net.loss]
+            "mse": f"1/2 sum ({o} - y)^2", "poisson": f"sum [y log(y / {o}) - y + {o}]"}[net.loss]
     show("L", f"mean over samples of {loss}" if batch else loss, t["L"])
     for k, W in enumerate(net.weights):
         show(f"s{k + 1}", f"1/2 ||W{k + 1}||_F^2", 0.5 * float(np.vdot(W, W)), per_sample=False)

@@ -10,10 +10,17 @@ loss                      Loss(f, y)                              delta = dPhi/d
 ``binary_cross_entropy``  ``-sum_j [y_j log f_j + (1-y_j)        ``f - y``
                           log(1-f_j)]``, f = sigmoid(a)
 ``mse``                   ``1/2 sum_j (f_j - y_j)^2``, any g      ``J_g^T (f - y)`` (seed 001)
+``poisson``               ``sum_j [y_j log(y_j / f_j) - y_j       ``f - y``
+                          + f_j]``, f = exp(a)
 ========================  ======================================  ==========================
 
 For one-hot or probability targets ``sum(y) = 1`` and the first line is seed 003's
 ``delta^L = (X^L - Y)``; a batch divides every delta by ``N`` (seed 003: ``E_in`` is a mean).
+``poisson`` is half the Poisson deviance (scikit-learn's ``MLPRegressor(loss="poisson")``):
+with f = e^a, ``dLoss/da_j = (1 - y_j / f_j) f_j = f_j - y_j``, the same ``ŷ − y`` as seed 000's
+softmax with cross-entropy (the exp output is the Poisson's canonical link); it is
+evaluated from the logit, ``e^a - y a + y log y - y`` (``0 log 0 = 0``), and differs from
+PyTorch's ``PoissonNLLLoss(log_input=True)`` by the constant ``y log y - y`` alone.
 ``mse`` is seed 001's general path ``delta_j = dPhi/df_j g'(a_j)``; for a softmax output
 the Jacobian is not diagonal and ``delta_j = f_j (u_j - sum_k u_k f_k)`` with ``u = f - y``.
 
@@ -34,11 +41,12 @@ from numba.extending import register_jitable
 
 from .activations import ACTIVATIONS, activation, derivative
 
-#: Kernel code of the softmax output: the next code after every element-wise activation's
+#: Kernel codes of the outputs that are not element-wise activations: softmax, and exp
+#: (an output only: it pairs with the Poisson loss), after every element-wise activation's
 #: (the element-wise outputs use their activation's code).
-SOFTMAX = len(ACTIVATIONS)
+SOFTMAX, EXP = len(ACTIVATIONS), len(ACTIVATIONS) + 1
 
-OUTPUTS = ("softmax", "sigmoid", "identity", "tanh")
+OUTPUTS = ("softmax", "sigmoid", "identity", "tanh", "exp")
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,8 @@ LOSSES = {
     for code, (name, outputs) in enumerate((
         ("cross_entropy", ("softmax",)),
         ("binary_cross_entropy", ("sigmoid",)),
-        ("mse", None),
+        ("mse", ("softmax", "sigmoid", "identity", "tanh")),
+        ("poisson", ("exp",)),
     ))
 }
 
@@ -65,15 +74,17 @@ DEFAULT_LOSS = {
     "sigmoid": "binary_cross_entropy",
     "identity": "mse",
     "tanh": "mse",
+    "exp": "poisson",
 }
 
 
-CROSS_ENTROPY, BINARY_CROSS_ENTROPY = LOSSES["cross_entropy"].code, LOSSES["binary_cross_entropy"].code
+CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = (LOSSES[name].code for name in ("cross_entropy",
+                                                                             "binary_cross_entropy", "poisson"))
 
 
 def output_code(output):
     """The kernel code of an output activation name."""
-    return SOFTMAX if output == "softmax" else ACTIVATIONS[output].code
+    return SOFTMAX if output == "softmax" else EXP if output == "exp" else ACTIVATIONS[output].code
 
 
 # --- element-wise pieces (arrays or scalars) -------------------------------------------
@@ -96,6 +107,12 @@ def binary_cross_entropy(a, y):
 @register_jitable
 def squared_error(f, y):
     return 0.5 * (f - y) * (f - y)
+
+
+def poisson(a, y):
+    """Half the Poisson deviance ``y log(y / f) - y + f`` of f = e^a, from the logit a
+    (``0 log 0 = 0``), element-wise over arrays."""
+    return np.exp(a) - y * a + y * np.log(np.where(y > 0, y, 1)) - y
 
 
 # --- vectorised forms for the NumPy references -----------------------------------------
@@ -121,6 +138,8 @@ def output_activation(a, output, axis):
     """f = g(a) for a batch of logits, softmax taken along ``axis``."""
     if output == "softmax":
         return np.exp(log_softmax(a, axis))
+    if output == "exp":
+        return np.exp(a)
     return ACTIVATIONS[output].g(a)
 
 
@@ -130,6 +149,8 @@ def sample_losses(a, f, y, loss, axis):
         per_unit = -y * log_softmax(a, axis)
     elif loss == "binary_cross_entropy":
         per_unit = binary_cross_entropy(a, y)
+    elif loss == "poisson":
+        per_unit = poisson(a, y)
     else:
         per_unit = squared_error(f, y)
     return per_unit.sum(axis=axis)
@@ -139,7 +160,7 @@ def output_delta(a, f, y, output, loss, axis):
     """dLoss/da for every sample (not yet divided by N), shaped like ``a``."""
     if loss == "cross_entropy":
         return f * y.sum(axis=axis, keepdims=True) - y
-    if loss == "binary_cross_entropy":
+    if loss in ("binary_cross_entropy", "poisson"):
         return f - y
     u = f - y  # dLoss/df for mse
     if output == "softmax":
@@ -171,6 +192,9 @@ def outputs_row(a, f, out_code, n):
     """f_n = g(a_n), softmax across the row."""
     if out_code == SOFTMAX:
         softmax_row(a, f, n)
+    elif out_code == EXP:
+        for j in range(a.shape[1]):
+            f[n, j] = math.exp(a[n, j])
     else:
         for j in range(a.shape[1]):
             f[n, j] = activation(out_code, a[n, j])
@@ -183,12 +207,11 @@ def output_row(a, f, y, out_code, loss_code, scale, delta, n):
     The formulas of the table above, as scalar loops over the row's units j.
     """
     K = a.shape[1]
+    lse = a.dtype.type(0)
     if out_code == SOFTMAX:
         lse = softmax_row(a, f, n)
     else:
-        lse = a.dtype.type(0)
-        for j in range(K):
-            f[n, j] = activation(out_code, a[n, j])
+        outputs_row(a, f, out_code, n)
 
     loss = a.dtype.type(0)
     if loss_code == CROSS_ENTROPY:  # -sum_j y_j log f_j, log f_j = a_j - lse
@@ -201,6 +224,11 @@ def output_row(a, f, y, out_code, loss_code, scale, delta, n):
     elif loss_code == BINARY_CROSS_ENTROPY:
         for j in range(K):
             loss += binary_cross_entropy(a[n, j], y[n, j])
+            delta[n, j] = scale * (f[n, j] - y[n, j])
+    elif loss_code == POISSON:  # y log(y / f) - y + f from the logit; delta = f - y (the canonical link)
+        for j in range(K):
+            y_log_y = y[n, j] * math.log(y[n, j]) if y[n, j] > 0 else a.dtype.type(0)
+            loss += f[n, j] - y[n, j] * a[n, j] + y_log_y - y[n, j]
             delta[n, j] = scale * (f[n, j] - y[n, j])
     else:  # mse: seed 001's delta_j = dPhi/df_j g'(a_j), dPhi/df_j = u_j = f_j - y_j
         for j in range(K):

@@ -58,6 +58,10 @@ class ParameterList(Sequence):
             self[k] = array
 
 
+#: Rows of a sparse X made dense at a time for a prediction.
+SPARSE_BLOCK_ROWS = 4096
+
+
 class MLP:
     """A fully connected network trained by backpropagation.
 
@@ -491,7 +495,12 @@ class MLP:
         return self
 
     def predict_proba(self, X, backend="scalar"):
-        """Output activations for (standardised) X: class probabilities for a softmax output."""
+        """Output activations for (standardised) X: class probabilities for a softmax output.
+        A SciPy sparse X is made dense :data:`SPARSE_BLOCK_ROWS` rows at a time."""
+        if checks.is_sparse(X):
+            X = checks.sparse_inputs(X, self.sizes[0], self.dtype)
+            return np.vstack([self.predict_proba(X[start:start + SPARSE_BLOCK_ROWS].toarray(), backend)
+                              for start in range(0, X.shape[0], SPARSE_BLOCK_ROWS)])
         return self.forward(self.transform(checks.inputs(X, self.sizes[0], self.dtype)), backend)
 
     def predict(self, X, backend="scalar"):

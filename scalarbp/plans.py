@@ -9,6 +9,8 @@ import hashlib
 
 import numpy as np
 
+from . import checks
+
 #: Rows hashed at a time (so that a memmap larger than memory is read a block at a time).
 BLOCK_ROWS = 4096
 
@@ -21,6 +23,10 @@ def digest(*arrays):
     hasher = hashlib.sha256()
     for array in arrays:
         if array is None:
+            continue
+        if checks.is_sparse(array):  # (its stored values and where they are)
+            array = array.tocsr()
+            hasher.update(digest(np.array(array.shape), array.data, array.indices, array.indptr).encode())
             continue
         array = array if isinstance(array, np.ndarray) else np.asarray(array)
         hasher.update(str((array.dtype.str, array.shape)).encode())
@@ -35,8 +41,7 @@ def rows_digest(X):
     """The digest of :data:`SAMPLED_ROWS` rows of X spread evenly from its first to its
     last: cheap (a memmap reads those rows only), and different when the ranks were given
     different data."""
-    N = len(X)
-    return digest(np.asarray(X[np.unique(np.linspace(0, N - 1, SAMPLED_ROWS).astype(np.int64))]))
+    return digest(X[np.unique(np.linspace(0, X.shape[0] - 1, SAMPLED_ROWS).astype(np.int64))])
 
 
 def fingerprint(values):

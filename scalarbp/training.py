@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backends, checks, metrics, optimizers, persistence, plans, privacy, schedules
+from . import backends, checks, lbfgs, metrics, optimizers, persistence, plans, privacy, schedules
 from .privacy import keyfile
 from .backends import BAD_UPDATE
 
@@ -106,6 +106,8 @@ class History:
     rank: int = 0
     private: bool = False
     outside_epsilon: list = field(default_factory=list)
+    converged: bool | None = None
+    function_calls: int | None = None
 
     @property
     def val_accuracy(self):
@@ -220,7 +222,8 @@ class Batches:
         self.N = self.subset.shape[0]
         self.xb = np.empty((batch_size, net.sizes[0]), net.dtype)
         self.tb = np.empty((batch_size, net.sizes[-1]), net.dtype)
-        self.in_memory = not isinstance(self.X, np.memmap)  # (then X is validated already)
+        self.sparse = checks.is_sparse(self.X)  # (validated already: its rows are made dense as gathered)
+        self.in_memory = not self.sparse and not isinstance(self.X, np.memmap)  # (then X is validated already)
         self.standardizer = net.standardizer
 
     def order(self, shuffle, seed, epoch):
@@ -239,6 +242,8 @@ class Batches:
         xb, tb = self.xb[:n], self.tb[:n]
         if self.in_memory:
             np.take(self.X, rows, axis=0, out=xb)
+        elif self.sparse:
+            xb[...] = self.X[rows].toarray()
         else:
             xb[...] = self.X[rows]
             if not np.isfinite(xb).all():
@@ -269,8 +274,17 @@ class Batches:
         return X, labels, Y, weights
 
 
+def _count(X):
+    """The number of samples in X (a sparse matrix has no len)."""
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
 def _rows(net, X):
-    """X as an array with N rows of the net's input width; a memmap stays on disk."""
+    """X as an array with N rows of the net's input width; a memmap stays on disk, a SciPy
+    sparse matrix stays sparse (CSR: minibatches are made dense as they are gathered)."""
+    if checks.is_sparse(X):
+        X = checks.sparse_inputs(X, net.sizes[0], net.dtype)
+        return X, X.shape[0]
     if isinstance(X, np.memmap):
         if X.ndim != 2 or X.shape[1] != net.sizes[0]:
             raise ValueError(f"X has shape {X.shape}, the network expects (N, {net.sizes[0]})")
@@ -405,6 +419,21 @@ def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                  dp_key_file, parallel):
     engine = backends.get(backend)
     epochs = checks.integer("epochs", epochs, 0)
+    if optimizer == "lbfgs" or isinstance(optimizer, lbfgs.LBFGS):
+        given = dict(validation_data=validation_data, validation_fraction=validation_fraction or None,
+                     early_stopping=early_stopping or None, schedule=schedule, warmup_steps=warmup_steps or None,
+                     clip_norm=clip_norm, dp_clip=dp_clip, dp_noise=dp_noise, dp_delta=dp_delta,
+                     target_epsilon=target_epsilon, dp_insecure_seed=dp_insecure_seed, dp_key_file=dp_key_file,
+                     comm=parallel, callbacks=list(callbacks) or None, lr=lr)
+        refused = [name for name, value in given.items() if value is not None]
+        if refused:
+            raise ValueError(f"optimizer='lbfgs' is a full-batch solver: it takes no {', '.join(refused)} "
+                             f"(its steps are not private, and it has no epochs to validate between)")
+        solver = lbfgs.LBFGS() if optimizer == "lbfgs" else optimizer
+        with net.in_use():
+            return _fit_lbfgs(net, engine, X, y, epochs, solver, (sample_weight, class_weight),
+                              checks.integer("verbose", verbose, 0))
+
     batch_size = checks.integer("batch_size", batch_size, 1)
     patience = checks.integer("patience", patience, 1)
     verbose = checks.integer("verbose", verbose, 0)
@@ -491,9 +520,11 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     if validation_fraction:
         if validation_data is not None:
             raise ValueError("give validation_data or validation_fraction, not both")
-        subset, held_out = _split(len(X), validation_fraction, seed)
-        validation_data = (np.asarray(X[held_out]), np.asarray(y)[held_out])
-    batch_size = min(batch_size, len(X) if subset is None else len(subset))
+        subset, held_out = _split(_count(X), validation_fraction, seed)
+        X_held = X[held_out]
+        validation_data = (X_held.toarray() if checks.is_sparse(X_held) else np.asarray(X_held),
+                           np.asarray(y)[held_out])
+    batch_size = min(batch_size, _count(X) if subset is None else len(subset))
     opt = _optimizer(net, optimizer, lr)
     schedule, warmup_steps, clip = plan
     batches = Batches(net, X, y, batch_size, subset, sample_weights(net, y, *weighting))
@@ -649,6 +680,39 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     if keeper is not None:
         keeper.finish()
     return history
+
+
+def _fit_lbfgs(net, engine, X, y, epochs, solver, weighting, verbose):
+    """``fit`` with :mod:`scalarbp.lbfgs`: at most ``epochs`` iterations on the whole set."""
+    if net.epoch_steps:
+        raise ValueError(f"the net stopped {net.epoch_steps} steps into an epoch; finish it with its stepping "
+                         f"optimizer, or set net.epoch_steps = 0, before optimizer='lbfgs'")
+    X, N = _rows(net, X)
+    if net.standardizer is not None:  # (blocks are standardised as read: the memory stays one block's)
+        X = _Standardized(X, net.standardizer)
+    weights = sample_weights(net, y, *weighting)
+    weights = None if weights is None else checks.weights_in(weights, net.dtype)
+    history = History(score_name="accuracy" if net.is_classifier else "r2")
+    with Interrupts() as interrupts:
+        result = lbfgs.fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose)
+    net.epochs_trained += history.epochs
+    net.privacy_ledger.record("non-private", history.epochs)
+    if result is None:
+        raise _interrupted(net, 0, history, interrupts.requested)
+    history.converged, history.stopped_by = result.status == 0, f"lbfgs: {result.message}"
+    history.function_calls = int(result.nfev)
+    return history
+
+
+class _Standardized:
+    """Rows of X through a standardizer as they are sliced (what :mod:`scalarbp.lbfgs` reads)."""
+
+    def __init__(self, X, standardizer):
+        self.X, self.standardizer, self.shape = X, standardizer, X.shape
+
+    def __getitem__(self, rows):
+        block = self.X[rows]
+        return self.standardizer.transform(block.toarray() if checks.is_sparse(block) else np.asarray(block))
 
 
 def _recorded(net, step, private, q):

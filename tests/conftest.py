@@ -11,6 +11,7 @@ OUTPUT_LOSS = [
     ("tanh", "mse"),
     ("softmax", "mse"),
     ("sigmoid", "mse"),
+    ("exp", "poisson"),
 ]
 HIDDEN = ["relu", "leaky_relu", "sigmoid", "tanh", "identity"]
 BACKENDS = ["scalar", "row", "column"]
@@ -31,6 +32,8 @@ def make_targets(rng, loss, N, K):
         return rng.integers(0, K, N)
     if loss == "binary_cross_entropy":
         return rng.integers(0, 2, (N, K)).astype(float)
+    if loss == "poisson":  # (counts, zeros among them: 0 log 0 = 0)
+        return rng.poisson(1.5, (N, K)).astype(float)
     return rng.normal(size=(N, K))
 
 

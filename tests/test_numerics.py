@@ -46,8 +46,8 @@ def test_scalar_gradients_are_identical_for_1_and_2_threads(dtype, sizes, N):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("output,loss", OUTPUT_LOSS)
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("output,loss", [pair for pair in OUTPUT_LOSS if pair[0] != "exp"])  # (e^1e4 is the
+@pytest.mark.parametrize("dtype", ["float32", "float64"])                                   # Poisson loss itself)
 def test_logits_of_1e4_give_a_finite_loss_and_gradient(backend, output, loss, dtype):
     net, X, Y = problem([3, 4], output=output, loss=loss, N=6, dtype=dtype)
     net.weights[0][...] = 0

@@ -346,7 +346,7 @@ class DeviceNet:
         launches, h_below = [], X
         for layer in range(len(self.W)):
             a, h = self.a[layer][:N], self.h[layer][:N]
-            code = IDENTITY if codes[layer] == SOFTMAX else codes[layer]
+            code = IDENTITY if codes[layer] >= SOFTMAX else codes[layer]  # (softmax and exp: the logits)
             launches.append((self.k["forward_layer"], _grid2(N, a.shape[1]),
                              (h_below, self.W[layer], self.b[layer], a, h, code)))
             h_below = h

@@ -142,7 +142,7 @@ def forward_rows(theta, layers, codes, x, N, n0, n1, A, H):
         a, h = layer(A, layers, k, N), layer(H, layers, k, N)
         W, b = parameters(theta, layers, k)
         product(below[n0:n1], W, a[n0:n1])                     # a_ni = sum_j w_ij h_nj
-        code = codes[k] if codes[k] != SOFTMAX else IDENTITY
+        code = codes[k] if codes[k] < SOFTMAX else IDENTITY     # (softmax and exp: the logits, f follows)
         for n in range(n0, n1):
             for i in range(d_out):
                 a[n, i] += b[i]                                 # + b_i
