@@ -82,7 +82,9 @@ class History:
     learning rate at the epoch's end; ``seconds``: wall time of each epoch.  With early
     stopping, ``best_epoch`` is the epoch whose weights were restored (0-based within
     this fit); ``stopped_by`` says what ended training early, if anything; ``rank`` is the
-    MPI rank of the process (0 without ``comm``).
+    MPI rank of the process (0 without ``comm``).  With ``optimizer="lbfgs"`` an "epoch"
+    is an iteration of L-BFGS: ``converged`` says whether it met its tolerance,
+    ``function_calls`` how many passes over the data it took, ``stopped_by`` SciPy's message.
 
     Under DP-SGD (``private``), ``loss`` holds NaN: the training loss is a function of
     the data that the privacy guarantee does not cover, so it is withheld; ``epsilon``
