@@ -157,3 +157,20 @@ def test_sample_weights_equal_repeated_samples_with_full_batches():
         weighted = ScalarMLPRegressor(**options).fit(X, y, sample_weight=weights)
         repeated = ScalarMLPRegressor(**options).fit(np.repeat(X, weights, axis=0), np.repeat(y, weights))
     np.testing.assert_allclose(weighted.net_.theta, repeated.net_.theta, rtol=1e-10, atol=1e-12)
+
+
+def test_a_private_fit_takes_no_adaptive_rate_decision_on_the_withheld_loss():
+    """learning_rate="adaptive" divides the rate when the loss stops improving: under DP-SGD
+    the training loss is withheld, so without validation data the rate never moves."""
+    pytest.importorskip("dp_accounting")
+    X, y = datasets.make_blobs(300, n_features=4, centers=3, seed=0)
+    model = ScalarMLPClassifier((8,), solver="sgd", learning_rate="adaptive", learning_rate_init=0.05,
+                                max_iter=30, tol=1e9, n_iter_no_change=1, random_state=0, dp_clip=1.0,
+                                dp_noise=1.0, dp_delta=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert model._optimizer.learning_rate == 0.05 and model.loss_curve_ == [] and model.n_iter_ == 30
+    public = ScalarMLPClassifier((8,), solver="sgd", learning_rate="adaptive", learning_rate_init=0.05,
+                                 max_iter=30, tol=1e9, n_iter_no_change=1, random_state=0).fit(X, y)
+    assert public._optimizer.learning_rate < 0.05  # (the same settings without DP: the rule acts)
