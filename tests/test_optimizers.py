@@ -128,6 +128,6 @@ def test_the_estimators_take_the_new_optimizers_by_name():
 
     X, y = make_spirals(90, seed=1)
     for name in ("rmsprop", "adamw"):
-        model = ScalarMLPClassifier(hidden_layer_sizes=(12,), solver=name, learning_rate_init=0.01, max_iter=30,
-                                    n_iter_no_change=30, random_state=0).fit(X, y)
+        model = ScalarMLPClassifier(hidden_layer_sizes=(12,), solver=name, learning_rate_init=0.01, max_iter=100,
+                                    n_iter_no_change=100, random_state=0).fit(X, y)  # (90 samples: one step an epoch)
         assert model.net_.optimizer.name == name and model.score(X, y) > 0.5
