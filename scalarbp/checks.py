@@ -180,12 +180,7 @@ def is_sparse(X):
 def sparse_inputs(X, width, dtype):
     """A SciPy sparse X as CSR rows of ``dtype`` (rows are then taken cheaply), checked as
     :func:`inputs` checks a dense one; its stored values are what may be NaN or inf."""
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError("X is an empty batch (0 samples)")
-    if X.shape[1] != width:
-        raise ValueError(f"X has {X.shape[1]} features per sample, the network expects {width}")
+    _input_shape(X, width)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
     X = X.tocsr().astype(dtype)
@@ -196,14 +191,19 @@ def sparse_inputs(X, width, dtype):
 def inputs(X, width, dtype):
     """X as a C-contiguous ``(N, width)`` array of ``dtype`` with N >= 1 and finite values."""
     X = real_array("X", X)
+    _input_shape(X, width)
+    finite("X", X, dtype)
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def _input_shape(X, width):
+    """Refuse an X that is not ``(N, width)`` with N >= 1."""
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError("X is an empty batch (0 samples)")
     if X.shape[1] != width:
         raise ValueError(f"X has {X.shape[1]} features per sample, the network expects {width}")
-    finite("X", X, dtype)
-    return np.ascontiguousarray(X, dtype=dtype)
 
 
 def targets(Y, n, width, loss, dtype):

@@ -332,6 +332,11 @@ class _ScalarMLP(BaseEstimator):
     def _stratify(self, targets):
         return None
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # (scipy.sparse CSR/CSC: minibatches made dense as they are gathered)
+        return tags
+
     def _outputs(self, X):
         check_is_fitted(self, "net_")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], accept_sparse=SPARSE)
@@ -493,7 +498,6 @@ class ScalarMLPClassifier(ClassifierMixin, _ScalarMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
-        tags.input_tags.sparse = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
@@ -558,7 +562,6 @@ class ScalarMLPRegressor(RegressorMixin, _ScalarMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
-        tags.input_tags.sparse = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
