@@ -183,7 +183,7 @@ def sparse_inputs(X, width, dtype):
     _input_shape(X, width)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
-    X = X.tocsr().astype(dtype)
+    X = X.tocsr().astype(dtype, copy=False)
     finite("X", X.data, dtype)
     return X
 

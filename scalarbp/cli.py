@@ -227,14 +227,14 @@ def cmd_train(args):
 
 def _key_file(args):
     """Where a DP-SGD run saved to ``--save MODEL`` keeps its secret key while unfinished
-    (``MODEL.dpkey``), the resumed model's key copied there first; None if not private."""
+    (``MODEL.dpkey``), the resumed model's key moved there first; None if not private."""
     if args.dp_clip is None or not args.save:
         return None
     from .privacy import keyfile
 
     key_file = keyfile.beside(args.save)
     if args.resume and os.path.realpath(args.resume) != os.path.realpath(args.save):
-        keyfile.copy(keyfile.beside(args.resume), key_file)
+        keyfile.move(keyfile.beside(args.resume), key_file)
     return key_file
 
 

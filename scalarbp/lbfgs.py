@@ -49,9 +49,13 @@ def fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose
     """Minimise J over ``theta`` in place; fills ``history`` (one entry per iteration) and
     returns SciPy's result."""
     try:
+        import scipy
         from scipy.optimize import minimize
     except ImportError:
         raise RuntimeError("optimizer='lbfgs' needs SciPy: pip install scipy (it comes with scikit-learn)") from None
+    if tuple(int(part) for part in scipy.__version__.split(".")[:2]) < (1, 11):
+        raise RuntimeError(f"optimizer='lbfgs' needs SciPy >= 1.11 (its iterates reach the callback), got "
+                           f"{scipy.__version__}")
     N = X.shape[0]
     T = checks.targets(y, N, net.sizes[-1], net.loss, net.dtype)
     total = N if weights is None else float(weights.sum())
@@ -95,6 +99,9 @@ def fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose
     except _Stop:
         net.theta[...] = best["theta"]
         return None
+    except BaseException:  # (an error in SciPy's loop or the objective: the last iteration's weights)
+        net.theta[...] = best["theta"]
+        raise
     x = result.x if np.isfinite(result.x).all() else best["theta"]
     net.theta[...] = x
     return result

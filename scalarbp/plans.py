@@ -49,13 +49,14 @@ def fingerprint(values):
     return digest(np.frombuffer(repr(values).encode(), np.uint8))
 
 
-def state(net):
+def state(net, schedule=None):
     """The digest of where the net stands: its weights, its optimiser's state, step count
-    and hyper-parameters (the rate a schedule set included), its epoch counters and its
-    privacy ledger."""
+    and every option (the rate a schedule set included), its epoch counters, its privacy
+    ledger, and the state of ``schedule`` (what a stateful one, such as
+    ``reduce_on_plateau``, has counted so far)."""
     opt = net.optimizer
-    counters = (net.epochs_trained, net.epoch_steps,
-                None if opt is None else (opt.name, opt.t, tuple(opt.hyper_array())), tuple(net.privacy_ledger.entries))
+    counters = (net.epochs_trained, net.epoch_steps, None if opt is None else (repr(opt), opt.t),
+                tuple(net.privacy_ledger.entries), None if schedule is None else schedule.settings())
     return digest(net.theta, *([] if opt is None else [opt.state[name] for name in sorted(opt.state)]),
                   np.frombuffer(repr(counters).encode(), np.uint8))  # (as fingerprint() does, with the arrays)
 

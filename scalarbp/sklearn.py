@@ -288,6 +288,8 @@ class _ScalarMLP(BaseEstimator):
             self.validation_scores_.append(float("nan"))  # (as scikit-learn's scores of such weights read)
             (stopping.best or start).restore(net)
             self.net_ = net
+            self.epsilon_ = None if self.dp_clip is None or self.dp_delta is None else \
+                net.privacy_ledger.epsilon(self.dp_delta)  # (every step taken, the diverging one included)
             return self
         self.epsilon_ = history.epsilon[-1] if history.epsilon else None
         self.outside_epsilon_ = history.outside_epsilon if history.private else None
@@ -302,7 +304,7 @@ class _ScalarMLP(BaseEstimator):
     def _fit_lbfgs(self, net, X, targets, sample_weight):
         """scikit-learn's ``solver="lbfgs"``: the whole set, at most ``max_iter`` iterations
         and ``max_fun`` passes, ``alpha / N`` as the penalty (:mod:`scalarbp.lbfgs`)."""
-        net.l2 = self.alpha / X.shape[0]
+        net.l2 = self.alpha / (X.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
         history = net.fit(X, targets, epochs=checks.integer("max_iter", self.max_iter, 1),
                           optimizer=self._new_optimizer(), backend=self.backend, sample_weight=sample_weight,
                           verbose=int(bool(self.verbose)))

@@ -519,6 +519,8 @@ def sample_weights(net, y, sample_weight, class_weight):
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
          validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp, parallel):
     subset = None
+    if checks.is_sparse(X):  # (CSR before any rows are taken: a COO matrix has no rows to take)
+        X = checks.sparse_inputs(X, net.sizes[0], net.dtype)
     if validation_fraction:
         if validation_data is not None:
             raise ValueError("give validation_data or validation_fraction, not both")
@@ -533,7 +535,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     validation = None
     if validation_data is not None:
         X_val, y_val = validation_data
-        X_val = net.transform(checks.inputs(X_val, net.sizes[0], net.dtype))
+        X_val = net.transform(checks.inputs(X_val.toarray() if checks.is_sparse(X_val) else X_val, net.sizes[0],
+                                        net.dtype))
         validation = (X_val, checks.targets(y_val, X_val.shape[0], net.sizes[-1], net.loss, net.dtype), y_val)
     n_batches = -(-batches.N // batch_size)
     if net.epoch_steps >= n_batches:
@@ -554,7 +557,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             keeper = keyfile.Keeper(private.key_file, dict(
                 plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation, early_stopping, patience,
                            clip, warmup_steps, schedule, plans.digest(batches.X)),
-                dp=(private.clip, private.sampling, q)))
+                dp=(private.clip, private.sampling, q)), schedule)
             resumed = keeper.resume(net)
         if private.noise is None:  # the noise that spends target_epsilon over this fit, after the net's past
             steps = epochs * n_batches - net.epoch_steps
@@ -695,10 +698,12 @@ def _fit_lbfgs(net, engine, X, y, epochs, solver, weighting, verbose):
     weights = sample_weights(net, y, *weighting)
     weights = None if weights is None else checks.weights_in(weights, net.dtype)
     history = History(score_name="accuracy" if net.is_classifier else "r2")
-    with Interrupts() as interrupts:
-        result = lbfgs.fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose)
-    net.epochs_trained += history.epochs
-    net.privacy_ledger.record("non-private", history.epochs)
+    try:
+        with Interrupts() as interrupts:
+            result = lbfgs.fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose)
+    finally:  # (an error in SciPy's loop too: the weights are the last iteration's, and counted)
+        net.epochs_trained += history.epochs
+        net.privacy_ledger.record("non-private", history.epochs)
     if result is None:
         raise _interrupted(net, 0, history, interrupts.requested)
     history.converged, history.stopped_by = result.status == 0, f"lbfgs: {result.message}"

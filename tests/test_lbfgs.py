@@ -97,7 +97,35 @@ def test_sparse_input_trains_and_predicts_as_its_dense_twin_bit_for_bit(digits, 
     sparse_net.fit(X_sparse, y, epochs=2, batch_size=32, seed=1, validation_fraction=0.1)
     assert np.array_equal(dense.theta, sparse_net.theta)
     assert np.array_equal(dense.predict_proba(X_test), sparse_net.predict_proba(sparse.csr_matrix(X_test)))
+    coo = scalarbp.MLP([64, 16, 10], seed=0)  # (COO has no rows to take: made CSR first)
+    coo.fit(sparse.coo_matrix(X), y, epochs=2, batch_size=32, seed=1, validation_fraction=0.1)
+    assert np.array_equal(coo.theta, dense.theta)
+    scalarbp.MLP([64, 16, 10]).fit(X_sparse, y, epochs=1, validation_data=(sparse.csr_matrix(X_test), digits[3]))
     bad = X_sparse.tocsr(copy=True)
     bad.data[3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         scalarbp.MLP([64, 16, 10]).fit(bad, y, epochs=1)
+
+
+def test_an_error_inside_lbfgs_leaves_the_last_iteration_counted(digits, monkeypatch):
+    """An exception from SciPy's loop left the weights of a point merely evaluated, and
+    neither the epochs nor the privacy ledger counted the iterations taken."""
+    X, y = digits[0], digits[1]
+    net = scalarbp.MLP([64, 8, 10], seed=0)
+    calls, losses = [], []
+    engine = type(scalarbp.backends.get("scalar"))
+    loss_and_grad = engine.loss_and_grad
+
+    def failing(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 9:
+            raise ValueError("a failure in the middle of a line search")
+        return loss_and_grad(self, *args, **kw)
+    monkeypatch.setattr(engine, "loss_and_grad", failing)
+    with pytest.raises(ValueError, match="line search"):
+        net.fit(X, y, epochs=50, optimizer="lbfgs", verbose=0)
+    monkeypatch.setattr(engine, "loss_and_grad", loss_and_grad)
+    assert 0 < net.epochs_trained < 9 and net.privacy_ledger.steps == net.epochs_trained
+    twin = scalarbp.MLP([64, 8, 10], seed=0)
+    twin.fit(X, y, epochs=net.epochs_trained, optimizer="lbfgs")
+    assert np.array_equal(net.theta, twin.theta)

@@ -142,6 +142,7 @@ def test_the_cli_keeps_the_key_beside_the_model_until_the_run_finishes(digits, m
     assert main(common + ["--epochs", "2", "--resume", str(model), "--save", str(other)]) == 0
     assert np.array_equal(scalarbp.MLP.load(other).theta, twin.theta)
     assert not (tmp_path / "renamed.npz.dpkey").exists()
+    assert not (tmp_path / "m.npz.dpkey").exists()  # (moved, not copied: no key is left beside the old name)
 
 
 def first_key_written(key_file):
@@ -283,3 +284,46 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint_bit_for_bit(
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and "warning" not in err, err
     assert np.array_equal(scalarbp.MLP.load(model).theta, scalarbp.MLP.load(tmp_path / "twin.npz").theta)
+
+
+def test_a_symlinked_key_file_leaves_no_key_behind_when_the_run_finishes(digits, tmp_path):
+    target, link = tmp_path / "keys" / "run.dpkey", tmp_path / "m.dpkey"
+    target.parent.mkdir()
+    link.symlink_to(target)  # (dangling: the run's first write makes the target)
+    net = scalarbp.MLP([64, 16, 10], seed=1)
+    net.fit(*digits, epochs=1, dp_key_file=link, callbacks=[first_key_written(link)], **DP)
+    assert not target.exists() and not os.path.lexists(link)
+
+
+def test_a_stateful_schedule_is_part_of_the_state_so_a_fresh_count_draws_a_fresh_key(digits, monkeypatch, tmp_path):
+    """reduce_on_plateau's counts are not in a model file: a fit resumed from a checkpoint
+    would count afresh and cut the rate at other epochs than the run, on the run's noise."""
+    key_file, model = tmp_path / "m.dpkey", tmp_path / "m.npz"
+    options = dict(DP, schedule="reduce_on_plateau", validation_data=(digits[0][:64], digits[1][:64]))
+    keys(monkeypatch, K0)
+    net = scalarbp.MLP([64, 16, 10], seed=1)
+    with pytest.raises(training.TrainingInterrupted):
+        net.fit(*digits, epochs=4, dp_key_file=key_file, callbacks=[InterruptAfter(1)], **options)
+    net.save(model)
+    keys(monkeypatch, K1)
+    read = first_key_written(key_file)
+    with pytest.warns(keyfile.KeyFileWarning, match="not a state of its run"):
+        scalarbp.MLP.load(model).fit(*digits, epochs=1, dp_key_file=key_file, callbacks=[read], **options)
+    assert np.array_equal(read.key, K1)
+
+
+def test_a_key_file_that_cannot_be_written_warns_and_loses_no_training(digits, monkeypatch, tmp_path):
+    from scalarbp import persistence
+
+    write, calls = persistence.write_atomically, []
+
+    def failing(path, *args, **kw):
+        calls.append(path)
+        if len(calls) >= 2:
+            raise OSError(28, "No space left on device")
+        return write(path, *args, **kw)
+    monkeypatch.setattr(persistence, "write_atomically", failing)
+    net = scalarbp.MLP([64, 16, 10], seed=1)
+    with pytest.warns(keyfile.KeyFileWarning, match="cannot keep the run's key"):
+        history = net.fit(*digits, epochs=3, dp_key_file=tmp_path / "m.dpkey", **DP)
+    assert history.epochs == 3 and net.epochs_trained == 3

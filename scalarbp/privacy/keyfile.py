@@ -46,15 +46,20 @@ def beside(model_path):
     return os.fspath(model_path) + SUFFIX
 
 
-def copy(source, target):
-    """Copy the key file ``source`` (if there is one: a checked key file) to ``target``,
-    owner-only, atomically: a run resumed under another name keeps its key."""
-    if _read(source) is None:
+def move(source, target):
+    """Move the key file ``source`` (if there is one: a checked key file) to ``target``,
+    owner-only, atomically: a run resumed under another name keeps its key, and no copy
+    of it is left behind.  A ``target`` that holds another run's key is refused."""
+    record = _read(source)
+    if record is None:
         return
-    _read(target)  # (refuses to replace what is not a key file)
+    other = _read(target)  # (refuses to replace what is not a key file)
+    if other is not None and other["key"] != record["key"]:
+        raise KeyFileError(f"{target}: holds the key of another unfinished run; remove it, or save elsewhere")
     with open(source, "rb") as file:
         text = file.read(MAX_BYTES)
     persistence.write_atomically(target, lambda file: file.write(text), mode=0o600)
+    os.unlink(source)
 
 
 class KeyFileError(ValueError):
@@ -69,8 +74,9 @@ class Keeper:
     """The key file of one DP-SGD fit: :meth:`resume` and :meth:`begin` before training,
     :meth:`mark` at each epoch's end and an interruption, :meth:`finish` at its end."""
 
-    def __init__(self, path, plan):
+    def __init__(self, path, plan, schedule):
         self.path, self.plan, self.states = os.fspath(path), plans.fingerprint(plan), []
+        self.schedule = schedule  # (its counts are part of each state: a fresh one is not the run's)
         persistence.check_writable(self.path)
         self.record = _read(self.path)
 
@@ -84,7 +90,7 @@ class Keeper:
         why = ("it belongs to a run with another plan (data, batches, optimiser, schedule, backend or DP settings)"
                if record["plan"] != self.plan else
                "the net is not a state of its run (other weights or counters)"
-               if plans.state(net) not in record["states"] else None)
+               if plans.state(net, self.schedule) not in record["states"] else None)
         if why is not None:
             self.refuse(why)
             return None
@@ -108,8 +114,10 @@ class Keeper:
         self.mark(net)
 
     def mark(self, net):
-        """Add where the net stands now to the run's states, and write the file."""
-        state = plans.state(net)
+        """Add where the net stands now to the run's states, and write the file (a file that
+        cannot be written is said once and the run goes on: it cannot be resumed bit for bit,
+        which is safe)."""
+        state = plans.state(net, self.schedule)
         if state not in self.states:
             self.states.append(state)
         record = {"format": FORMAT, "version": VERSION, "key": [int(word) for word in self.private.key],
@@ -118,14 +126,24 @@ class Keeper:
         if len(text) > MAX_BYTES:  # (about 50,000 epochs or interruptions: keep the newest states)
             self.states = self.states[len(self.states) // 2:]
             return self.mark(net)
-        persistence.write_atomically(self.path, lambda file: file.write(text), mode=0o600)
+        try:
+            persistence.write_atomically(self.path, lambda file: file.write(text), mode=0o600)
+        except OSError as err:
+            if not getattr(self, "unwritable", False):
+                warnings.warn(f"{self.path}: cannot keep the run's key ({err.strerror or err}); training goes on, "
+                              f"but cannot be resumed with the same noise", KeyFileWarning, stacklevel=2)
+            self.unwritable = True
 
     def finish(self):
-        """The run is over: remove its key."""
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        """The run is over: remove its key (a symlink's target too, where the key is)."""
+        for path in {os.path.realpath(self.path), self.path}:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                warnings.warn(f"{path}: cannot remove the finished run's key ({err.strerror or err}); remove it "
+                              f"by hand: it is secret", KeyFileWarning, stacklevel=2)
 
 
 def _read(path):
