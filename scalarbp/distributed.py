@@ -54,6 +54,8 @@ import numba
 import numpy as np
 
 from . import checks
+from .backends import python_steps
+from .errors import DivergedError, TrainingInterrupted
 from .plans import digest, rows_digest  # noqa: F401  (the ranks' digests; named here as before)
 
 #: How long a rank waits for the others to reach training (``fit`` with ``comm``) before it
@@ -108,8 +110,6 @@ class Shards:
 def stepper(engine, net, data, comm, shards):
     """A stepper (:meth:`scalarbp.backends.Backend.stepper`) whose steps sum the leaves of
     each minibatch over the ranks in the fixed tree."""
-    from .backends import python_steps
-
     rank, ranks = comm.Get_rank(), comm.Get_size()
     height = (len(shards.leaves) - 1).bit_length()
     free = [(np.empty_like(net.theta), np.empty(2)) for _ in range(height + 2)]
@@ -243,8 +243,6 @@ class Session:
         return any(self.comm.allgather(bool(flag)))
 
     def __exit__(self, kind, error, tb):
-        from .training import DivergedError, TrainingInterrupted
-
         if self.threads is not None:
             numba.set_num_threads(self.threads)
         if error is None or isinstance(error, (DivergedError, TrainingInterrupted)):

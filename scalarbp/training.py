@@ -20,36 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backends, checks, lbfgs, metrics, optimizers, persistence, plans, privacy, schedules
+from . import backends, checks, distributed, lbfgs, metrics, optimizers, persistence, plans, privacy, schedules
+from .errors import DivergedError, TrainingInterrupted  # noqa: F401  (scalarbp.training's names, as before)
 from .privacy import keyfile
 from .backends import BAD_UPDATE
-
-
-class DivergedError(FloatingPointError):
-    """The loss, the gradient or the updated weights became NaN or inf; the net keeps the
-    weights of the last good step, and its counters describe them.
-
-    ``history`` holds the epochs completed before the divergence.
-    """
-
-    def __init__(self, message, history):
-        super().__init__(message)
-        self.history = history
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM (what ``kill``, systemd, Slurm and Kubernetes send) during
-    ``fit``: training stopped at a step boundary, the net holds the weights of the last
-    completed step and its counters describe them.
-
-    ``history`` holds the epochs completed before the interruption; ``signal`` is the signal
-    this process received (``signal.SIGINT`` on an MPI rank that stopped because another
-    one was interrupted).
-    """
-
-    def __init__(self, message, history, signal=signal.SIGINT):
-        super().__init__(message)
-        self.history, self.signal = history, signal
 
 
 class Snapshot:
@@ -147,12 +121,11 @@ class History:
 
     def to_csv(self, path):
         """Write one row per epoch (header: the column names) to ``path``, atomically."""
-        from .persistence import write_atomically
 
         columns = self.columns()
         rows = np.column_stack([np.asarray(values, np.float64) for values in columns.values()]) if columns else \
             np.empty((0, 0))
-        write_atomically(path, lambda file: np.savetxt(file, rows, delimiter=",", fmt="%.10g",
+        persistence.write_atomically(path, lambda file: np.savetxt(file, rows, delimiter=",", fmt="%.10g",
                                                        header=",".join(columns), comments=""))
 
     def plot(self, path=None):
@@ -403,8 +376,6 @@ def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=Tr
                             validation_fraction, early_stopping, patience, backend, verbose, callbacks,
                             sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
                             dp_delta, dp_sampling, target_epsilon, dp_insecure_seed, dp_key_file, None)
-    from . import distributed
-
     with distributed.Session(comm) as session:
         if dp_clip is not None or dp_insecure_seed is not None or dp_key_file is not None:
             raise ValueError("DP-SGD (dp_clip) does not run over MPI (comm)")
@@ -577,8 +548,6 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         step = engine.stepper(net, batches) if private is None else engine.private_stepper(net, batches, private, q)
         order_of, session = batches.order, None
     else:
-        from . import distributed
-
         session, micro_shards = parallel
         rank, ranks, L = distributed.check(session.comm, micro_shards, batch_size)
         shards = distributed.Shards(batches.subset, batch_size, L, rank, ranks)

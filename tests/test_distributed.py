@@ -101,3 +101,17 @@ def test_fit_over_mpi_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="micro_shards needs comm"):
         net.fit(X, y, micro_shards=8)
     assert net.epochs_trained == 0
+
+
+def test_the_mpi_session_does_not_import_the_training_loop():
+    """training and distributed imported each other (distributed from inside a function);
+    the two exceptions they share live in scalarbp.errors."""
+    import ast
+    import pathlib
+
+    import scalarbp.distributed
+
+    tree = ast.parse(pathlib.Path(scalarbp.distributed.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "training" not in imported
+    assert scalarbp.training.DivergedError is scalarbp.errors.DivergedError  # (the old names still work)
