@@ -177,6 +177,12 @@ def is_sparse(X):
     return type(X).__module__.startswith("scipy.sparse")
 
 
+def dense(X):
+    """X as a NumPy array: a SciPy sparse matrix's rows made dense, anything else as
+    ``np.asarray`` gives it (a memmap's slice is read)."""
+    return X.toarray() if is_sparse(X) else np.asarray(X)
+
+
 def sparse_inputs(X, width, dtype):
     """A SciPy sparse X as CSR rows of ``dtype`` (rows are then taken cheaply), checked as
     :func:`inputs` checks a dense one; its stored values are what may be NaN or inf."""

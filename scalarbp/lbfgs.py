@@ -63,7 +63,7 @@ def fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose
         raise ValueError("sample weights must not all be 0 for optimizer='lbfgs' (a full batch)")
     blocks = [(start, min(start + BLOCK_ROWS, N)) for start in range(0, N, BLOCK_ROWS)]
     grad, block_grad = np.empty(net.theta.shape[0]), np.empty_like(net.theta)
-    best = {"J": np.inf, "theta": net.theta.copy()}  # (the last completed iteration's weights)
+    last = net.theta.copy()  # (the last completed iteration's weights)
 
     def objective(theta):
         if interrupts.requested:
@@ -72,10 +72,7 @@ def fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose
         J = 0.0
         grad[...] = 0
         for start, stop in blocks:
-            xb = X[start:stop]
-            xb = xb.toarray() if checks.is_sparse(xb) else np.asarray(xb)
-            if not np.isfinite(xb).all():  # (a memmap is read here first)
-                raise ValueError(f"X holds NaN or inf in rows {start}..{stop - 1}")
+            xb = checks.dense(X[start:stop])  # (X is checked: rows of a sparse matrix made dense)
             wb = None if weights is None else weights[start:stop]
             share = (stop - start) / N if wb is None else float(wb.sum()) / total
             if share == 0:
@@ -86,7 +83,7 @@ def fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose
         return J, grad.copy()
 
     def iteration(intermediate_result):  # (SciPy passes the iterate under this name)
-        best["J"], best["theta"] = intermediate_result.fun, intermediate_result.x.copy()
+        last[...] = intermediate_result.x
         history.loss.append(float(intermediate_result.fun))
         history.lr.append(np.nan)
         if verbose:
@@ -97,11 +94,10 @@ def fit(net, engine, X, y, epochs, solver, weights, history, interrupts, verbose
         result = minimize(objective, start, method="L-BFGS-B", jac=True, callback=iteration,
                           options={"maxiter": epochs, "maxfun": solver.max_fun, "gtol": solver.tol})
     except _Stop:
-        net.theta[...] = best["theta"]
+        net.theta[...] = last
         return None
     except BaseException:  # (an error in SciPy's loop or the objective: the last iteration's weights)
-        net.theta[...] = best["theta"]
+        net.theta[...] = last
         raise
-    x = result.x if np.isfinite(result.x).all() else best["theta"]
-    net.theta[...] = x
+    net.theta[...] = result.x if np.isfinite(result.x).all() else last
     return result

@@ -490,15 +490,13 @@ def sample_weights(net, y, sample_weight, class_weight):
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
          validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp, parallel):
     subset = None
-    if checks.is_sparse(X):  # (CSR before any rows are taken: a COO matrix has no rows to take)
-        X = checks.sparse_inputs(X, net.sizes[0], net.dtype)
+    if checks.is_sparse(X):  # (CSR before any rows are taken: a COO matrix has no rows; Batches checks it)
+        X = X.tocsr()
     if validation_fraction:
         if validation_data is not None:
             raise ValueError("give validation_data or validation_fraction, not both")
         subset, held_out = _split(_count(X), validation_fraction, seed)
-        X_held = X[held_out]
-        validation_data = (X_held.toarray() if checks.is_sparse(X_held) else np.asarray(X_held),
-                           np.asarray(y)[held_out])
+        validation_data = (checks.dense(X[held_out]), np.asarray(y)[held_out])
     batch_size = min(batch_size, _count(X) if subset is None else len(subset))
     opt = _optimizer(net, optimizer, lr)
     schedule, warmup_steps, clip = plan
@@ -506,8 +504,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     validation = None
     if validation_data is not None:
         X_val, y_val = validation_data
-        X_val = net.transform(checks.inputs(X_val.toarray() if checks.is_sparse(X_val) else X_val, net.sizes[0],
-                                        net.dtype))
+        X_val = net.transform(checks.inputs(checks.dense(X_val), net.sizes[0], net.dtype))
         validation = (X_val, checks.targets(y_val, X_val.shape[0], net.sizes[-1], net.loss, net.dtype), y_val)
     n_batches = -(-batches.N // batch_size)
     if net.epoch_steps >= n_batches:
@@ -662,6 +659,10 @@ def _fit_lbfgs(net, engine, X, y, epochs, solver, weighting, verbose):
         raise ValueError(f"the net stopped {net.epoch_steps} steps into an epoch; finish it with its stepping "
                          f"optimizer, or set net.epoch_steps = 0, before optimizer='lbfgs'")
     X, N = _rows(net, X)
+    if isinstance(X, np.memmap):  # (checked once here, a block at a time: every pass of L-BFGS reads it again)
+        for start in range(0, N, lbfgs.BLOCK_ROWS):
+            if not np.isfinite(X[start:start + lbfgs.BLOCK_ROWS]).all():
+                raise ValueError(f"X holds NaN or inf in rows {start}..{min(start + lbfgs.BLOCK_ROWS, N) - 1}")
     if net.standardizer is not None:  # (blocks are standardised as read: the memory stays one block's)
         X = _Standardized(X, net.standardizer)
     weights = sample_weights(net, y, *weighting)
@@ -687,8 +688,7 @@ class _Standardized:
         self.X, self.standardizer, self.shape = X, standardizer, X.shape
 
     def __getitem__(self, rows):
-        block = self.X[rows]
-        return self.standardizer.transform(block.toarray() if checks.is_sparse(block) else np.asarray(block))
+        return self.standardizer.transform(checks.dense(self.X[rows]))
 
 
 def _recorded(net, step, private, q):

@@ -129,3 +129,14 @@ def test_an_error_inside_lbfgs_leaves_the_last_iteration_counted(digits, monkeyp
     twin = scalarbp.MLP([64, 8, 10], seed=0)
     twin.fit(X, y, epochs=net.epochs_trained, optimizer="lbfgs")
     assert np.array_equal(net.theta, twin.theta)
+
+
+def test_a_memmap_with_nan_is_refused_before_lbfgs_starts(digits, tmp_path):
+    X = np.lib.format.open_memmap(tmp_path / "X.npy", "w+", np.float64, digits[0].shape)
+    X[...] = digits[0]
+    X[300, 2] = np.nan
+    net = scalarbp.MLP([64, 8, 10], seed=0)
+    before = net.theta.copy()
+    with pytest.raises(ValueError, match=r"NaN or inf in rows 0\.\.399"):
+        net.fit(X, digits[1], epochs=5, optimizer="lbfgs")
+    assert np.array_equal(net.theta, before) and net.epochs_trained == 0

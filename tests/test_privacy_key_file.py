@@ -145,6 +145,18 @@ def test_the_cli_keeps_the_key_beside_the_model_until_the_run_finishes(digits, m
     assert not (tmp_path / "m.npz.dpkey").exists()  # (moved, not copied: no key is left beside the old name)
 
 
+def interrupted_run(digits, monkeypatch, tmp_path, epochs=3, after=0, **options):
+    """A run keyed by K0, stopped by Ctrl-C at the end of epoch ``after`` and saved:
+    ``(key file, model file)``."""
+    key_file, model = tmp_path / "m.dpkey", tmp_path / "m.npz"
+    keys(monkeypatch, K0)
+    net = scalarbp.MLP([64, 16, 10], seed=1)
+    with pytest.raises(training.TrainingInterrupted):
+        net.fit(*digits, epochs=epochs, dp_key_file=key_file, callbacks=[InterruptAfter(after)], **{**DP, **options})
+    net.save(model)
+    return key_file, model
+
+
 def first_key_written(key_file):
     """A callback that reads, at the first epoch's end, which key the file then keeps."""
     class Read(training.Callback):
@@ -162,12 +174,7 @@ def first_key_written(key_file):
 def test_a_key_drives_one_trajectory_only(digits, monkeypatch, tmp_path, change):
     """The checkpoint resumed with anything changed would have reused the run's noise on
     another trajectory (the difference of the two releases cancels it): a fresh key."""
-    key_file, model = tmp_path / "m.dpkey", tmp_path / "m.npz"
-    keys(monkeypatch, K0)
-    net = scalarbp.MLP([64, 16, 10], seed=1)
-    with pytest.raises(training.TrainingInterrupted):
-        net.fit(*digits, epochs=3, dp_key_file=key_file, callbacks=[InterruptAfter(0)], **DP)
-    net.save(model)
+    key_file, model = interrupted_run(digits, monkeypatch, tmp_path)
 
     X, y = digits[0].copy(), digits[1]
     options = dict(DP)
@@ -196,12 +203,7 @@ def test_a_key_drives_one_trajectory_only(digits, monkeypatch, tmp_path, change)
 
 def test_resuming_one_checkpoint_twice_gives_the_same_bits(digits, monkeypatch, tmp_path):
     """What the key may do twice: the same trajectory, so the same release."""
-    key_file, model = tmp_path / "m.dpkey", tmp_path / "m.npz"
-    keys(monkeypatch, K0)
-    net = scalarbp.MLP([64, 16, 10], seed=1)
-    with pytest.raises(training.TrainingInterrupted):
-        net.fit(*digits, epochs=3, dp_key_file=key_file, callbacks=[InterruptAfter(0)], **DP)
-    net.save(model)
+    key_file, model = interrupted_run(digits, monkeypatch, tmp_path)
     kept = key_file.read_bytes()
     keys(monkeypatch, K1, K1)
     first = scalarbp.MLP.load(model)
@@ -298,13 +300,8 @@ def test_a_symlinked_key_file_leaves_no_key_behind_when_the_run_finishes(digits,
 def test_a_stateful_schedule_is_part_of_the_state_so_a_fresh_count_draws_a_fresh_key(digits, monkeypatch, tmp_path):
     """reduce_on_plateau's counts are not in a model file: a fit resumed from a checkpoint
     would count afresh and cut the rate at other epochs than the run, on the run's noise."""
-    key_file, model = tmp_path / "m.dpkey", tmp_path / "m.npz"
     options = dict(DP, schedule="reduce_on_plateau", validation_data=(digits[0][:64], digits[1][:64]))
-    keys(monkeypatch, K0)
-    net = scalarbp.MLP([64, 16, 10], seed=1)
-    with pytest.raises(training.TrainingInterrupted):
-        net.fit(*digits, epochs=4, dp_key_file=key_file, callbacks=[InterruptAfter(1)], **options)
-    net.save(model)
+    key_file, model = interrupted_run(digits, monkeypatch, tmp_path, epochs=4, after=1, **options)
     keys(monkeypatch, K1)
     read = first_key_written(key_file)
     with pytest.warns(keyfile.KeyFileWarning, match="not a state of its run"):

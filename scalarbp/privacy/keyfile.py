@@ -56,8 +56,7 @@ def move(source, target):
     other = _read(target)  # (refuses to replace what is not a key file)
     if other is not None and other["key"] != record["key"]:
         raise KeyFileError(f"{target}: holds the key of another unfinished run; remove it, or save elsewhere")
-    with open(source, "rb") as file:
-        text = file.read(MAX_BYTES)
+    text = json.dumps(record).encode()  # (the checked record: the file is not read twice)
     persistence.write_atomically(target, lambda file: file.write(text), mode=0o600)
     os.unlink(source)
 
