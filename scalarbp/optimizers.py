@@ -32,7 +32,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from . import checks
-from .backends.jit import compiled
+from .jit import compiled
 
 #: The updates' compile options: fused multiply-adds but no reassociation or reciprocal
 #: approximations, so each formula rounds as written (and as PyTorch's does).  Without

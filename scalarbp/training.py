@@ -23,6 +23,7 @@ import numpy as np
 from . import backends, checks, distributed, lbfgs, metrics, optimizers, persistence, plans, privacy, schedules
 from .errors import DivergedError, TrainingInterrupted  # noqa: F401  (scalarbp.training's names, as before)
 from .privacy import keyfile
+from .privacy.stepper import stepper as dp_stepper
 from .backends import BAD_UPDATE
 
 
@@ -542,7 +543,7 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         history.outside_epsilon = _outside_epsilon(validation is not None, validation_fraction, early_stopping,
                                                    schedule)
     if parallel is None:
-        step = engine.stepper(net, batches) if private is None else engine.private_stepper(net, batches, private, q)
+        step = engine.stepper(net, batches) if private is None else dp_stepper(engine, net, batches, private, q)
         order_of, session = batches.order, None
     else:
         session, micro_shards = parallel

@@ -2,7 +2,7 @@
 numbers, a damaged entry is recompiled once with one warning, and the next run loads it.
 
 Each case runs a small compiled function of the package's own kind
-(:data:`scalarbp.backends.jit.kernel`, cached by :class:`scalarbp.backends.cache.SharedCache`)
+(:data:`scalarbp.jit.kernel`, cached by :class:`scalarbp.jit.cache.SharedCache`)
 in fresh processes: one to fill the cache, then the damage, then two more.  (A cache
 cannot be filled once and copied: Numba's cache folder names hash the source's folder.)
 """
@@ -16,7 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = '''
-from scalarbp.backends.jit import kernel
+from scalarbp.jit import kernel
 
 
 @kernel
@@ -136,7 +136,7 @@ def test_nowhere_writable_to_cache_still_imports_and_runs(tmp_path):
 
 EDITED = '''
 from scalarbp.activations import RELU, activation
-from scalarbp.backends.jit import kernel
+from scalarbp.jit import kernel
 
 
 @kernel

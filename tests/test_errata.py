@@ -108,25 +108,25 @@ def test_every_erratum_names_a_test_that_exists(erratum):
     assert re.search(rf"^def {name}\(", (TESTS / path).read_text(), re.M), erratum.test
 
 
-def test_every_erratum_is_in_the_readme():
-    readme = (TESTS.parent / "README.md").read_text()
+def test_every_erratum_is_in_the_notes_page():
+    notes = (TESTS.parent / "docs" / "notes.md").read_text()
     for erratum in ERRATA:
-        assert erratum.test.split("::")[1] in readme
+        assert erratum.test.split("::")[1] in notes
 
 
-def test_every_test_the_readme_names_exists():
-    readme = (TESTS.parent / "README.md").read_text()
-    named = set(re.findall(r"`(test_\w+\.py)::(test_\w+)`", readme))
+def test_every_test_the_readme_and_docs_name_exists():
+    pages = [TESTS.parent / "README.md"] + sorted((TESTS.parent / "docs").glob("*.md"))
+    named = set(re.findall(r"`(test_\w+\.py)::(test_\w+)`", "\n".join(page.read_text() for page in pages)))
     assert len(named) >= 20
     for path, name in named:
         assert re.search(rf"^def {name}\(", (TESTS / path).read_text(), re.M), f"{path}::{name}"
 
 
-def test_every_function_the_readmes_equation_table_cites_exists():
-    """The table cites ``module.function``, never line numbers: editing a kernel cannot
-    leave it pointing at the wrong line, and renaming one fails here."""
-    readme = (TESTS.parent / "README.md").read_text()
-    table = readme[readme.index("## Where each equation lives"):]
+def test_every_function_the_notes_equation_table_cites_exists():
+    """The table (docs/notes.md) cites ``module.function``, never line numbers: editing a
+    kernel cannot leave it pointing at the wrong line, and renaming one fails here."""
+    notes = (TESTS.parent / "docs" / "notes.md").read_text()
+    table = notes[notes.index("## Where each equation lives"):]
     table = table[:table.index("\n## ", 3)]
     package = TESTS.parent / "scalarbp"
     modules = {path.stem: path for path in list(package.glob("*.py")) + list((package / "backends").glob("*.py"))}

@@ -1,6 +1,6 @@
 """DP-SGD's guarantee, tried as an attacker would.
 
-The threat model (README, "Differentially private training"): the adversary knows the
+The threat model (docs/privacy.md, "Threat model and guarantee"): the adversary knows the
 code, the initial weights, the seed, every training record but one, and the trained
 weights; the noise and the batches must be secret, the noise Gaussian, each record's
 contribution bounded, epsilon counted over every step the weights took, and every other
@@ -12,6 +12,7 @@ import scalarbp
 from scalarbp import privacy
 from scalarbp.backends import get
 from scalarbp.datasets import load_digits
+from scalarbp.privacy.stepper import clipped_grad
 
 DP = dict(batch_size=64, lr=0.5, optimizer="sgd", dp_clip=1.0, dp_noise=1.1)
 
@@ -88,8 +89,8 @@ def test_a_record_whose_norm_is_not_finite_is_left_out_not_kept_whole(backend):
     X = np.vstack([np.full((1, 4), 1e200), np.random.default_rng(0).normal(size=(5, 4))])
     T = np.eye(3)[[0, 1, 2, 0, 1, 2]]
     grad, rest = np.empty_like(net.theta), np.empty_like(net.theta)
-    _, norms = get(backend).clipped_grad(net, X, T, 0.5, grad)
-    get(backend).clipped_grad(net, X[1:], T[1:], 0.5, rest)
+    _, norms = clipped_grad(get(backend), net, X, T, 0.5, grad)
+    clipped_grad(get(backend), net, X[1:], T[1:], 0.5, rest)
     assert np.isfinite(grad).all() and np.linalg.norm(grad - rest) <= 0.5 * (1 + 1e-9)
     if not np.isfinite(norms[0]):
         np.testing.assert_allclose(grad, rest, rtol=1e-12, atol=1e-15)

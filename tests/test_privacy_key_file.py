@@ -2,7 +2,7 @@
 resumed from its checkpoint equals the uninterrupted run bit for bit, and the key drives
 one trajectory only.
 
-The threat (README, "Differentially private training"): the adversary sees the released
+The threat (docs/privacy.md, "Threat model and guarantee"): the adversary sees the released
 model files and every checkpoint; the key is secret.  Reusing a key's noise on another
 trajectory (the same checkpoint resumed on other data or with other settings, or another
 net) would let the difference of two releases cancel the noise, so those fits must draw a

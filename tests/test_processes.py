@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import scalarbp
-from scalarbp.backends import jit
+from scalarbp import jit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 import pytest
 
-from scalarbp.backends.jit import OPTIONS
+from scalarbp.jit import OPTIONS
 from scalarbp.backends.products import PANEL, product
 
 

@@ -3,7 +3,7 @@
 Four processes start from an empty ``NUMBA_CACHE_DIR`` together, as a search's workers
 or MPI ranks do on a fresh install, and compile the same kernels for float32 and float64
 in opposite orders.  Their writes are slowed down at random (a busy or network disk),
-which without :class:`scalarbp.backends.cache.SharedCache` makes two processes give
+which without :class:`scalarbp.jit.cache.SharedCache` makes two processes give
 different signatures the same data file.  Then: every process got the right numbers,
 every index entry of the cache holds the machine code of its own signature, and a fifth
 process loads every kernel from the cache and gets the right numbers too.
@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 import scalarbp as sb
-from scalarbp.backends.cache import SEAL
+from scalarbp.jit.cache import SEAL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,11 +1,11 @@
 """scikit-learn's own tests of MLPClassifier and MLPRegressor as the estimators' contract:
 the installed scikit-learn's ``neural_network/tests/test_mlp.py``, its import of the two
 estimators replaced by ``ScalarMLPClassifier`` and ``ScalarMLPRegressor``, scikit-learn's
-``global_random_seed`` fixture supplied, run as it is (README, "scikit-learn estimators").
+``global_random_seed`` fixture supplied, run as it is (docs/sklearn.md, "The contract").
 
 Four of its 59 tests set or read scikit-learn's private attributes throughout and are not
 part of the contract; of the other 55, every one passes but those named in
-:data:`DEVIATIONS`, each a design choice of this library that the README lists.
+:data:`DEVIATIONS`, each a design choice of this library that docs/sklearn.md lists.
 """
 import pathlib
 import subprocess
@@ -16,14 +16,14 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-#: The scikit-learn versions whose test file was checked (README; the test extra pins them).
+#: The scikit-learn versions whose test file was checked (docs/sklearn.md; the test extra pins them).
 CHECKED = ((1, 9), (1, 10))
 
 #: Tests built on scikit-learn's private attributes (its optimizer's velocities, its
 #: packing of the parameters for L-BFGS, its improvement counter set by hand).
 PRIVATE = {"test_fit", "test_gradient"}
 
-#: Tests that fail by design, with the reason (README, "Where they differ").
+#: Tests that fail by design, with the reason (docs/sklearn.md, "Where they differ from scikit-learn").
 DEVIATIONS = {"test_preserve_feature_names[ScalarMLPClassifier]":
               "a y of one class is refused (nothing to learn); scikit-learn fits a constant predictor"}
 

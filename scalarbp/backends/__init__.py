@@ -16,6 +16,7 @@ import importlib
 import numpy as np
 
 from ..checks import choice
+from ..clipping import clip_norm
 
 #: Why a stepper stopped early (see :meth:`Backend.stepper`).
 BAD_GRADIENT, BAD_UPDATE = 1, 2
@@ -52,31 +53,10 @@ class Backend(abc.ABC):
         :meth:`loss_and_grad`'s J."""
         return self.loss_and_grad(net, X, T, None, weights)[0]
 
+    @abc.abstractmethod
     def per_example(self, net, X, T, G):
         """``(losses, squared norms)`` of every sample's own loss and gradient (no ``1/N``, no
-        penalty; :mod:`.per_example`), and the gradients into G ``(N, P)`` when it has rows.
-        This default runs the NumPy reference."""
-        from .per_example import reference
-
-        if G.shape[0] == 0:
-            G = np.empty((X.shape[0], net.theta.shape[0]), net.dtype)
-        return reference(net, X, T, G)
-
-    def clipped_grad(self, net, X, T, clip, grad):
-        """DP-SGD's ``sum_n c_n g_n`` into ``grad`` (g_n: sample n's loss gradient, no
-        penalty; c_n from :func:`.private.clip_factors`); returns ``(sum of losses, norms)``.
-        This default clips the per-example gradients of :meth:`per_example` (``N x P``
-        memory)."""
-        from .private import clip_factors
-
-        G = np.empty((X.shape[0], net.theta.shape[0]), net.dtype)
-        losses, squares = self.per_example(net, X, T, G)
-        norms = np.sqrt(squares)
-        factors = np.empty_like(norms)
-        clip_factors(norms, clip, factors)
-        G[factors == 0] = 0  # (left out: 0 * inf would be NaN)
-        grad[...] = factors.astype(net.dtype) @ G
-        return float(np.sum(losses, dtype=np.float64)), norms
+        penalty; :mod:`.per_example`), and the gradients into G ``(N, P)`` when it has rows."""
 
     def stepper(self, net, data):
         """A function ``steps(rows, batch_size, grad, hypers, clip) -> (steps applied,
@@ -96,42 +76,6 @@ class Backend(abc.ABC):
             return python_steps(net, -(-rows.shape[0] // batch_size), minibatch, grad, hypers, clip)
         return steps
 
-    def private_stepper(self, net, data, private, q):
-        """A stepper like :meth:`stepper`'s for DP-SGD (:mod:`scalarbp.privacy`, whose
-        :func:`~scalarbp.privacy.batches` picks each step's samples): per step the clipped
-        sum of :meth:`clipped_grad`, the step's noise, the division by the expected batch
-        size, the penalty's gradient added unclipped, then the optimiser.  The noise and
-        the batches are keyed by ``private.key`` and the step's number in the net's
-        privacy ledger, so a run is the same on any number of threads.  A step stops only
-        on its noisy gradient or its update, not on its loss (not released under DP).
-        This default runs from Python."""
-        from .. import privacy
-        from ..privacy.sampler import add_noise
-
-        def steps(rows, batch_size, grad, hypers, clip):
-            first = net.privacy_ledger.steps + 1
-            batches, offsets, divisors = privacy.batches(private, rows, batch_size, first, data.subset, q)
-
-            def minibatch(b, grad):
-                batch = batches[offsets[b]:offsets[b + 1]]
-                total = 0.0
-                if batch.shape[0]:
-                    xb, tb, _ = data.gather(batch)
-                    total, _ = self.clipped_grad(net, xb, tb, private.clip, grad)
-                else:
-                    grad[...] = 0
-                if private.noise:
-                    add_noise(grad, private.key, first + b, private.noise * private.clip)
-                grad /= net.dtype.type(divisors[b])
-                J = total / max(batch.shape[0], 1)
-                if net.l2:  # J += l2/2 ||W||^2, dW += l2 W
-                    for dW, W in zip(net.layout.views(grad)[0], net.weights):
-                        dW += net.dtype.type(net.l2) * W
-                    J += 0.5 * net.l2 * sum(float(np.vdot(W, W)) for W in net.weights)
-                return J
-            return python_steps(net, divisors.shape[0], minibatch, grad, hypers, clip, check_loss=False)
-        return steps
-
     def held(self, net, fits, make):
         """This backend's state for ``net`` (work buffers, a device copy), kept in the net's
         one cache of backend state: the one held if ``fits(it)``, else ``make()``."""
@@ -147,8 +91,6 @@ def python_steps(net, count, minibatch, grad, hypers, clip, check_loss=True):
     and returns its J; then the finiteness check (of the gradient, and of J unless
     ``check_loss`` is false), the clipping to ``clip`` (0: none) and ``net.optimizer``'s
     update with ``hypers[b]``.  Returns ``(steps applied, losses, reason)``."""
-    from .kernels import clip_norm
-
     losses = []
     for b in range(count):
         losses.append(minibatch(b, grad))
@@ -162,17 +104,22 @@ def python_steps(net, count, minibatch, grad, hypers, clip, check_loss=True):
 
 
 class Reference(Backend):
-    """A backend made of two plain functions: the NumPy references."""
+    """A backend made of three plain functions: the NumPy references."""
 
-    def __init__(self, name, forward, loss_and_grad):
+    def __init__(self, name, forward, loss_and_grad, per_example):
         self.name = name
-        self._forward, self._loss_and_grad = forward, loss_and_grad
+        self._forward, self._loss_and_grad, self._per_example = forward, loss_and_grad, per_example
 
     def forward(self, net, X):
         return self._forward(net, X)
 
     def loss_and_grad(self, net, X, T, grad=None, weights=None):
         return self._loss_and_grad(net, X, T, grad, weights)
+
+    def per_example(self, net, X, T, G):
+        if G.shape[0] == 0:
+            G = np.empty((X.shape[0], net.theta.shape[0]), net.dtype)
+        return self._per_example(net, X, T, G)
 
 
 def get(name):

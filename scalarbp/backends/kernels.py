@@ -26,11 +26,11 @@ shapes (samples in groups of four, units in the net's ``items`` table), never by
 number of threads: results are bit-for-bit the same on any number of them.
 
 The entry points (:func:`_train_epoch`, which also predicts, :func:`_per_example`, and DP-SGD's in
-:mod:`.private`) are each compiled twice from one body, serial and parallel
-(:func:`.jit.serial_and_parallel`), and a net calls only the one its size asks for
+:mod:`scalarbp.privacy.kernels`) are each compiled twice from one body, serial and parallel
+(:func:`scalarbp.jit.serial_and_parallel`), and a net calls only the one its size asks for
 (:func:`variant`); the passes and their pieces are inlined into them
-(:data:`.jit.inlined`).  The product, the optimiser's update, the views and
-:func:`transpose_rows` are called instead, each compiled once (:data:`.jit.kernel`): they are
+(:data:`scalarbp.jit.inlined`).  The product, the optimiser's update, the views and
+:func:`transpose_rows` are called instead, each compiled once (:data:`scalarbp.jit.kernel`): they are
 called from many places, and each inlined copy of a view's slice and reshape is some forty
 statements for Numba to type and lower in every entry point.
 """
@@ -42,11 +42,12 @@ import numpy as np
 from numba import prange
 
 from ..activations import IDENTITY, activation as g, derivative as g_prime
+from ..clipping import global_factor
 from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import coefficients, update_range
 from . import BAD_GRADIENT, BAD_UPDATE
-from .jit import inlined, kernel, parallel_for, serial_and_parallel
+from ..jit import inlined, kernel, parallel_for, serial_and_parallel
 from .per_example import outer_products_row
 from .products import product
 
@@ -331,14 +332,6 @@ def transpose_all(theta, layers, work):
         transpose_rows(theta, work.WT, layers, work.items[item, 0], work.items[item, 1], work.items[item, 2])
 
 
-@inlined
-def clip_scale(squares, clip):
-    """``clip / (||grad|| + 1e-6)`` from ``squares = ||grad||^2``: the factor that clips the
-    gradient's global norm to ``clip`` when it is below 1 (``torch.nn.utils.clip_grad_norm_``'s
-    rule); 1 for ``clip`` 0 (never clipped).  The compiled steps and :func:`clip_norm` both."""
-    return clip / (math.sqrt(squares) + 1e-6) if clip > 0 else 1.0
-
-
 # --- the entry points --------------------------------------------------------------------------
 
 
@@ -398,7 +391,7 @@ def _train_epoch(theta, grad, layers, codes, loss_code, l2, X, labels, Y, weight
             return b, BAD_GRADIENT
         if mode == GRADIENT:
             return 1, 0
-        scale = clip_scale(squares, clip)
+        scale = global_factor(squares, clip)
         if not update_pass(theta, grad, layers, rule, rule.hypers[b], rule.t + b + 1, scale, work):
             return b, BAD_UPDATE
     return steps, 0
@@ -432,9 +425,3 @@ def sample_norm(layers, x, N, H, D, G, norms, n):
 TRAIN_EPOCH = serial_and_parallel(_train_epoch)
 PER_EXAMPLE = serial_and_parallel(_per_example)
 
-
-def clip_norm(grad, clip):
-    """grad *= :func:`clip_scale` when that is below 1, for the steps run from Python."""
-    factor = clip_scale(float(np.dot(grad.astype(np.float64), grad)), clip)
-    if factor < 1:
-        grad *= grad.dtype.type(factor)

@@ -24,7 +24,7 @@ from ..activations import activation as g, derivative as g_prime
 from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..losses import output_row, outputs_row, shares
 from . import Backend
-from .jit import OPTIONS, compiled, require_parallel, start_threads
+from ..jit import OPTIONS, compiled, require_parallel, start_threads
 
 #: Bytes of per-sample gradients held at once: ``N x P`` is processed in chunks of samples.
 BUDGET = 64 << 20

@@ -17,7 +17,6 @@ product of the norms, so
 passes.  Losses are per sample, without ``1/N`` and without the L2 penalty (the same for
 every sample: its gradient is ``l2 W``).
 """
-import numpy as np
 from numba.extending import register_jitable
 
 
@@ -40,21 +39,3 @@ def outer_products_row(delta, h, w_at, b_at, G, norms, n):
                 G[n, at + j] = delta[n, i] * h[n, j]   # dLoss_n/dw_ij = delta_ni h_nj (seed 001)
             G[n, b_at + i] = delta[n, i]
 
-
-def reference(net, X, T, G):
-    """The same with NumPy, samples as rows (seeds 003, 004): ``(losses, squared norms)``,
-    the norms summed from G itself (the definition, not the identity)."""
-    from ..activations import ACTIVATIONS
-    from ..losses import output_delta, sample_losses
-    from .row import _forward
-
-    S, Xs = _forward(net, X)
-    losses = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1)
-    delta = output_delta(S[-1], Xs[-1], T, net.output, net.loss, axis=1)
-    for l in range(len(S) - 1, -1, -1):
-        d_in, d_out, w_at, b_at, _ = net.layout.table[l]
-        G[:, w_at:b_at] = np.einsum("ni,nj->nij", delta, Xs[l]).reshape(len(X), -1)  # per-sample outer products
-        G[:, b_at:b_at + d_out] = delta
-        if l > 0:
-            delta = (delta @ net.weights[l]) * ACTIVATIONS[net.hidden[l - 1]].dg(S[l - 1], Xs[l])
-    return losses, np.einsum("np,np->n", G, G)

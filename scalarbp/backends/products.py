@@ -26,7 +26,7 @@ blocks of a multiple of four rows gets every row bit for bit the same, however l
 blocks (:mod:`.kernels` sizes them by the thread count), and every element of C sums its
 terms in a fixed order: results do not depend on the number of threads.
 """
-from .jit import inlined, kernel
+from ..jit import inlined, kernel
 
 #: Rows of B (columns of C) per panel: a panel, PANEL x R values, stays in L2 while the
 #: groups of rows of A pass over it (a 1024 x 1024 B would otherwise be read from L3 once

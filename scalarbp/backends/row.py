@@ -62,4 +62,20 @@ def loss_and_grad(net, X, T, grad=None, weights=None):
     return float(J), grad
 
 
-BACKEND = Reference("row", forward, loss_and_grad)
+def per_example(net, X, T, G):
+    """Each sample's loss and gradient (seed 001 before the sum, :mod:`.per_example`) with
+    NumPy, samples as rows: ``(losses, squared norms)``, the norms summed from G itself (the
+    definition, not the identity)."""
+    S, Xs = _forward(net, X)
+    losses = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1)
+    delta = output_delta(S[-1], Xs[-1], T, net.output, net.loss, axis=1)
+    for l in range(len(S) - 1, -1, -1):
+        d_in, d_out, w_at, b_at, _ = net.layout.table[l]
+        G[:, w_at:b_at] = np.einsum("ni,nj->nij", delta, Xs[l]).reshape(len(X), -1)  # per-sample outer products
+        G[:, b_at:b_at + d_out] = delta
+        if l > 0:
+            delta = (delta @ net.weights[l]) * ACTIVATIONS[net.hidden[l - 1]].dg(S[l - 1], Xs[l])
+    return losses, np.einsum("np,np->n", G, G)
+
+
+BACKEND = Reference("row", forward, loss_and_grad, per_example)

@@ -10,7 +10,7 @@ import numpy as np
 from ..layout import UNIT_AT
 from .. import optimizers
 from . import BAD_UPDATE, Backend, kernels
-from .jit import start_threads
+from ..jit import start_threads
 
 
 #: Multiply-adds of one sample per block of units of passes 2 and 3 (rows of W times its
@@ -103,16 +103,6 @@ class Scalar(Backend):
         N = X.shape[0]
         return work.work.losses[:N].copy(), work.work.norms[:N].copy()
 
-    def clipped_grad(self, net, X, T, clip, grad):
-        from .private import CLIPPED_GRAD
-
-        N = X.shape[0]
-        work = self.workspace(net, max(N, 1))
-        start_threads()
-        total = kernels.variant(CLIPPED_GRAD, net)(net.theta, grad, net.layout.table, net.codes, net.loss_code,
-                                                      X, T, clip, work.now())
-        return float(total), work.work.norms[:N].copy()
-
     def stepper(self, net, data):
         """Whole runs of steps in compiled code (:func:`.kernels.train_epoch`), the data
         standardised once; data on disk (a memmap) goes step by step instead."""
@@ -129,30 +119,6 @@ class Scalar(Backend):
             done, reason = kernels.variant(kernels.TRAIN_EPOCH, net)(
                 net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, weights, rows,
                 batch_size, kernels.TRAIN, rule, clip, work.now(), losses)
-            net.optimizer.t += done + (reason == BAD_UPDATE)
-            return done, losses[:min(done + 1, losses.shape[0])], reason
-        return steps
-
-    def private_stepper(self, net, data, private, q):
-        """DP-SGD's runs of steps in compiled code (:func:`.private.private_steps`)."""
-        if not data.in_memory:
-            return super().private_stepper(net, data, private, q)
-        from .. import privacy
-        from .private import PRIVATE_STEPS
-
-        X, labels, Y, _ = data.whole()
-
-        def steps(rows, batch_size, grad, hypers, clip):
-            first = net.privacy_ledger.steps + 1
-            batches, offsets, divisors = privacy.batches(private, rows, batch_size, first, data.subset, q)
-            N = max(1, int(np.diff(offsets).max()))
-            work = self.workspace(net, N)
-            losses = np.empty(divisors.shape[0])
-            rule = net.optimizer.arguments(net.theta, hypers)
-            start_threads()
-            done, reason = kernels.variant(PRIVATE_STEPS, net)(
-                net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, batches, offsets,
-                divisors, private.clip, private.noise, private.key, first, rule, work.now(), losses)
             net.optimizer.t += done + (reason == BAD_UPDATE)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps

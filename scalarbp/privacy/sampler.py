@@ -37,7 +37,7 @@ import secrets
 import numpy as np
 from numba import prange
 
-from ..backends.jit import compiled, kernel
+from ..jit import compiled, kernel
 
 #: A helper compiled into its caller (so that the caller's loop vectorises through it).
 inlined = compiled(inline="always")

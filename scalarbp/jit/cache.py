@@ -6,7 +6,7 @@ file) and numbered data files (``*.nbc``: the machine code), beside the source o
 run with an ``UnpicklingError``, a full or read-only disk fails the run that compiles, and
 an entry stays valid while the function's own source file is unchanged, even after a
 function it calls, in another file, was edited.  :class:`SharedCache` replaces Numba's
-cache of each function of the package (:func:`scalarbp.backends.jit.compiled`) with these
+cache of each function of the package (:func:`scalarbp.jit.compiled`) with these
 rules:
 
 * **Entries are checked before use.**  A data file starts with the SHA-256 of its name and

@@ -4,7 +4,7 @@ A private step needs ``sum_n min(1, C / (||g_n|| + 1e-6)) g_n``: every sample's 
 clipped to norm C, then summed.  Since ``g_n`` is linear in sample n's deltas (seed 001:
 ``dLoss_n/dw_ij = delta_ni h_nj``), clipping ``g_n`` is scaling the n-th row of every
 layer's delta; and ``||g_n||`` comes from the deltas and activations by the outer-product
-identity of :mod:`.per_example`.  So :func:`clip_samples` takes each sample's norm and
+identity of :mod:`scalarbp.backends.per_example`.  So :func:`clip_samples` takes each sample's norm and
 scales its delta rows in the pass over samples that computed them, and only then does
 the pass over units form the weight-gradient sums, as in training: no per-sample gradient
 is ever held.
@@ -13,28 +13,13 @@ import math
 
 import numpy as np
 from numba import prange
-from numba.extending import register_jitable
 
-from ..privacy.sampler import add_noise
-from . import BAD_GRADIENT, BAD_UPDATE
-from .jit import inlined, serial_and_parallel
-from .kernels import columns, layer, parameters, sample_norm, samples_pass, transpose_all, units_pass, update_pass
-
-
-@register_jitable
-def clip_factor(norm, clip):
-    """``min(1, clip / (norm + 1e-6))``, Opacus' clipping factor, and 0 for a norm that is NaN
-    or inf: such a sample (a huge input whose units all die gives ``inf * 0``) is left out
-    of the sum, so that no sample can escape the bound."""
-    return min(1.0, clip / (norm + 1e-6)) if np.isfinite(norm) else 0.0
-
-
-@register_jitable
-def clip_factors(norms, clip, factors):
-    """:func:`clip_factor` of every norm: the one definition every backend uses, from
-    compiled code and from Python."""
-    for n in range(norms.shape[0]):
-        factors[n] = clip_factor(norms[n], clip)
+from ..backends import BAD_GRADIENT, BAD_UPDATE
+from ..backends.kernels import (columns, layer, parameters, sample_norm, samples_pass, transpose_all, units_pass,
+                                update_pass)
+from ..clipping import clip_factor
+from ..jit import inlined, serial_and_parallel
+from .sampler import add_noise
 
 
 @inlined
