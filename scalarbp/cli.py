@@ -128,11 +128,8 @@ MAX_INFERRED_CLASSES = 20
 COMPILE_SECONDS = 15
 
 
-def cmd_train(args):
-    from .model import MLP
-    from . import optimizers
-    from .training import DEFAULT_OPTIMIZER, Checkpoint, DivergedError, TrainingInterrupted, epoch_line
-
+def _check_train_options(args):
+    """The ``train`` options no parser type checks, refused before any data is read."""
     _threads(args.threads)
     args.plot = _figure(args.plot)
     for path in (args.save, args.plot):
@@ -149,32 +146,52 @@ def cmd_train(args):
             raise UsageError(f"--checkpoint-every must be at least 1 (epochs between saves), got {args.checkpoint_every}")
         if not args.save:
             raise UsageError("--checkpoint-every needs --save MODEL: the checkpoints are written there")
+
+
+def _resumed(args):
+    """``(net, task, note)`` of ``--resume MODEL``, whose architecture no option may contradict."""
+    from .model import MLP
+
+    net = MLP.load(args.resume)
+    task = "classification" if net.is_classifier else "regression"
+    theirs = {"hidden_sizes": list(net.sizes[1:-1]), "activation": list(net.hidden), "output": net.output,
+              "loss": net.loss, "l2": net.l2, "dtype": net.dtype.name, "no_standardize": net.standardizer is None,
+              "task": task}
+    ours = {**vars(args), "activation": args.activation * (len(net.hidden) if len(args.activation) == 1 else 1)}
+    refused = sorted(name for name in args.given & set(theirs) if ours[name] != theirs[name])
+    if refused:
+        raise UsageError(f"--resume takes the architecture from {args.resume}; drop "
+                         f"{', '.join('--' + name.replace('_', '-') for name in refused)}")
+    return net, task, f"from {args.resume}: {net.epochs_trained} epochs trained"
+
+
+def _labelled_net(args, X, y, task, validation, y_test):
+    """A new net for the data, its classes every label that occurs in any of the three roles."""
+    classes = None
+    if task == "classification":
+        classes, _ = checks.encode(np.concatenate([y, *([validation[1]] if validation else []), y_test]))
+    K = len(classes) if classes is not None else (1 if np.ndim(y) == 1 else np.shape(y)[1])
+    net = _new_net(args, X, y, task, K)
+    if classes is not None and (classes.dtype.kind == "U" or not np.array_equal(classes, np.arange(K))):
+        net.classes = classes  # (labels 0..K-1 are their own indices)
+    return net
+
+
+def cmd_train(args):
+    from . import optimizers
+    from .training import DEFAULT_OPTIMIZER, Checkpoint, DivergedError, TrainingInterrupted
+
+    _check_train_options(args)
     (X, y), (X_test, y_test), source = _training_data(args)
     if args.resume:
-        net = MLP.load(args.resume)
-        task = "classification" if net.is_classifier else "regression"
-        theirs = {"hidden_sizes": list(net.sizes[1:-1]), "activation": list(net.hidden), "output": net.output,
-                  "loss": net.loss, "l2": net.l2, "dtype": net.dtype.name, "no_standardize": net.standardizer is None,
-                  "task": task}
-        ours = {**vars(args), "activation": args.activation * (len(net.hidden) if len(args.activation) == 1 else 1)}
-        refused = sorted(name for name in args.given & set(theirs) if ours[name] != theirs[name])
-        if refused:
-            raise UsageError(f"--resume takes the architecture from {args.resume}; drop "
-                             f"{', '.join('--' + name.replace('_', '-') for name in refused)}")
-        note = f"from {args.resume}: {net.epochs_trained} epochs trained"
+        net, task, note = _resumed(args)
     else:
         task, note = _task(args.task, np.asarray(y))
     if args.class_weight and task != "classification":
         raise UsageError("--class-weight needs a classification task")
     (X, y), validation, (X_test, y_test) = _roles(args, task, X, y, X_test, y_test)
     if not args.resume:
-        classes = None
-        if task == "classification":  # every label that occurs, in any of the three roles
-            classes, _ = checks.encode(np.concatenate([y, *([validation[1]] if validation else []), y_test]))
-        K = len(classes) if classes is not None else (1 if np.ndim(y) == 1 else np.shape(y)[1])
-        net = _new_net(args, X, y, task, K)
-        if classes is not None and (classes.dtype.kind == "U" or not np.array_equal(classes, np.arange(K))):
-            net.classes = classes  # (labels 0..K-1 are their own indices)
+        net = _labelled_net(args, X, y, task, validation, y_test)
     encode = (lambda labels: net.class_indices(labels)) if task == "classification" else np.asarray
     optimizer = _optimizer(args)
     if optimizer is None and net.optimizer is None:
@@ -214,15 +231,22 @@ def cmd_train(args):
     except DivergedError as err:
         _keep(args, net, err.history, "diverged; the last good weights")
         raise
+    _trained_report(args, net, history, validation, time.perf_counter() - start)
+    print(_test_line(net, X_test, y_test, args.backend))
+
+
+def _trained_report(args, net, history, validation, seconds):
+    """What a finished ``train`` prints, and its model and plot kept."""
+    from .training import epoch_line
+
     if args.quiet and history.epochs:
         print(epoch_line(history, history.epochs - 1, args.epochs))
     if history.stopped_early and args.quiet:
         print(f"stopped early after epoch {history.epochs}; restored the weights of epoch {history.best_epoch + 1}")
-    print(f"trained {history.epochs} epochs in {time.perf_counter() - start:.2f} s")
+    print(f"trained {history.epochs} epochs in {seconds:.2f} s")
     if history.private:
         _privacy_report(args, net, history, validation)
     _keep(args, net, history, None)
-    print(_test_line(net, X_test, y_test, args.backend))
 
 
 def _key_file(args):
@@ -562,65 +586,7 @@ def parser():
     top.add_argument("--version", action="version", version=f"scalarbp {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train an MLP (default: the embedded digits)", formatter_class=HELP,
-                           description="Train an MLP. With no arguments: the embedded UCI digits, 64-128-10, "
-                                       "ReLU, softmax, Adam; prints the test accuracy. Three roles, never mixed: "
-                                       "the training data; a validation split of it for the epoch lines and "
-                                       "early stopping; the test set, scored once at the end.")
-    _data_options(train, required=False)
-    train.add_argument("--validation-fraction", type=float, default=0.1,
-                       help="fraction of the training data held out for validation (stratified for labels); "
-                            "0 for none")
-    train.add_argument("--validation-data", metavar="PATH", help="validation data instead of a split")
-    train.add_argument("--validation-labels", metavar="PATH", help="labels file for --validation-data")
-    train.add_argument("--test-data", metavar="PATH", help="test data (default: split off --test-fraction)")
-    train.add_argument("--test-labels", metavar="PATH", help="labels file for --test-data")
-    train.add_argument("--test-fraction", type=float, default=0.2, help="fraction of --data held out as test set")
-    train.add_argument("--task", choices=["classification", "regression"],
-                       help=f"default: inferred (integer labels with at most {MAX_INFERRED_CLASSES} contiguous "
-                            f"values, or names, are classes)")
-    _architecture(train, [128], "relu", output=None)
-    train.add_argument("--l2", type=float, default=0.0, help="L2 penalty weight")
-    train.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
-                       help="default: adam, or the --resume model's own, continued")
-    train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's: adam 0.001, others 0.01; "
-                                               "with --resume the model's)")
-    train.add_argument("--momentum", type=float,
-                       help="for --optimizer momentum (default 0.9) and rmsprop (default 0)")
-    train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)")
-    train.add_argument("--centered", action="store_true", help="centered RMSprop (--optimizer rmsprop)")
-    train.add_argument("--weight-decay", type=float, help="for --optimizer adamw (default 0.01)")
-    train.add_argument("--epochs", type=int, default=30, help="epochs to train (with --resume: more epochs)")
-    train.add_argument("--batch-size", type=int, default=32, help="samples per minibatch")
-    train.add_argument("--schedule", choices=["step", "cosine", "reduce_on_plateau"],
-                       help="learning-rate schedule over the epochs of this run (default: constant)")
-    train.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
-    train.add_argument("--clip-norm", type=float, help="clip the gradient's global norm to this")
-    train.add_argument("--class-weight", choices=["balanced"], help="weigh classes by N / (K * count)")
-    train.add_argument("--dp-clip", type=float, metavar="C", help="DP-SGD: clip each sample's gradient to norm C")
-    train.add_argument("--dp-noise", type=float, metavar="SIGMA", help="DP-SGD: noise multiplier (std sigma C)")
-    train.add_argument("--dp-delta", type=float, metavar="DELTA", help="DP-SGD: report epsilon at this delta "
-                                                                        "(needs scalarbp[privacy])")
-    train.add_argument("--dp-sampling", choices=["poisson", "shuffle"], default="poisson",
-                       help="DP-SGD batches: Poisson sampling (the analysis assumes it) or shuffled fixed-size")
-    train.add_argument("--target-epsilon", type=float, help="DP-SGD: stop at this epsilon, or choose the noise "
-                                                            "for it when --dp-noise is not given")
-    train.add_argument("--early-stopping", action="store_true",
-                       help="stop after --patience epochs without a lower validation loss; restore the best")
-    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
-    train.add_argument("--backend", default="scalar", choices=ALL, help="implementation")
-    train.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="parameter dtype")
-    train.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
-    train.add_argument("--seed", type=int, default=0, help="seeds the initialisation, the splits and the shuffles")
-    train.add_argument("--no-standardize", action="store_true", help="do not standardize the inputs")
-    train.add_argument("--save", metavar="MODEL", help="save the trained model (.npz); also on Ctrl-C")
-    train.add_argument("--checkpoint-every", type=int, metavar="N",
-                       help="save the model to --save every N epochs (atomically)")
-    train.add_argument("--resume", metavar="MODEL",
-                       help="continue training a saved model: its architecture, optimizer state and epoch count")
-    train.add_argument("--plot", metavar="PNG", help="save loss/accuracy curves (needs matplotlib)")
-    train.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
-    train.set_defaults(run=cmd_train)
+    _train_command(sub)
 
     for name, run, text in (("evaluate", cmd_evaluate, "loss and accuracy (or R^2) of a saved model"),
                             ("predict", cmd_predict, "predictions of a saved model")):
@@ -663,6 +629,74 @@ def parser():
     explain.add_argument("--plot", metavar="PNG", help="draw the net: units, weights, deltas (needs matplotlib)")
     explain.set_defaults(run=cmd_explain, l2=None)
     return top
+
+
+def _train_command(sub):
+    """The ``train`` command's parser: data and its roles, architecture, training, files."""
+    train = sub.add_parser("train", help="train an MLP (default: the embedded digits)", formatter_class=HELP,
+                           description="Train an MLP. With no arguments: the embedded UCI digits, 64-128-10, "
+                                       "ReLU, softmax, Adam; prints the test accuracy. Three roles, never mixed: "
+                                       "the training data; a validation split of it for the epoch lines and "
+                                       "early stopping; the test set, scored once at the end.")
+    _data_options(train, required=False)
+    train.add_argument("--validation-fraction", type=float, default=0.1,
+                       help="fraction of the training data held out for validation (stratified for labels); "
+                            "0 for none")
+    train.add_argument("--validation-data", metavar="PATH", help="validation data instead of a split")
+    train.add_argument("--validation-labels", metavar="PATH", help="labels file for --validation-data")
+    train.add_argument("--test-data", metavar="PATH", help="test data (default: split off --test-fraction)")
+    train.add_argument("--test-labels", metavar="PATH", help="labels file for --test-data")
+    train.add_argument("--test-fraction", type=float, default=0.2, help="fraction of --data held out as test set")
+    train.add_argument("--task", choices=["classification", "regression"],
+                       help=f"default: inferred (integer labels with at most {MAX_INFERRED_CLASSES} contiguous "
+                            f"values, or names, are classes)")
+    _architecture(train, [128], "relu", output=None)
+    _optimization_options(train)
+    train.add_argument("--early-stopping", action="store_true",
+                       help="stop after --patience epochs without a lower validation loss; restore the best")
+    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
+    train.add_argument("--backend", default="scalar", choices=ALL, help="implementation")
+    train.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="parameter dtype")
+    train.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
+    train.add_argument("--seed", type=int, default=0, help="seeds the initialisation, the splits and the shuffles")
+    train.add_argument("--no-standardize", action="store_true", help="do not standardize the inputs")
+    train.add_argument("--save", metavar="MODEL", help="save the trained model (.npz); also on Ctrl-C")
+    train.add_argument("--checkpoint-every", type=int, metavar="N",
+                       help="save the model to --save every N epochs (atomically)")
+    train.add_argument("--resume", metavar="MODEL",
+                       help="continue training a saved model: its architecture, optimizer state and epoch count")
+    train.add_argument("--plot", metavar="PNG", help="save loss/accuracy curves (needs matplotlib)")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
+    train.set_defaults(run=cmd_train)
+
+
+def _optimization_options(train):
+    """``train``'s penalty, optimiser, schedule, clipping and DP-SGD options."""
+    train.add_argument("--l2", type=float, default=0.0, help="L2 penalty weight")
+    train.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
+                       help="default: adam, or the --resume model's own, continued")
+    train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's: adam 0.001, others 0.01; "
+                                               "with --resume the model's)")
+    train.add_argument("--momentum", type=float,
+                       help="for --optimizer momentum (default 0.9) and rmsprop (default 0)")
+    train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)")
+    train.add_argument("--centered", action="store_true", help="centered RMSprop (--optimizer rmsprop)")
+    train.add_argument("--weight-decay", type=float, help="for --optimizer adamw (default 0.01)")
+    train.add_argument("--epochs", type=int, default=30, help="epochs to train (with --resume: more epochs)")
+    train.add_argument("--batch-size", type=int, default=32, help="samples per minibatch")
+    train.add_argument("--schedule", choices=["step", "cosine", "reduce_on_plateau"],
+                       help="learning-rate schedule over the epochs of this run (default: constant)")
+    train.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    train.add_argument("--clip-norm", type=float, help="clip the gradient's global norm to this")
+    train.add_argument("--class-weight", choices=["balanced"], help="weigh classes by N / (K * count)")
+    train.add_argument("--dp-clip", type=float, metavar="C", help="DP-SGD: clip each sample's gradient to norm C")
+    train.add_argument("--dp-noise", type=float, metavar="SIGMA", help="DP-SGD: noise multiplier (std sigma C)")
+    train.add_argument("--dp-delta", type=float, metavar="DELTA", help="DP-SGD: report epsilon at this delta "
+                                                                        "(needs scalarbp[privacy])")
+    train.add_argument("--dp-sampling", choices=["poisson", "shuffle"], default="poisson",
+                       help="DP-SGD batches: Poisson sampling (the analysis assumes it) or shuffled fixed-size")
+    train.add_argument("--target-epsilon", type=float, help="DP-SGD: stop at this epsilon, or choose the noise "
+                                                            "for it when --dp-noise is not given")
 
 
 def _as_option(message, command):
