@@ -190,6 +190,7 @@ class Batches:
     """
 
     def __init__(self, net, X, y, batch_size, subset=None, weights=None):
+        self.batch_size = batch_size
         self.X, N = _rows(net, X)
         self.labels, self.T = _targets(net, y, N)
         self.weights = None if weights is None else checks.weights_in(weights, net.dtype)  # one per sample, or None
@@ -488,8 +489,9 @@ def sample_weights(net, y, sample_weight, class_weight):
     return weights
 
 
-def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp, parallel):
+def _data(net, X, y, batch_size, validation_data, validation_fraction, seed, weighting):
+    """``(batches, validation)``: the training rows (a validation split held out of them)
+    and the validation set ``(X_val, T_val, y_val)`` or None, checked against the net."""
     subset = None
     if checks.is_sparse(X):  # (CSR before any rows are taken: a COO matrix has no rows; Batches checks it)
         X = X.tocsr()
@@ -499,8 +501,6 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         subset, held_out = _split(_count(X), validation_fraction, seed)
         validation_data = (checks.dense(X[held_out]), np.asarray(y)[held_out])
     batch_size = min(batch_size, _count(X) if subset is None else len(subset))
-    opt = _optimizer(net, optimizer, lr)
-    schedule, warmup_steps, clip = plan
     batches = Batches(net, X, y, batch_size, subset, sample_weights(net, y, *weighting))
     validation = None
     if validation_data is not None:
@@ -512,6 +512,37 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
         raise ValueError(f"the net stopped {net.epoch_steps} steps into an epoch, but this data and batch size "
                          f"make epochs of {n_batches} steps; give the same data and batch_size to finish it, "
                          f"or set net.epoch_steps = 0 to start a new epoch")
+    return batches, validation
+
+
+def _private_run(net, private, target_epsilon, q, steps, schedule, plan):
+    """A DP-SGD fit's key (resumed from its key file when the run's state and ``plan()`` are
+    the file's) and noise (chosen for ``target_epsilon`` over its ``steps`` when not
+    given); returns the key file's :class:`~.privacy.keyfile.Keeper` or None."""
+    keeper = resumed = None
+    if private.key_file is not None:  # (every row of X in the plan: even one record changed is another run)
+        keeper = keyfile.Keeper(private.key_file, dict(plan(), dp=(private.clip, private.sampling, q)), schedule)
+        resumed = keeper.resume(net)
+    if private.noise is None:  # the noise that spends target_epsilon over this fit, after the net's past
+        if resumed is not None and net.privacy_ledger.epsilon(
+                private.delta, extra=[(q, resumed[1], steps)]) <= target_epsilon:
+            private.noise = resumed[1]  # (the resumed run's own, which still spends no more than the target)
+        else:
+            private.noise = privacy.noise_for(target_epsilon, q, steps, private.delta, net.privacy_ledger)
+        private.check_noise()
+    elif target_epsilon is not None:
+        net.privacy_ledger.check_target(target_epsilon, private.delta)
+    if keeper is not None:
+        keeper.begin(net, private, resumed)
+    return keeper
+
+
+def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
+         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp, parallel):
+    batches, validation = _data(net, X, y, batch_size, validation_data, validation_fraction, seed, weighting)
+    batch_size, n_batches = batches.batch_size, -(-batches.N // batches.batch_size)
+    opt = _optimizer(net, optimizer, lr)
+    schedule, warmup_steps, clip = plan
 
     private, target_epsilon = dp
     history = History(score_name="accuracy" if net.is_classifier else "r2", private=private is not None)
@@ -521,39 +552,16 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     q = batch_size / batches.N
     keeper = None
     if private is not None:
-        resumed = None
-        if private.key_file is not None:  # (every row of X in the plan: even one record changed is another run)
-            keeper = keyfile.Keeper(private.key_file, dict(
-                plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation, early_stopping, patience,
-                           clip, warmup_steps, schedule, plans.digest(batches.X)),
-                dp=(private.clip, private.sampling, q)), schedule)
-            resumed = keeper.resume(net)
-        if private.noise is None:  # the noise that spends target_epsilon over this fit, after the net's past
-            steps = epochs * n_batches - net.epoch_steps
-            if resumed is not None and net.privacy_ledger.epsilon(
-                    private.delta, extra=[(q, resumed[1], steps)]) <= target_epsilon:
-                private.noise = resumed[1]  # (the resumed run's own, which still spends no more than the target)
-            else:
-                private.noise = privacy.noise_for(target_epsilon, q, steps, private.delta, net.privacy_ledger)
-            private.check_noise()
-        elif target_epsilon is not None:
-            net.privacy_ledger.check_target(target_epsilon, private.delta)
-        if keeper is not None:
-            keeper.begin(net, private, resumed)
+        keeper = _private_run(net, private, target_epsilon, q, epochs * n_batches - net.epoch_steps, schedule,
+                              lambda: plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation,
+                                                 early_stopping, patience, clip, warmup_steps, schedule,
+                                                 plans.digest(batches.X)))
         history.outside_epsilon = _outside_epsilon(validation is not None, validation_fraction, early_stopping,
                                                    schedule)
-    if parallel is None:
-        step = engine.stepper(net, batches) if private is None else dp_stepper(engine, net, batches, private, q)
-        order_of, session = batches.order, None
-    else:
-        session, micro_shards = parallel
-        rank, ranks, L = distributed.check(session.comm, micro_shards, batch_size)
-        shards = distributed.Shards(batches.subset, batch_size, L, rank, ranks)
-        step, order_of = distributed.stepper(engine, net, batches, session.comm, shards), shards.order
-        session.ready(dict(plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation, early_stopping,
-                                      patience, clip, warmup_steps, schedule, plans.rows_digest(batches.X)),
-                           micro_shards=L, epochs=epochs, weights=plans.state(net)))
-        history.rank = rank
+    step, order_of, session = _stepper(net, engine, batches, private, q, parallel, history, lambda L: dict(
+        plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation, early_stopping, patience, clip,
+                   warmup_steps, schedule, plans.rows_digest(batches.X)), micro_shards=L, epochs=epochs,
+        weights=plans.state(net)))
     sizes = CallSizes(session)
     step = _recorded(net, step, private, q)
 
@@ -610,16 +618,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                     raise interrupted()
             net.epochs_trained += 1
             net.epoch_steps = 0
-            history.loss.append(np.nan if private is not None else  # (withheld: the data's, not covered by epsilon)
-                                float(np.dot(losses[first:], sample_counts[first:]) / sample_counts[first:].sum()))
-            if validation is not None:
-                X_val, T_val, y_val = validation
-                history.val_loss.append(engine.loss(net, X_val, T_val))
-                history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
-            history.lr.append(float(hypers[done - 1, 0]) if done else opt.lr)
-            if private is not None and private.delta is not None:
-                history.epsilon.append(net.privacy_ledger.epsilon(private.delta))
-            history.seconds.append(time.perf_counter() - start)
+            _record(history, net, engine, validation, private, np.dot(losses[first:], sample_counts[first:]) /
+                    sample_counts[first:].sum(), float(hypers[done - 1, 0]) if done else opt.lr, start)
             if verbose:
                 progress.write(epoch_line(history, epoch, epochs))
 
@@ -643,15 +643,49 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
             raise interrupted()
     progress.close()
     if early_stopping and best[2] is not None:
-        best[2].restore(net)  # the best epoch's weights, with the counters that describe them
-        history.best_epoch = best[1]
-        if verbose and history.stopped_early:
-            print(f"stopped early after epoch {history.epochs}; restored the weights of epoch {best[1] + 1} "
-                  f"(lowest {'validation' if validation is not None else 'training'} loss {best[0]:.4f})",
-                  flush=True)
+        _restore_best(net, history, best, verbose, validation is not None)
     if keeper is not None:
         keeper.finish()
     return history
+
+
+def _record(history, net, engine, validation, private, loss, lr, start):
+    """An epoch's entries of the history: its mean training loss (NaN under DP-SGD), the
+    validation loss and score, the last step's rate, epsilon and the seconds since ``start``."""
+    history.loss.append(np.nan if private is not None else float(loss))  # (withheld: not covered by epsilon)
+    if validation is not None:
+        X_val, T_val, y_val = validation
+        history.val_loss.append(engine.loss(net, X_val, T_val))
+        history.val_score.append(metrics.score(net, engine.forward(net, X_val), y_val))
+    history.lr.append(lr)
+    if private is not None and private.delta is not None:
+        history.epsilon.append(net.privacy_ledger.epsilon(private.delta))
+    history.seconds.append(time.perf_counter() - start)
+
+
+def _stepper(net, engine, batches, private, q, parallel, history, agreed):
+    """``(step, order_of, session)``: the fit's stepper (DP-SGD's, or the MPI ranks' after
+    they agree on ``agreed(micro_shards)``), the epoch's order of rows and the MPI session or None."""
+    if parallel is None:
+        step = engine.stepper(net, batches) if private is None else dp_stepper(engine, net, batches, private, q)
+        return step, batches.order, None
+    session, micro_shards = parallel
+    rank, ranks, L = distributed.check(session.comm, micro_shards, batches.batch_size)
+    shards = distributed.Shards(batches.subset, batches.batch_size, L, rank, ranks)
+    step = distributed.stepper(engine, net, batches, session.comm, shards)
+    session.ready(agreed(L))
+    history.rank = rank
+    return step, shards.order, session
+
+
+def _restore_best(net, history, best, verbose, validating):
+    """Early stopping's end: the best epoch's weights, with the counters that describe them."""
+    monitored, epoch, snapshot = best
+    snapshot.restore(net)
+    history.best_epoch = epoch
+    if verbose and history.stopped_early:
+        print(f"stopped early after epoch {history.epochs}; restored the weights of epoch {epoch + 1} "
+              f"(lowest {'validation' if validating else 'training'} loss {monitored:.4f})", flush=True)
 
 
 def _fit_lbfgs(net, engine, X, y, epochs, solver, weighting, verbose):

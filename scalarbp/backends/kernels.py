@@ -36,8 +36,6 @@ statements for Numba to type and lower in every entry point.
 """
 from collections import namedtuple
 
-import math
-
 import numpy as np
 from numba import prange
 
