@@ -26,10 +26,12 @@ CPU, for the tests.
 """
 import math
 import os
+from collections import namedtuple
 
 import numpy as np
 
 from ..activations import IDENTITY, derivative, activation
+from ..layout import B_AT, W_AT
 from ..losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import coefficients, rule
 from . import BAD_GRADIENT, BAD_UPDATE, Backend
@@ -74,12 +76,22 @@ def require_device():
 _KERNELS = {}
 
 
-def _kernels(dtype):
-    """The kernels for one parameter dtype (shared-memory tiles are typed at compile time)."""
-    if dtype in _KERNELS:
-        return _KERNELS[dtype]
-    real = numba.from_dtype(np.dtype(dtype))
+#: The kernels of one parameter dtype (:func:`_kernels`).
+Kernels = namedtuple("Kernels", "forward_layer delta_layer weight_grad bias_grad output_layer outputs gather "
+                                "finish_step update outer_products")
 
+
+def _kernels(dtype):
+    """The kernels for one parameter dtype: those that hold values in shared or local
+    memory are typed at compile time (:func:`_layer_kernels`), the others are the module's."""
+    if dtype not in _KERNELS:
+        _KERNELS[dtype] = Kernels(*_layer_kernels(numba.from_dtype(np.dtype(dtype))), output_layer, outputs, gather,
+                                  finish_step, update, outer_products)
+    return _KERNELS[dtype]
+
+
+def _tile_sums(real):
+    """The tiled product of the layer kernels, for values of type ``real``."""
     @cuda.jit(device=True)
     def tile_sums(A, a_t, B, b_t, P, Q, R, acc):
         """acc[u, v] = sum_r opA[p_u, r] opB[r, q_v] for this thread's RB x RB results,
@@ -125,12 +137,20 @@ def _kernels(dtype):
                     for v in range(RB):
                         acc[u, v] += a[u] * b[v]
             cuda.syncthreads()
+    return tile_sums
 
-    @cuda.jit(device=True)
-    def result(u, v):
-        """Row and column of this thread's result (u, v) of its RB x RB patch (see tile_sums)."""
-        return (cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * u,
-                cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * v)
+
+@cuda.jit(device=True)
+def result(u, v):
+    """Row and column of this thread's result (u, v) of its RB x RB patch (see tile_sums)."""
+    return (cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * u,
+            cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * v)
+
+
+def _layer_kernels(real):
+    """The forward, delta and gradient sums of one layer, for values of type ``real``:
+    ``(forward_layer, delta_layer, weight_grad, bias_grad)``."""
+    tile_sums = _tile_sums(real)
 
     @cuda.jit
     def forward_layer(h_below, W, b, a, h, code):
@@ -160,7 +180,7 @@ def _kernels(dtype):
     @cuda.jit
     def weight_grad(delta, h_below, W, l2, dW, state):
         """dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij: RB x RB weights per thread.  A thread
-        with a NaN or inf entry raises the step's "bad gradient" flag, ``state[2]``."""
+        with a NaN or inf entry raises the step's "bad gradient" flag, ``state[BAD_FLAG]``."""
         acc = cuda.local.array((RB, RB), real)
         d_out, d_in = dW.shape
         tile_sums(delta, True, h_below, False, d_out, d_in, delta.shape[0], acc)
@@ -170,12 +190,12 @@ def _kernels(dtype):
                 if i < d_out and j < d_in:
                     dW[i, j] = acc[u, v] + l2 * W[i, j]
                     if not math.isfinite(dW[i, j]):
-                        state[2] = 1
+                        state[BAD_FLAG] = 1
 
     @cuda.jit
     def bias_grad(delta, W, l2, db, penalty, state):
         """db_i = sum_n delta_ni, and penalty_i = sum_j w_ij^2 when l2 is not 0: one thread
-        per unit i; a NaN or inf db_i raises ``state[2]``."""
+        per unit i; a NaN or inf db_i raises ``state[BAD_FLAG]``."""
         i = cuda.grid(1)
         if i < db.shape[0]:
             s = real(0)
@@ -183,97 +203,98 @@ def _kernels(dtype):
                 s += delta[n, i]
             db[i] = s
             if not math.isfinite(s):
-                state[2] = 1
+                state[BAD_FLAG] = 1
             w2 = 0.0
             if l2 != 0:
                 for j in range(W.shape[1]):
                     w2 += W[i, j] * W[i, j]
             penalty[i] = w2
+    return forward_layer, delta_layer, weight_grad, bias_grad
 
-    @cuda.jit
-    def output_layer(a, f, y, out_code, loss_code, scale, delta, losses):
-        """Outputs, per-sample loss and output delta: one thread per sample."""
-        n = cuda.grid(1)
-        if n < a.shape[0]:
-            losses[n] = output_row(a, f, y, out_code, loss_code, scale, delta, n)
 
-    @cuda.jit
-    def outputs(a, f, out_code):
-        """f_n = g(a_n), softmax across the row: one thread per sample."""
-        n = cuda.grid(1)
-        if n < a.shape[0]:
-            outputs_row(a, f, out_code, n)
+@cuda.jit
+def output_layer(a, f, y, out_code, loss_code, scale, delta, losses):
+    """Outputs, per-sample loss and output delta: one thread per sample."""
+    n = cuda.grid(1)
+    if n < a.shape[0]:
+        losses[n] = output_row(a, f, y, out_code, loss_code, scale, delta, n)
 
-    @cuda.jit
-    def gather(X, labels, Y, order, start, xb, yb):
-        """Row m of the minibatch: X[order[start + m]] and its target (one-hot for labels)."""
-        j, m = cuda.grid(2)  # x runs along the row, y over the minibatch
-        if m < xb.shape[0]:
-            row = order[start + m]
-            if j < xb.shape[1]:
-                xb[m, j] = X[row, j]
-            if j < yb.shape[1]:
-                if labels.shape[0] > 0:
-                    yb[m, j] = 1 if labels[row] == j else 0
-                else:
-                    yb[m, j] = Y[row, j]
 
-    @cuda.jit
-    def finish_step(losses, penalties, l2, step, state):
-        """J of the step (mean loss + penalty) into ``state[3 + step]``; a NaN or inf J or a
-        raised ``state[2]`` marks the run diverged.
+@cuda.jit
+def outputs(a, f, out_code):
+    """f_n = g(a_n), softmax across the row: one thread per sample."""
+    n = cuda.grid(1)
+    if n < a.shape[0]:
+        outputs_row(a, f, out_code, n)
 
-        ``state[0]`` says why the run stopped (0: it did not; else ``BAD_GRADIENT`` or
-        ``BAD_UPDATE``), ``state[1]`` the first failed step.  One
-        block: each thread sums a strided share of the losses and penalties, thread 0 adds
-        the shares in order, so J does not depend on timing.
-        """
-        t = cuda.threadIdx.x
-        shares = cuda.shared.array((2, THREADS), numba.float64)
+
+@cuda.jit
+def gather(X, labels, Y, order, start, xb, yb):
+    """Row m of the minibatch: X[order[start + m]] and its target (one-hot for labels)."""
+    j, m = cuda.grid(2)  # x runs along the row, y over the minibatch
+    if m < xb.shape[0]:
+        row = order[start + m]
+        if j < xb.shape[1]:
+            xb[m, j] = X[row, j]
+        if j < yb.shape[1]:
+            if labels.shape[0] > 0:
+                yb[m, j] = 1 if labels[row] == j else 0
+            else:
+                yb[m, j] = Y[row, j]
+
+
+@cuda.jit
+def finish_step(losses, penalties, l2, step, state):
+    """J of the step (mean loss + penalty) into ``state[LOSSES + step]``; a NaN or inf J or a
+    raised ``state[BAD_FLAG]`` marks the run diverged.
+
+    ``state[STOP_REASON]`` says why the run stopped (0: it did not; else ``BAD_GRADIENT`` or
+    ``BAD_UPDATE``), ``state[STOP_STEP]`` the first failed step.  One
+    block: each thread sums a strided share of the losses and penalties, thread 0 adds
+    the shares in order, so J does not depend on timing.
+    """
+    t = cuda.threadIdx.x
+    shares = cuda.shared.array((2, THREADS), numba.float64)
+    loss, penalty = 0.0, 0.0
+    for n in range(t, losses.shape[0], THREADS):
+        loss += losses[n]
+    for m in range(t, penalties.shape[0], THREADS):
+        penalty += penalties[m]
+    shares[0, t], shares[1, t] = loss, penalty
+    cuda.syncthreads()
+    if t == 0:
         loss, penalty = 0.0, 0.0
-        for n in range(t, losses.shape[0], THREADS):
-            loss += losses[n]
-        for m in range(t, penalties.shape[0], THREADS):
-            penalty += penalties[m]
-        shares[0, t], shares[1, t] = loss, penalty
-        cuda.syncthreads()
-        if t == 0:
-            loss, penalty = 0.0, 0.0
-            for u in range(THREADS):
-                loss += shares[0, u]
-                penalty += shares[1, u]
-            J = loss / losses.shape[0] + 0.5 * l2 * penalty
-            state[3 + step] = J
-            if (state[2] != 0 or not math.isfinite(J)) and state[0] == 0:
-                state[0] = BAD_GRADIENT
-                state[1] = step
-            state[2] = 0
+        for u in range(THREADS):
+            loss += shares[0, u]
+            penalty += shares[1, u]
+        J = loss / losses.shape[0] + 0.5 * l2 * penalty
+        state[LOSSES + step] = J
+        if (state[BAD_FLAG] != 0 or not math.isfinite(J)) and state[STOP_REASON] == 0:
+            state[STOP_REASON] = BAD_GRADIENT
+            state[STOP_STEP] = step
+        state[BAD_FLAG] = 0
 
-    @cuda.jit
-    def update(code, theta, g, s0, s1, s2, hyper, t, step, state):
-        """The optimiser's rule (:func:`scalarbp.optimizers.rule`) on every parameter at step
-        ``t``, skipped once the run has diverged; a new parameter that is NaN or inf marks
-        the run diverged in its update (``state[0] = BAD_UPDATE``, the caller rolls back)."""
-        m = cuda.grid(1)
-        if m < theta.shape[0] and state[0] == 0:
-            rule(code, theta, g, s0, s1, s2, m, coefficients(code, hyper, t, theta))
-            if not math.isfinite(theta[m]):
-                state[0] = BAD_UPDATE
-                state[1] = step
 
-    @cuda.jit
-    def outer_products(delta, h_below, w_at, b_at, G, norms):
-        """Each sample's outer products and squared gradient norm
-        (:func:`.per_example.outer_products_row`): one thread per sample."""
-        n = cuda.grid(1)
-        if n < delta.shape[0]:
-            outer_products_row(delta, h_below, w_at, b_at, G, norms, n)
+@cuda.jit
+def update(code, theta, g, s0, s1, s2, hyper, t, step, state):
+    """The optimiser's rule (:func:`scalarbp.optimizers.rule`) on every parameter at step
+    ``t``, skipped once the run has diverged; a new parameter that is NaN or inf marks
+    the run diverged in its update (``state[STOP_REASON] = BAD_UPDATE``, the caller rolls back)."""
+    m = cuda.grid(1)
+    if m < theta.shape[0] and state[STOP_REASON] == 0:
+        rule(code, theta, g, s0, s1, s2, m, coefficients(code, hyper, t, theta))
+        if not math.isfinite(theta[m]):
+            state[STOP_REASON] = BAD_UPDATE
+            state[STOP_STEP] = step
 
-    _KERNELS[dtype] = kernels = dict(forward_layer=forward_layer, delta_layer=delta_layer,
-                                     weight_grad=weight_grad, bias_grad=bias_grad, output_layer=output_layer,
-                                     outputs=outputs, gather=gather, finish_step=finish_step, update=update,
-                                     outer_products=outer_products)
-    return kernels
+
+@cuda.jit
+def outer_products(delta, h_below, w_at, b_at, G, norms):
+    """Each sample's outer products and squared gradient norm
+    (:func:`.per_example.outer_products_row`): one thread per sample."""
+    n = cuda.grid(1)
+    if n < delta.shape[0]:
+        outer_products_row(delta, h_below, w_at, b_at, G, norms, n)
 
 
 def _grid2(rows, cols):
@@ -319,24 +340,24 @@ class DeviceNet:
         codes = net.codes
         launches = self.forward_launches(X)
         delta = self.deltas[0][:N, :net.sizes[-1]]
-        launches.append((k["output_layer"], _grid1(N), (self.a[-1][:N], self.h[-1][:N], Y, codes[-1],
+        launches.append((k.output_layer, _grid1(N), (self.a[-1][:N], self.h[-1][:N], Y, codes[-1],
                                                         net.loss_code, net.dtype.type(1.0 / N), delta,
                                                         self.losses[:N])))
         at = 0
         for layer in range(T - 1, -1, -1):
             d_out, d_in = net.sizes[layer + 1], net.sizes[layer]
             h_below = X if layer == 0 else self.h[layer - 1][:N]
-            launches.append((k["weight_grad"], _grid2(d_out, d_in),
+            launches.append((k.weight_grad, _grid2(d_out, d_in),
                              (delta, h_below, self.W[layer], net.l2, self.dW[layer], state)))
-            launches.append((k["bias_grad"], _grid1(d_out), (delta, self.W[layer], net.l2, self.db[layer],
+            launches.append((k.bias_grad, _grid1(d_out), (delta, self.W[layer], net.l2, self.db[layer],
                                                              self.penalties[at:at + d_out], state)))
             at += d_out
             if layer > 0:
                 below = self.deltas[(T - layer) % 2][:N, :d_in]
-                launches.append((k["delta_layer"], _grid2(N, d_in),
+                launches.append((k.delta_layer, _grid2(N, d_in),
                                  (delta, self.W[layer], self.a[layer - 1][:N], h_below, codes[layer - 1], below)))
                 delta = below
-        launches.append((k["finish_step"], (1, THREADS), (self.losses[:N], self.penalties, net.l2, STEP, state)))
+        launches.append((k.finish_step, (1, THREADS), (self.losses[:N], self.penalties, net.l2, STEP, state)))
         return launches
 
     def forward_launches(self, X):
@@ -347,7 +368,7 @@ class DeviceNet:
         for layer in range(len(self.W)):
             a, h = self.a[layer][:N], self.h[layer][:N]
             code = IDENTITY if codes[layer] >= SOFTMAX else codes[layer]  # (softmax and exp: the logits)
-            launches.append((self.k["forward_layer"], _grid2(N, a.shape[1]),
+            launches.append((self.k.forward_layer, _grid2(N, a.shape[1]),
                              (h_below, self.W[layer], self.b[layer], a, h, code)))
             h_below = h
         return launches
@@ -363,10 +384,15 @@ def _run(launches, step):
         kernel[config](*(step if a is STEP else a for a in arguments))
 
 
+#: Entries of a run's state array on the device (:func:`_state`): why the run stopped (0:
+#: it did not; else BAD_GRADIENT or BAD_UPDATE), its first failed step, the current step's
+#: "bad gradient" flag, then from LOSSES on each step's J.
+STOP_REASON, STOP_STEP, BAD_FLAG, LOSSES = 0, 1, 2, 3
+
+
 def _state(steps):
-    """The run's state on the device: diverged flag, first failed step, the current step's
-    "bad gradient" flag, then each step's J."""
-    return cuda.to_device(np.zeros(3 + steps, np.float64))
+    """The run's state on the device (entries :data:`STOP_REASON` ... :data:`LOSSES`)."""
+    return cuda.to_device(np.zeros(LOSSES + steps, np.float64))
 
 
 class Cuda(Backend):
@@ -390,7 +416,7 @@ class Cuda(Backend):
         dev = self.device_net(net, N)
         _run(dev.forward_launches(cuda.to_device(X)), 0)
         out = cuda.device_array((N, net.sizes[-1]), net.dtype)
-        dev.k["outputs"][_grid1(N)](dev.a[-1][:N], out, net.codes[-1])
+        dev.k.outputs[_grid1(N)](dev.a[-1][:N], out, net.codes[-1])
         return out.copy_to_host()
 
     def loss_and_grad(self, net, X, T, grad=None, weights=None):
@@ -401,20 +427,19 @@ class Cuda(Backend):
         _run(dev.plan(cuda.to_device(X), cuda.to_device(T), state), 0)
         grad = np.empty_like(net.theta) if grad is None else grad
         dev.grad.copy_to_host(grad)
-        return float(state.copy_to_host()[3]), grad
+        return float(state.copy_to_host()[LOSSES]), grad
 
     def per_example(self, net, X, T, G):
         """Seed 001 before the batch sum (:mod:`.per_example`), on the device: the forward
         pass, the output deltas without 1/N, the delta recursion, and per layer each
         sample's outer products and their norms."""
-        from ..layout import B_AT, W_AT
 
         N, table = X.shape[0], net.layout.table
         dev = self.device_net(net, N)
         k, d_X = dev.k, cuda.to_device(X)
         launches = dev.forward_launches(d_X)
         delta = dev.deltas[0][:N, :net.sizes[-1]]
-        launches.append((k["output_layer"], _grid1(N), (dev.a[-1][:N], dev.h[-1][:N], cuda.to_device(T),
+        launches.append((k.output_layer, _grid1(N), (dev.a[-1][:N], dev.h[-1][:N], cuda.to_device(T),
                                                         net.codes[-1], net.loss_code, net.dtype.type(1.0), delta,
                                                         dev.losses[:N])))
         d_G = cuda.device_array(G.shape, net.dtype) if G.shape[0] else cuda.device_array((0, 0), net.dtype)
@@ -422,11 +447,11 @@ class Cuda(Backend):
         T_layers = len(dev.W)
         for layer in range(T_layers - 1, -1, -1):
             h_below = d_X if layer == 0 else dev.h[layer - 1][:N]
-            launches.append((k["outer_products"], _grid1(N), (delta, h_below, int(table[layer, W_AT]),
+            launches.append((k.outer_products, _grid1(N), (delta, h_below, int(table[layer, W_AT]),
                                                               int(table[layer, B_AT]), d_G, norms)))
             if layer > 0:
                 below = dev.deltas[(T_layers - layer) % 2][:N, :net.sizes[layer]]
-                launches.append((k["delta_layer"], _grid2(N, net.sizes[layer]),
+                launches.append((k.delta_layer, _grid2(N, net.sizes[layer]),
                                  (delta, dev.W[layer], dev.a[layer - 1][:N], h_below, net.codes[layer - 1], below)))
                 delta = below
         _run(launches, 0)
@@ -478,19 +503,19 @@ class Trainer:
             start = b * batch_size
             n = min(batch_size, rows.shape[0] - start)
             xb, yb, launches = self.plan(dev, n)
-            dev.k["gather"][(-(-width // TILE), -(-n // TILE)), (TILE, TILE)](self.X, self.labels, self.Y, order,
+            dev.k.gather[(-(-width // TILE), -(-n // TILE)), (TILE, TILE)](self.X, self.labels, self.Y, order,
                                                                                start, xb, yb)
             _run(launches, b)
-            dev.k["update"][_grid1(net.theta.shape[0])](code, dev.theta, dev.grad, *d_states, d_hypers[b],
+            dev.k.update[_grid1(net.theta.shape[0])](code, dev.theta, dev.grad, *d_states, d_hypers[b],
                                                         t + b + 1, b, state)
         result = state.copy_to_host()
-        reason = int(result[0])
-        done = int(result[1]) if reason else n_steps
+        reason = int(result[STOP_REASON])
+        done = int(result[STOP_STEP]) if reason else n_steps
         opt.t += done + (reason == BAD_UPDATE)
         dev.theta.copy_to_host(net.theta)
         for host, device in zip(states, d_states):
             device.copy_to_host(host)
-        return done, result[3:3 + n_steps], reason
+        return done, result[LOSSES:LOSSES + n_steps], reason
 
     def plan(self, dev, n):
         """For minibatches of ``n`` samples: the batch's device buffers and the step's
