@@ -4,7 +4,7 @@ One table of symbols (:data:`SYMBOLS`): the five notes name the same quantities
 differently, and the code follows seed 000's column version (``a`` pre-activation, ``h``
 activation) except in the literal backend, which keeps seed 001's own ``h`` and ``f``.
 One list of errata (:data:`ERRATA`), each with the test that pins the note's value and
-the correct one; ``scalarbp explain --errata`` prints it and the README repeats it.
+the correct one; ``scalarbp explain --errata`` prints it and docs/notes.md repeats it.
 """
 from dataclasses import dataclass
 

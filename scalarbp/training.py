@@ -284,7 +284,7 @@ def _targets(net, y, N):
     return None, checks.targets(y_array, N, net.sizes[-1], net.loss, net.dtype)
 
 
-#: The defaults of ``fit``, the ``train`` command and the estimators (README, "Defaults").
+#: The defaults of ``fit``, the ``train`` command and the estimators (docs/guide.md, "Defaults, in one place").
 DEFAULT_OPTIMIZER = "adam"
 
 

@@ -1,7 +1,7 @@
 """Backpropagation in scalar form (seed 001), compiled by Numba: the engine.
 
 Symbols as in the notes (seed 001's ``h`` is called ``a`` here, its ``f`` is ``h``; see
-the README's table of symbols).  Indices: ``n`` a sample of the batch, ``i`` a unit of
+the table of symbols in docs/notes.md).  Indices: ``n`` a sample of the batch, ``i`` a unit of
 the layer being computed, ``j`` a unit of the layer below, ``s`` a unit of the layer
 above.  Per layer ``k`` (``W = W[k]`` of shape ``(d_{k+1}, d_k)``, ``b = b[k]``)::
 

@@ -15,7 +15,7 @@ A step of DP-SGD (Abadi et al. 2016; the same update as Opacus'):
 4. divided by the expected batch size ``q N`` (the batch size, for shuffled batches); the
    L2 penalty's gradient ``l2 W`` is added unclipped; then the optimiser's step.
 
-The threat model (README, "Differentially private training"): the adversary knows the
+The threat model (docs/privacy.md): the adversary knows the
 code, the initial weights, the seed, every training record but one, and the final
 weights (or every checkpoint); the noise and the batches come from a 256-bit key drawn
 from the operating system for each ``fit``, never written to a model file, which the
