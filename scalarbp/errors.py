@@ -1,9 +1,15 @@
-"""The two ways ``fit`` ends early with the work kept: a divergence and an interruption.
+"""The two ways ``fit`` ends early with the work kept: a divergence and an interruption,
+and the codes of a run of steps that stopped at a non-finite number.
 
-Their own module, so that the training loop and the MPI session (which lets both pass
-on every rank) import them without importing each other.
+Their own module, so that the training loop, the MPI session (which lets both pass on
+every rank), the steppers and the optimisers import them without importing each other.
 """
 import signal
+
+#: Why a stepper stopped early (see :meth:`scalarbp.backends.Backend.stepper`): a step's
+#: loss or gradient was not finite (not applied), or its update was not (applied; the
+#: caller rolls it back).
+BAD_GRADIENT, BAD_UPDATE = 1, 2
 
 
 class DivergedError(FloatingPointError):

@@ -32,6 +32,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from . import checks
+from .errors import BAD_UPDATE
 from .jit import compiled
 
 #: The updates' compile options: fused multiply-adds but no reassociation or reciprocal
@@ -244,6 +245,12 @@ class Optimizer:
         states = tuple(empty if name is None else self.state[name] for name in self.slots)
         states += (empty,) * (3 - len(states))
         return Rule(self.code, states, self.hyper_array()[None] if hypers is None else hypers, float(self.t))
+
+    def advance(self, done, reason):
+        """Count the steps a compiled run applied: ``done``, and the failed one too when it
+        stopped on an update (:data:`~scalarbp.errors.BAD_UPDATE`: applied, then rolled
+        back by the caller with the counts)."""
+        self.t += done + (reason == BAD_UPDATE)
 
     def step(self, theta, g, hyper=None):
         """One update of ``theta`` in place from the gradient ``g`` (with the row of

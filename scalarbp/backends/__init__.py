@@ -17,9 +17,7 @@ import numpy as np
 
 from ..checks import choice
 from ..clipping import clip_norm
-
-#: Why a stepper stopped early (see :meth:`Backend.stepper`).
-BAD_GRADIENT, BAD_UPDATE = 1, 2
+from ..errors import BAD_GRADIENT, BAD_UPDATE  # (why a stepper stopped early: Backend.stepper)
 
 #: The backends that run on the CPU, always available.
 BACKENDS = ("scalar", "literal", "row", "column")

@@ -511,7 +511,7 @@ class Trainer:
         result = state.copy_to_host()
         reason = int(result[STOP_REASON])
         done = int(result[STOP_STEP]) if reason else n_steps
-        opt.t += done + (reason == BAD_UPDATE)
+        opt.advance(done, reason)
         dev.theta.copy_to_host(net.theta)
         for host, device in zip(states, d_states):
             device.copy_to_host(host)

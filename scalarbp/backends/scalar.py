@@ -9,7 +9,7 @@ import numpy as np
 
 from ..layout import UNIT_AT
 from .. import optimizers
-from . import BAD_UPDATE, Backend, kernels
+from . import Backend, kernels
 from ..jit import start_threads
 
 
@@ -119,7 +119,7 @@ class Scalar(Backend):
             done, reason = kernels.variant(kernels.TRAIN_EPOCH, net)(
                 net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, weights, rows,
                 batch_size, kernels.TRAIN, rule, clip, work.now(), losses)
-            net.optimizer.t += done + (reason == BAD_UPDATE)
+            net.optimizer.advance(done, reason)
             return done, losses[:min(done + 1, losses.shape[0])], reason
         return steps
 

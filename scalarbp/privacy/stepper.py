@@ -9,7 +9,7 @@ privacy ledger, so a run is the same on any number of threads.
 """
 import numpy as np
 
-from ..backends import BAD_UPDATE, python_steps
+from ..backends import python_steps
 from ..backends import kernels as engine_kernels
 from ..backends.scalar import BACKEND as SCALAR
 from ..clipping import clip_factors
@@ -87,6 +87,6 @@ def _compiled(net, data, private, q):
         done, reason = engine_kernels.variant(PRIVATE_STEPS, net)(
             net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, labels, Y, drawn, offsets,
             divisors, private.clip, private.noise, private.key, first, rule, work.now(), losses)
-        net.optimizer.t += done + (reason == BAD_UPDATE)
+        net.optimizer.advance(done, reason)
         return done, losses[:min(done + 1, losses.shape[0])], reason
     return steps
