@@ -122,12 +122,11 @@ class History:
 
     def to_csv(self, path):
         """Write one row per epoch (header: the column names) to ``path``, atomically."""
-
         columns = self.columns()
         rows = np.column_stack([np.asarray(values, np.float64) for values in columns.values()]) if columns else \
             np.empty((0, 0))
         persistence.write_atomically(path, lambda file: np.savetxt(file, rows, delimiter=",", fmt="%.10g",
-                                                       header=",".join(columns), comments=""))
+                                                                   header=",".join(columns), comments=""))
 
     def plot(self, path=None):
         """Loss (and validation loss and score) per epoch with matplotlib; saved to
@@ -490,8 +489,9 @@ def sample_weights(net, y, sample_weight, class_weight):
 
 
 def _data(net, X, y, batch_size, validation_data, validation_fraction, seed, weighting):
-    """``(batches, validation)``: the training rows (a validation split held out of them)
-    and the validation set ``(X_val, T_val, y_val)`` or None, checked against the net."""
+    """``(batches, validation, n_batches)``: the training rows (a validation split held out
+    of them), the validation set ``(X_val, T_val, y_val)`` or None, checked against the
+    net, and the steps of an epoch."""
     subset = None
     if checks.is_sparse(X):  # (CSR before any rows are taken: a COO matrix has no rows; Batches checks it)
         X = X.tocsr()
@@ -512,7 +512,7 @@ def _data(net, X, y, batch_size, validation_data, validation_fraction, seed, wei
         raise ValueError(f"the net stopped {net.epoch_steps} steps into an epoch, but this data and batch size "
                          f"make epochs of {n_batches} steps; give the same data and batch_size to finish it, "
                          f"or set net.epoch_steps = 0 to start a new epoch")
-    return batches, validation
+    return batches, validation, n_batches
 
 
 def _private_run(net, private, target_epsilon, q, steps, schedule, plan):
@@ -539,8 +539,9 @@ def _private_run(net, private, target_epsilon, q, steps, schedule, plan):
 
 def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
          validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp, parallel):
-    batches, validation = _data(net, X, y, batch_size, validation_data, validation_fraction, seed, weighting)
-    batch_size, n_batches = batches.batch_size, -(-batches.N // batches.batch_size)
+    batches, validation, n_batches = _data(net, X, y, batch_size, validation_data, validation_fraction, seed,
+                                           weighting)
+    batch_size = batches.batch_size
     opt = _optimizer(net, optimizer, lr)
     schedule, warmup_steps, clip = plan
 
@@ -618,8 +619,8 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
                     raise interrupted()
             net.epochs_trained += 1
             net.epoch_steps = 0
-            _record(history, net, engine, validation, private, np.dot(losses[first:], sample_counts[first:]) /
-                    sample_counts[first:].sum(), float(hypers[done - 1, 0]) if done else opt.lr, start)
+            _record(history, net, engine, validation, private, losses[first:], sample_counts[first:],
+                    float(hypers[done - 1, 0]) if done else opt.lr, start)
             if verbose:
                 progress.write(epoch_line(history, epoch, epochs))
 
@@ -649,10 +650,12 @@ def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, va
     return history
 
 
-def _record(history, net, engine, validation, private, loss, lr, start):
-    """An epoch's entries of the history: its mean training loss (NaN under DP-SGD), the
-    validation loss and score, the last step's rate, epsilon and the seconds since ``start``."""
-    history.loss.append(np.nan if private is not None else float(loss))  # (withheld: not covered by epsilon)
+def _record(history, net, engine, validation, private, losses, counts, lr, start):
+    """An epoch's entries of the history: its training loss, the steps' ``losses`` weighted
+    by their sample ``counts`` (NaN under DP-SGD), the validation loss and score, the last
+    step's rate, epsilon and the seconds since ``start``."""
+    history.loss.append(np.nan if private is not None else  # (withheld: the data's, not covered by epsilon)
+                        float(np.dot(losses, counts) / counts.sum()))
     if validation is not None:
         X_val, T_val, y_val = validation
         history.val_loss.append(engine.loss(net, X_val, T_val))
