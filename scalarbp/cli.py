@@ -20,6 +20,7 @@ from .activations import HIDDEN
 from .backends import ALL, BACKENDS
 from .losses import LOSSES, OUTPUTS
 from .optimizers import OPTIMIZERS
+from .options import DEFAULT_OPTIMIZER, FitOptions
 
 
 class UsageError(ValueError):
@@ -179,7 +180,7 @@ def _labelled_net(args, X, y, task, validation, y_test):
 
 def cmd_train(args):
     from . import optimizers
-    from .training import DEFAULT_OPTIMIZER, Checkpoint, DivergedError, TrainingInterrupted
+    from .training import Checkpoint, DivergedError, TrainingInterrupted
 
     _check_train_options(args)
     (X, y), (X_test, y_test), source = _training_data(args)
@@ -654,8 +655,8 @@ def _train_command(sub):
     _optimization_options(train)
     train.add_argument("--early-stopping", action="store_true",
                        help="stop after --patience epochs without a lower validation loss; restore the best")
-    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
-    train.add_argument("--backend", default="scalar", choices=ALL, help="implementation")
+    train.add_argument("--patience", type=int, default=FitOptions.patience, help="epochs without improvement before stopping")
+    train.add_argument("--backend", default=FitOptions.backend, choices=ALL, help="implementation")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="parameter dtype")
     train.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
     train.add_argument("--seed", type=int, default=0, help="seeds the initialisation, the splits and the shuffles")
@@ -682,18 +683,18 @@ def _optimization_options(train):
     train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)")
     train.add_argument("--centered", action="store_true", help="centered RMSprop (--optimizer rmsprop)")
     train.add_argument("--weight-decay", type=float, help="for --optimizer adamw (default 0.01)")
-    train.add_argument("--epochs", type=int, default=30, help="epochs to train (with --resume: more epochs)")
-    train.add_argument("--batch-size", type=int, default=32, help="samples per minibatch")
+    train.add_argument("--epochs", type=int, default=FitOptions.epochs, help="epochs to train (with --resume: more epochs)")
+    train.add_argument("--batch-size", type=int, default=FitOptions.batch_size, help="samples per minibatch")
     train.add_argument("--schedule", choices=["step", "cosine", "reduce_on_plateau"],
                        help="learning-rate schedule over the epochs of this run (default: constant)")
-    train.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    train.add_argument("--warmup-steps", type=int, default=FitOptions.warmup_steps, help="linear learning-rate warm-up steps")
     train.add_argument("--clip-norm", type=float, help="clip the gradient's global norm to this")
     train.add_argument("--class-weight", choices=["balanced"], help="weigh classes by N / (K * count)")
     train.add_argument("--dp-clip", type=float, metavar="C", help="DP-SGD: clip each sample's gradient to norm C")
     train.add_argument("--dp-noise", type=float, metavar="SIGMA", help="DP-SGD: noise multiplier (std sigma C)")
     train.add_argument("--dp-delta", type=float, metavar="DELTA", help="DP-SGD: report epsilon at this delta "
                                                                         "(needs scalarbp[privacy])")
-    train.add_argument("--dp-sampling", choices=["poisson", "shuffle"], default="poisson",
+    train.add_argument("--dp-sampling", choices=["poisson", "shuffle"], default=FitOptions.dp_sampling,
                        help="DP-SGD batches: Poisson sampling (the analysis assumes it) or shuffled fixed-size")
     train.add_argument("--target-epsilon", type=float, help="DP-SGD: stop at this epsilon, or choose the noise "
                                                             "for it when --dp-noise is not given")

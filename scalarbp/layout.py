@@ -13,12 +13,20 @@ and the user see per-layer views of it.  Per-sample work buffers (pre-activation
 activations) hold layers ``1..T`` back to back the same way: a batch of ``N`` samples
 puts layer ``k+1``'s ``(N, d_{k+1})`` block at ``N * table[k, UNIT_AT]``.
 """
+from collections import namedtuple
+
 import numpy as np
 
 #: Columns of :attr:`Layout.table`, one row per weight layer ``k``: its input and output
 #: widths, the offsets of ``W[k]`` and ``b[k]`` in theta, and the number of units in the
 #: layers ``1..k`` before it (where its block starts in a per-sample buffer, per sample).
 D_IN, D_OUT, W_AT, B_AT, UNIT_AT = range(5)
+
+#: A row of :attr:`Layout.table` by name (:meth:`Layout.layers`).
+Layer = namedtuple("Layer", "d_in d_out w_at b_at unit_at")
+
+#: Bytes of per-example gradients held at once: chunks of samples are sized to stay under it.
+PER_EXAMPLE_BYTES = 64 << 20
 
 
 class Layout:
@@ -66,6 +74,15 @@ class Layout:
         """Multiply-adds of one sample's forward sums, ``sum_k d_k d_{k+1}``."""
         return sum(d_in * d_out for d_in, d_out in zip(self.sizes[:-1], self.sizes[1:]))
 
+    def layers(self):
+        """The rows of :attr:`table` as :class:`Layer` tuples, one per weight layer."""
+        return [Layer(*row) for row in self.table.tolist()]
+
+    def samples_per_chunk(self, itemsize):
+        """How many samples' per-example gradients (``size`` values of ``itemsize`` bytes
+        each) fit in :data:`PER_EXAMPLE_BYTES`, at least one."""
+        return max(1, PER_EXAMPLE_BYTES // (self.size * itemsize))
+
     def weight_shape(self, k):
         return (self.sizes[k + 1], self.sizes[k])
 
@@ -73,7 +90,7 @@ class Layout:
         """Per-layer views ``(W, b)`` of a flat vector laid out like ``theta`` (a NumPy or a
         device array)."""
         W, b = [], []
-        for d_in, d_out, w_at, b_at, _ in self.table.tolist():
-            W.append(flat[w_at:b_at].reshape(d_out, d_in))
-            b.append(flat[b_at:b_at + d_out])
+        for layer in self.layers():
+            W.append(flat[layer.w_at:layer.b_at].reshape(layer.d_out, layer.d_in))
+            b.append(flat[layer.b_at:layer.b_at + layer.d_out])
         return W, b

@@ -1,31 +1,31 @@
 """Output activations and losses, and the output-layer delta they seed.
 
-Per sample, with logits ``a`` (the output layer's pre-activations), outputs ``f = g(a)``
-and targets ``y`` (seed 001's ``Phi = Loss(f^T(x), y)``):
+Per sample, with logits ``a`` (the output layer's pre-activations), outputs ``h = g(a)``
+and targets ``y`` (seed 001's ``Phi = Loss(f^T(x), y)``, its f our h):
 
 ========================  ======================================  ==========================
-loss                      Loss(f, y)                              delta = dPhi/da
+loss                      Loss(h, y)                              delta = dPhi/da
 ========================  ======================================  ==========================
-``cross_entropy``         ``-sum_j y_j log f_j``, f = softmax(a)  ``f sum(y) - y`` (seed 003)
-``binary_cross_entropy``  ``-sum_j [y_j log f_j + (1-y_j)        ``f - y``
-                          log(1-f_j)]``, f = sigmoid(a)
-``mse``                   ``1/2 sum_j (f_j - y_j)^2``, any g      ``J_g^T (f - y)`` (seed 001)
-``poisson``               ``sum_j [y_j log(y_j / f_j) - y_j       ``f - y``
-                          + f_j]``, f = exp(a)
+``cross_entropy``         ``-sum_j y_j log h_j``, h = softmax(a)  ``h sum(y) - y`` (seed 003)
+``binary_cross_entropy``  ``-sum_j [y_j log h_j + (1-y_j)        ``h - y``
+                          log(1-h_j)]``, h = sigmoid(a)
+``mse``                   ``1/2 sum_j (h_j - y_j)^2``, any g      ``J_g^T (h - y)`` (seed 001)
+``poisson``               ``sum_j [y_j log(y_j / h_j) - y_j       ``h - y``
+                          + h_j]``, h = exp(a)
 ========================  ======================================  ==========================
 
 For one-hot or probability targets ``sum(y) = 1`` and the first line is seed 003's
 ``delta^L = (X^L - Y)``; a batch divides every delta by ``N`` (seed 003: ``E_in`` is a mean).
 ``poisson`` is half the Poisson deviance (scikit-learn's ``MLPRegressor(loss="poisson")``):
-with f = e^a, ``dLoss/da_j = (1 - y_j / f_j) f_j = f_j - y_j``, the same ``ŷ − y`` as seed 000's
+with h = e^a, ``dLoss/da_j = (1 - y_j / h_j) h_j = h_j - y_j``, the same ``ŷ − y`` as seed 000's
 softmax with cross-entropy (the exp output is the Poisson's canonical link); it is
 evaluated from the logit, ``e^a - y a + y log y - y`` (``0 log 0 = 0``), and differs from
 PyTorch's ``PoissonNLLLoss(log_input=True)`` by the constant ``y log y - y`` alone.
-``mse`` is seed 001's general path ``delta_j = dPhi/df_j g'(a_j)``; for a softmax output
-the Jacobian is not diagonal and ``delta_j = f_j (u_j - sum_k u_k f_k)`` with ``u = f - y``.
+``mse`` is seed 001's general path ``delta_j = dPhi/dh_j g'(a_j)``; for a softmax output
+the Jacobian is not diagonal and ``delta_j = h_j (u_j - sum_k u_k h_k)`` with ``u = h - y``.
 
 Both losses that pair with a fixed output are evaluated from the logits, never from
-``log f``: cross-entropy through log-sum-exp and binary cross-entropy through softplus,
+``log h``: cross-entropy through log-sum-exp and binary cross-entropy through softplus,
 so logits of +-1e4 give finite values (seed 002 subtracts the max for the same reason).
 
 The element-wise pieces are written with NumPy ufuncs and are shared by every backend
@@ -105,12 +105,12 @@ def binary_cross_entropy(a, y):
 
 
 @register_jitable
-def squared_error(f, y):
-    return 0.5 * (f - y) * (f - y)
+def squared_error(h, y):
+    return 0.5 * (h - y) * (h - y)
 
 
 def poisson(a, y):
-    """Half the Poisson deviance ``y log(y / f) - y + f`` of f = e^a, from the logit a
+    """Half the Poisson deviance ``y log(y / h) - y + h`` of h = e^a, from the logit a
     (``0 log 0 = 0``), element-wise over arrays."""
     return np.exp(a) - y * a + y * np.log(np.where(y > 0, y, 1)) - y
 
@@ -135,7 +135,7 @@ def log_softmax(a, axis):
 
 
 def output_activation(a, output, axis):
-    """f = g(a) for a batch of logits, softmax taken along ``axis``."""
+    """h = g(a) for a batch of logits, softmax taken along ``axis``."""
     if output == "softmax":
         return np.exp(log_softmax(a, axis))
     if output == "exp":
@@ -143,8 +143,8 @@ def output_activation(a, output, axis):
     return ACTIVATIONS[output].g(a)
 
 
-def sample_losses(a, f, y, loss, axis):
-    """Loss(f_n, y_n) for every sample: reduces ``axis``."""
+def sample_losses(a, h, y, loss, axis):
+    """Loss(h_n, y_n) for every sample: reduces ``axis``."""
     if loss == "cross_entropy":
         per_unit = -y * log_softmax(a, axis)
     elif loss == "binary_cross_entropy":
@@ -152,27 +152,27 @@ def sample_losses(a, f, y, loss, axis):
     elif loss == "poisson":
         per_unit = poisson(a, y)
     else:
-        per_unit = squared_error(f, y)
+        per_unit = squared_error(h, y)
     return per_unit.sum(axis=axis)
 
 
-def output_delta(a, f, y, output, loss, axis):
+def output_delta(a, h, y, output, loss, axis):
     """dLoss/da for every sample (not yet divided by N), shaped like ``a``."""
     if loss == "cross_entropy":
-        return f * y.sum(axis=axis, keepdims=True) - y
+        return h * y.sum(axis=axis, keepdims=True) - y
     if loss in ("binary_cross_entropy", "poisson"):
-        return f - y
-    u = f - y  # dLoss/df for mse
+        return h - y
+    u = h - y  # dLoss/dh for mse
     if output == "softmax":
-        return f * (u - (u * f).sum(axis=axis, keepdims=True))
-    return u * ACTIVATIONS[output].dg(a, f)
+        return h * (u - (u * h).sum(axis=axis, keepdims=True))
+    return u * ACTIVATIONS[output].dg(a, h)
 
 
 # --- one sample at a time, for the compiled kernels (CPU and CUDA) -------------------------
 
 
 @register_jitable
-def softmax_row(a, f, n):
+def softmax_row(a, h, n):
     """f_nj = softmax(a_n)_j, max-shifted (seed 002); returns the log-sum-exp of row n."""
     K = a.shape[1]
     m = a[n, 0]
@@ -180,66 +180,66 @@ def softmax_row(a, f, n):
         m = max(m, a[n, j])
     s = a.dtype.type(0)
     for j in range(K):
-        f[n, j] = math.exp(a[n, j] - m)
-        s += f[n, j]
+        h[n, j] = math.exp(a[n, j] - m)
+        s += h[n, j]
     for j in range(K):
-        f[n, j] /= s
+        h[n, j] /= s
     return m + math.log(s)
 
 
 @register_jitable
-def outputs_row(a, f, out_code, n):
-    """f_n = g(a_n), softmax across the row."""
+def outputs_row(a, h, out_code, n):
+    """h_n = g(a_n), softmax across the row."""
     if out_code == SOFTMAX:
-        softmax_row(a, f, n)
+        softmax_row(a, h, n)
     elif out_code == EXP:
         for j in range(a.shape[1]):
-            f[n, j] = math.exp(a[n, j])
+            h[n, j] = math.exp(a[n, j])
     else:
         for j in range(a.shape[1]):
-            f[n, j] = activation(out_code, a[n, j])
+            h[n, j] = activation(out_code, a[n, j])
 
 
 @register_jitable
-def output_row(a, f, y, out_code, loss_code, scale, delta, n):
-    """Outputs f_n, loss and output delta (times ``scale``) of sample n; returns the loss.
+def output_row(a, h, y, out_code, loss_code, scale, delta, n):
+    """Outputs h_n, loss and output delta (times ``scale``) of sample n; returns the loss.
 
     The formulas of the table above, as scalar loops over the row's units j.
     """
     K = a.shape[1]
     lse = a.dtype.type(0)
     if out_code == SOFTMAX:
-        lse = softmax_row(a, f, n)
+        lse = softmax_row(a, h, n)
     else:
-        outputs_row(a, f, out_code, n)
+        outputs_row(a, h, out_code, n)
 
     loss = a.dtype.type(0)
-    if loss_code == CROSS_ENTROPY:  # -sum_j y_j log f_j, log f_j = a_j - lse
+    if loss_code == CROSS_ENTROPY:  # -sum_j y_j log h_j, log h_j = a_j - lse
         y_sum = a.dtype.type(0)
         for j in range(K):
             loss += y[n, j] * (lse - a[n, j])
             y_sum += y[n, j]
-        for j in range(K):  # seed 003: (f - y) for one-hot y
-            delta[n, j] = scale * (f[n, j] * y_sum - y[n, j])
+        for j in range(K):  # seed 003: (h - y) for one-hot y
+            delta[n, j] = scale * (h[n, j] * y_sum - y[n, j])
     elif loss_code == BINARY_CROSS_ENTROPY:
         for j in range(K):
             loss += binary_cross_entropy(a[n, j], y[n, j])
-            delta[n, j] = scale * (f[n, j] - y[n, j])
-    elif loss_code == POISSON:  # y log(y / f) - y + f from the logit; delta = f - y (the canonical link)
+            delta[n, j] = scale * (h[n, j] - y[n, j])
+    elif loss_code == POISSON:  # y log(y / h) - y + h from the logit; delta = h - y (the canonical link)
         for j in range(K):
             y_log_y = y[n, j] * math.log(y[n, j]) if y[n, j] > 0 else a.dtype.type(0)
-            loss += f[n, j] - y[n, j] * a[n, j] + y_log_y - y[n, j]
-            delta[n, j] = scale * (f[n, j] - y[n, j])
-    else:  # mse: seed 001's delta_j = dPhi/df_j g'(a_j), dPhi/df_j = u_j = f_j - y_j
+            loss += h[n, j] - y[n, j] * a[n, j] + y_log_y - y[n, j]
+            delta[n, j] = scale * (h[n, j] - y[n, j])
+    else:  # mse: seed 001's delta_j = dPhi/dh_j g'(a_j), dPhi/dh_j = u_j = h_j - y_j
         for j in range(K):
-            loss += squared_error(f[n, j], y[n, j])
-        if out_code == SOFTMAX:  # softmax's Jacobian: delta_j = f_j (u_j - sum_k u_k f_k)
+            loss += squared_error(h[n, j], y[n, j])
+        if out_code == SOFTMAX:  # softmax's Jacobian: delta_j = h_j (u_j - sum_k u_k h_k)
             uf = a.dtype.type(0)
             for k in range(K):
-                uf += (f[n, k] - y[n, k]) * f[n, k]
+                uf += (h[n, k] - y[n, k]) * h[n, k]
             for j in range(K):
-                delta[n, j] = scale * f[n, j] * (f[n, j] - y[n, j] - uf)
+                delta[n, j] = scale * h[n, j] * (h[n, j] - y[n, j] - uf)
         else:
             for j in range(K):
-                delta[n, j] = scale * (f[n, j] - y[n, j]) * derivative(out_code, a[n, j], f[n, j])
+                delta[n, j] = scale * (h[n, j] - y[n, j]) * derivative(out_code, a[n, j], h[n, j])
     return loss

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import backends, checks, metrics, optimizers, persistence, training
+from . import backends, checks, metrics, optimizers, options, persistence, training
 from .datasets import Standardizer
 from .activations import ACTIVATIONS, RELU_LIKE
 from .layout import Layout
@@ -350,16 +350,17 @@ class MLP:
         if flat:
             return losses, G
         N = X.shape[0]
-        table = self.layout.table.tolist()
-        return (losses, [G[:, w_at:b_at].reshape(N, d_out, d_in) for d_in, d_out, w_at, b_at, _ in table],
-                [G[:, b_at:b_at + d_out] for _, d_out, _, b_at, _ in table])
+        layers = self.layout.layers()
+        return (losses, [G[:, k.w_at:k.b_at].reshape(N, k.d_out, k.d_in) for k in layers],
+                [G[:, k.b_at:k.b_at + k.d_out] for k in layers])
 
     def iter_per_example_grads(self, X, Y, chunk=None, backend="scalar"):
         """``(start, losses, G)`` for consecutive chunks of samples, ``G`` of shape
         ``(n, P)``: per-example gradients in bounded memory (``chunk`` samples at a time; by
-        default as many as fit in 64 MiB)."""
+        default as many as fit in
+        :data:`scalarbp.layout.PER_EXAMPLE_BYTES`)."""
         X, T = self._batch(X, Y)
-        chunk = max(1, (64 << 20) // (self.layout.size * self.dtype.itemsize)) if chunk is None else \
+        chunk = self.layout.samples_per_chunk(self.dtype.itemsize) if chunk is None else \
             checks.integer("chunk", chunk, 1)
         for start in range(0, X.shape[0], chunk):
             losses, G = self.per_example_grads(X[start:start + chunk], T[start:start + chunk], backend, flat=True)
@@ -387,86 +388,17 @@ class MLP:
         """X through the net's standardizer (unchanged if there is none)."""
         return X if self.standardizer is None else self.standardizer.transform(X)
 
-    def fit(self, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
-            validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
-            backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
-            warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-            target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None, dp_key_file=None):
+    @options.signature
+    def fit(self, X, y, *args, **kwargs):
         """Train by minibatch gradient descent on ``J``; returns a :class:`~scalarbp.training.History`.
 
         Parameters
         ----------
         X : array ``(N, sizes[0])`` or ``numpy.memmap`` (read one minibatch at a time)
         y : labels ``(N,)`` or targets ``(N, sizes[-1])``
-        epochs, batch_size : int
-        lr : float or None
-            Learning rate; None keeps the rate of the optimiser the net continues with, or
-            takes a new optimiser's default.
-        optimizer : None, ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``
-            or a :class:`scalarbp.optimizers.Optimizer` (e.g. ``Momentum(0.1, nesterov=True)``).
-            None (the default) continues the net's optimiser, its kind and its state, as
-            does its name; a net without one gets Adam.
-        shuffle : bool
-            Visit the samples in a new random order each epoch.
-        seed : int or None
-            Seeds the shuffles and the validation split: same seed and data, same weights,
-            on any number of threads.
-        validation_data : ``(X_val, y_val)`` or None
-        validation_fraction : float
-            Hold out this fraction of (X, y) for validation instead.
-        early_stopping : bool
-            Stop after ``patience`` epochs without a lower validation loss (training loss
-            without validation data) and restore the best weights.
-        backend : ``"scalar"``, ``"literal"`` (seed 001 one sample at a time: slow, for
-            reading), ``"row"``, ``"column"`` or ``"cuda"``
-        verbose : 0 silent, 1 a line per epoch, 2 also a progress bar on a terminal
-        callbacks : objects with ``on_epoch_end(epoch, history, net)``
-            (:class:`scalarbp.training.Callback`); one that returns True stops training.
-        sample_weight : array ``(N,)`` or None
-            Weights of the samples in the loss: each minibatch's J is the weighted mean
-            ``sum w_n Loss_n / sum w_n`` (the output deltas weighted alike).
-        class_weight : ``{label: weight}``, ``"balanced"`` or None
-            Weights by class (multiplying ``sample_weight``); ``"balanced"`` is
-            scikit-learn's ``N / (K * count(label))``.
-        schedule : None, ``"step"``, ``"cosine"``, ``"reduce_on_plateau"`` or a
-            :class:`scalarbp.schedules.Schedule`: the learning rate of every step.
-        warmup_steps : int
-            Linear warm-up of the rate over the first steps of training.
-        clip_norm : float or None
-            Clip the gradient's global norm to this (``clip_grad_norm_``'s rule).
-        dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon, dp_insecure_seed
-            Differentially private training (DP-SGD, :mod:`scalarbp.privacy`): each
-            sample's gradient clipped to norm ``dp_clip``, Gaussian noise of standard
-            deviation ``dp_noise * dp_clip``, Poisson sampling at rate
-            ``batch_size / N`` (``dp_sampling="shuffle"``: fixed-size shuffled batches,
-            outside the privacy analysis), noise and batches from a secret key drawn for
-            this call.  Every step enters :attr:`privacy_ledger`; with ``dp_delta``,
-            ``history.epsilon`` is its epsilon after each epoch (needs ``dp-accounting``);
-            ``target_epsilon`` stops before an epoch that would pass it, or without
-            ``dp_noise`` picks the noise that reaches it over ``epochs``, counting what the
-            net spent before.  The training loss is withheld (``history.loss`` NaN) and
-            early stopping or ``reduce_on_plateau`` need validation data, named with the
-            other releases epsilon does not cover in ``history.outside_epsilon``.
-            ``dp_insecure_seed`` (tests only) keys the noise and batches by a seed
-            instead: reproducible, and so not private (the ledger's epsilon is inf).
-        dp_key_file : path or None
-            Under DP-SGD, keep the run's secret key in this file (owner-only; as secret
-            as the key, :mod:`scalarbp.privacy.keyfile`) while the run is unfinished, and
-            resume from it: a fit of a net the run checkpointed, with the run's data and
-            settings, continues its noise and batches, so an interrupted run resumed
-            equals the uninterrupted one bit for bit.  Anything else draws a fresh key
-            with a :class:`~scalarbp.privacy.keyfile.KeyFileWarning`.  Removed when the
-            fit ends without an interruption or an error.
-        comm : an mpi4py communicator (``MPI.COMM_WORLD``) or None
-            Synchronous data-parallel training over its ranks (:mod:`scalarbp.distributed`):
-            every rank calls ``fit`` with the same arguments and data (of which it reads
-            only its contiguous block of rows), computes its part of each minibatch, and
-            applies the same update.  The weights are the same bits on 1, 2, 4, ... ranks.
-            Not with DP-SGD.
-        micro_shards : int or None
-            With ``comm``: leaves per minibatch (a power of two, dividing ``batch_size``;
-            default 4), the most ranks the run can use; results depend on it, never on the
-            number of ranks.
+        epochs, batch_size, lr, optimizer, ... :
+            The options of :class:`scalarbp.options.FitOptions`, which documents each one
+            and holds its default (``inspect.signature`` shows them here).
 
         Raises
         ------
@@ -478,17 +410,9 @@ class MLP:
             the weights are those of the last completed step, the counters describe them,
             and the next ``fit`` finishes the interrupted epoch.
         """
-        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                            optimizer=optimizer, shuffle=shuffle, seed=seed,
-                            validation_data=validation_data,
-                            validation_fraction=validation_fraction, early_stopping=early_stopping,
-                            patience=patience, backend=backend, verbose=verbose, callbacks=callbacks,
-                            sample_weight=sample_weight, class_weight=class_weight, schedule=schedule,
-                            warmup_steps=warmup_steps, clip_norm=clip_norm, dp_clip=dp_clip, dp_noise=dp_noise,
-                            dp_delta=dp_delta, dp_sampling=dp_sampling, target_epsilon=target_epsilon, comm=comm,
-                            micro_shards=micro_shards, dp_insecure_seed=dp_insecure_seed, dp_key_file=dp_key_file)
+        return training.fit(self, X, y, *args, **kwargs)
 
-    def partial_fit(self, X, y, batch_size=32, lr=None, optimizer=None, backend="scalar"):
+    def partial_fit(self, X, y, batch_size=options.FitOptions.batch_size, lr=None, optimizer=None, backend="scalar"):
         """One pass over a chunk of a stream, in order, continuing the optimiser's state."""
         training.fit(self, X, y, epochs=1, batch_size=batch_size, lr=lr, optimizer=optimizer,
                      shuffle=False, backend=backend)

@@ -2,7 +2,8 @@
 
 One table of symbols (:data:`SYMBOLS`): the five notes name the same quantities
 differently, and the code follows seed 000's column version (``a`` pre-activation, ``h``
-activation) except in the literal backend, which keeps seed 001's own ``h`` and ``f``.
+activation) everywhere, the literal backend included; comments cite a note's formula in
+the code's symbols.
 One list of errata (:data:`ERRATA`), each with the test that pins the note's value and
 the correct one; ``scalarbp explain --errata`` prints it and docs/notes.md repeats it.
 """
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 #: ``(quantity, seed 000 columns, seed 000 rows, seed 001, seed 002, seeds 003/004, code)``.
 SYMBOLS = (
     ("input", "x = h^(0)", "v = d^(0)", "x = f^0", "x", "X^(0), x", "X, x"),
-    ("pre-activation of a layer", "a^(k)", "z^(k)", "h^k", "u, v", "S^(l), y", "a (literal backend: h)"),
+    ("pre-activation of a layer", "a^(k)", "z^(k)", "h^k", "u, v", "S^(l), y", "a"),
     ("activation of a layer", "h^(k) = f(a^(k))", "d^(k) = g(z^(k))", "f^k = g(h^k)", "h, o", "X^(l) = theta(S^(l))",
-     "h = g(a) (literal backend: f)"),
+     "h = g(a)"),
     ("weights", "W^(k), (out, in)", "U^(k), (in, out)", "w_ij^k: unit j below to unit i above", "W1, W2",
      "W^(l), (in, out)", "W[k], (out, in), W[k][i, j] = w_ij"),
     ("bias", "b^(k)", "c^(k)", "b^k (one scalar per layer as written)", "b1, b2", "b^(l), B", "b[k], one per unit"),
@@ -71,7 +72,7 @@ ERRATA = (
             "with the activation below.",
             "test_errata.py::test_weight_gradient_pairs_the_delta_above_with_the_activation_below"),
     Erratum("001", "h names the pre-activation and f the activation, where seed 000 says a and h.",
-            "The code follows seed 000 (a, h); the literal backend keeps seed 001's h, f; SYMBOLS maps them.",
+            "The code follows seed 000 (a, h) everywhere, the literal backend too; SYMBOLS maps them.",
             "test_errata.py::test_the_symbol_table_covers_every_note"),
     Erratum("003", "'the sensitivity of the i-th datapoint at node j' for delta_nj, 'otimes' for the "
                    "element-wise product, and L for a hidden layer in the backpropagation section while L is "

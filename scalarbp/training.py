@@ -16,7 +16,7 @@ step.
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from .errors import DivergedError, TrainingInterrupted  # noqa: F401  (scalarbp.
 from .privacy import keyfile
 from .privacy.stepper import stepper as dp_stepper
 from .backends import BAD_UPDATE
+from .options import DEFAULT_OPTIMIZER, FitOptions
 
 
 class Snapshot:
@@ -283,10 +284,6 @@ def _targets(net, y, N):
     return None, checks.targets(y_array, N, net.sizes[-1], net.loss, net.dtype)
 
 
-#: The defaults of ``fit``, the ``train`` command and the estimators (docs/guide.md, "Defaults, in one place").
-DEFAULT_OPTIMIZER = "adam"
-
-
 def _optimizer(net, optimizer, lr):
     """The optimiser to use, continuing what the net has unless told otherwise: a given
     instance; the net's own when ``optimizer`` is None or its name (its kind, state and,
@@ -364,98 +361,100 @@ class Interrupts:
             signal.signal(number, handler)
 
 
-def fit(net, X, y, epochs=30, batch_size=32, lr=None, optimizer=None, shuffle=True, seed=None,
-        validation_data=None, validation_fraction=0.0, early_stopping=False, patience=10,
-        backend="scalar", verbose=0, callbacks=(), sample_weight=None, class_weight=None, schedule=None,
-        warmup_steps=0, clip_norm=None, dp_clip=None, dp_noise=None, dp_delta=None, dp_sampling="poisson",
-        target_epsilon=None, comm=None, micro_shards=None, dp_insecure_seed=None, dp_key_file=None):
-    """Train ``net`` in place; see :meth:`scalarbp.MLP.fit`."""
-    if comm is None:
-        if micro_shards is not None:
+def fit(net, X, y, *args, **kwargs):
+    """Train ``net`` in place; see :meth:`scalarbp.MLP.fit` (the options: :class:`~.options.FitOptions`)."""
+    options = FitOptions(*args, **kwargs)
+    if options.comm is None:
+        if options.micro_shards is not None:
             raise ValueError("micro_shards needs comm (data-parallel training over MPI)")
-        return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-                            validation_fraction, early_stopping, patience, backend, verbose, callbacks,
-                            sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
-                            dp_delta, dp_sampling, target_epsilon, dp_insecure_seed, dp_key_file, None)
-    with distributed.Session(comm) as session:
-        if dp_clip is not None or dp_insecure_seed is not None or dp_key_file is not None:
+        return _checked_fit(net, X, y, options, None)
+    with distributed.Session(options.comm) as session:
+        if options.dp_clip is not None or options.dp_insecure_seed is not None or options.dp_key_file is not None:
             raise ValueError("DP-SGD (dp_clip) does not run over MPI (comm)")
-        parallel = (session, distributed.MICRO_SHARDS if micro_shards is None else micro_shards)
-        return _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-                            validation_fraction, early_stopping, patience, backend, verbose, callbacks,
-                            sample_weight, class_weight, schedule, warmup_steps, clip_norm, dp_clip, dp_noise,
-                            dp_delta, dp_sampling, target_epsilon, None, None, parallel)
+        micro_shards = distributed.MICRO_SHARDS if options.micro_shards is None else options.micro_shards
+        return _checked_fit(net, X, y, options, (session, micro_shards))
 
 
-def _checked_fit(net, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data, validation_fraction,
-                 early_stopping, patience, backend, verbose, callbacks, sample_weight, class_weight, schedule,
-                 warmup_steps, clip_norm, dp_clip, dp_noise, dp_delta, dp_sampling, target_epsilon, dp_insecure_seed,
-                 dp_key_file, parallel):
-    engine = backends.get(backend)
-    epochs = checks.integer("epochs", epochs, 0)
-    if optimizer == "lbfgs" or isinstance(optimizer, lbfgs.LBFGS):
-        given = dict(validation_data=validation_data, validation_fraction=validation_fraction or None,
-                     early_stopping=early_stopping or None, schedule=schedule, warmup_steps=warmup_steps or None,
-                     clip_norm=clip_norm, dp_clip=dp_clip, dp_noise=dp_noise, dp_delta=dp_delta,
-                     target_epsilon=target_epsilon, dp_insecure_seed=dp_insecure_seed, dp_key_file=dp_key_file,
-                     comm=parallel, callbacks=list(callbacks) or None, lr=lr)
-        refused = [name for name, value in given.items() if value is not None]
-        if refused:
-            raise ValueError(f"optimizer='lbfgs' is a full-batch solver: it takes no {', '.join(refused)} "
-                             f"(its steps are not private, and it has no epochs to validate between)")
-        solver = lbfgs.LBFGS() if optimizer == "lbfgs" else optimizer
-        with net.in_use():
-            return _fit_lbfgs(net, engine, X, y, epochs, solver, (sample_weight, class_weight),
-                              checks.integer("verbose", verbose, 0))
-
-    batch_size = checks.integer("batch_size", batch_size, 1)
-    patience = checks.integer("patience", patience, 1)
-    verbose = checks.integer("verbose", verbose, 0)
-    shuffle = checks.boolean("shuffle", shuffle)
-    early_stopping = checks.boolean("early_stopping", early_stopping)
-    if seed is not None:
-        seed = checks.integer("seed", seed, 0)
-    elif parallel is None:
-        seed = int(np.random.default_rng().integers(2 ** 63))
-    else:  # the same on every rank that holds the same weights (which the ranks check)
-        seed = int(plans.digest(net.theta), 16) >> 1
-    callbacks = list(callbacks)
-    for callback in callbacks:
+def _checked_fit(net, X, y, options, parallel):
+    engine = backends.get(options.backend)
+    epochs = checks.integer("epochs", options.epochs, 0)
+    if options.optimizer == "lbfgs" or isinstance(options.optimizer, lbfgs.LBFGS):
+        return _checked_lbfgs(net, engine, X, y, replace(options, epochs=epochs), parallel)
+    o = options
+    options = replace(o, epochs=epochs, batch_size=checks.integer("batch_size", o.batch_size, 1),
+                      patience=checks.integer("patience", o.patience, 1),
+                      verbose=checks.integer("verbose", o.verbose, 0), shuffle=checks.boolean("shuffle", o.shuffle),
+                      early_stopping=checks.boolean("early_stopping", o.early_stopping),
+                      seed=_seed(net, o.seed, parallel), callbacks=list(o.callbacks))
+    for callback in options.callbacks:
         if not callable(getattr(callback, "on_epoch_end", None)):
             raise TypeError(f"callbacks must have an on_epoch_end(epoch, history, net) method, got {callback!r}")
-    warmup_steps = checks.integer("warmup_steps", warmup_steps, 0)
-    clip = 0.0 if clip_norm is None else checks.positive("clip_norm", clip_norm)
-    schedule = schedules.make(schedule, epochs, net.epochs_trained)
-    private = None
-    if dp_clip is not None:
-        if clip or sample_weight is not None or class_weight is not None:
-            raise ValueError("DP-SGD clips each sample's gradient itself: drop clip_norm, sample_weight and "
-                             "class_weight")
-        if dp_noise is None and (target_epsilon is None or dp_delta is None):
-            raise ValueError("give dp_noise, or target_epsilon and dp_delta to choose it")
-        if target_epsilon is not None:
-            target_epsilon = checks.positive("target_epsilon", target_epsilon)
-            if dp_delta is None:
-                raise ValueError("target_epsilon needs dp_delta (epsilon is spent at a delta)")
-        private = privacy.Privacy(dp_clip, dp_noise, dp_delta, dp_sampling, dp_insecure_seed, net.dtype, dp_key_file)
-        if target_epsilon is not None and private.kind != "poisson":
-            raise ValueError(f"target_epsilon needs Poisson sampling from a secret key: {private.kind} steps are "
-                             f"not covered by epsilon")
-        if validation_data is None and not validation_fraction:
-            for name, used in (("early stopping", early_stopping),
-                               ("reduce_on_plateau", isinstance(schedule, schedules.ReduceOnPlateau))):
-                if used:
-                    raise ValueError(f"{name} on the training loss is a decision on the private data that epsilon "
-                                     f"does not cover: give validation data (named as outside epsilon), or drop it")
-    elif any(option is not None for option in (dp_noise, dp_delta, target_epsilon, dp_insecure_seed, dp_key_file)):
-        raise ValueError("dp_noise, dp_delta, target_epsilon, dp_insecure_seed and dp_key_file need dp_clip (DP-SGD)")
+    options = replace(options, warmup_steps=checks.integer("warmup_steps", o.warmup_steps, 0),
+                      clip_norm=0.0 if o.clip_norm is None else checks.positive("clip_norm", o.clip_norm),
+                      schedule=schedules.make(o.schedule, epochs, net.epochs_trained))
+    options, private = _checked_privacy(net, options)
     if parallel is not None and parallel[0].comm.Get_rank():
-        verbose = 0  # (rank 0 reports)
+        options = replace(options, verbose=0)  # (rank 0 reports)
     with net.in_use():
-        return _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-                    validation_fraction, early_stopping, patience, verbose, callbacks,
-                    (sample_weight, class_weight), (schedule, warmup_steps, clip), (private, target_epsilon),
-                    parallel)
+        return _Run(net, engine, X, y, options, private, parallel).run()
+
+
+def _seed(net, seed, parallel):
+    """The seed given, checked; else a random one, or over MPI one that every rank holding
+    the same weights picks alike (which the ranks check)."""
+    if seed is not None:
+        return checks.integer("seed", seed, 0)
+    if parallel is None:
+        return int(np.random.default_rng().integers(2 ** 63))
+    return int(plans.digest(net.theta), 16) >> 1
+
+
+def _checked_lbfgs(net, engine, X, y, o, parallel):
+    """``fit`` with ``optimizer="lbfgs"``, which refuses what a full-batch solver cannot do."""
+    given = dict(validation_data=o.validation_data, validation_fraction=o.validation_fraction or None,
+                 early_stopping=o.early_stopping or None, schedule=o.schedule, warmup_steps=o.warmup_steps or None,
+                 clip_norm=o.clip_norm, dp_clip=o.dp_clip, dp_noise=o.dp_noise, dp_delta=o.dp_delta,
+                 target_epsilon=o.target_epsilon, dp_insecure_seed=o.dp_insecure_seed, dp_key_file=o.dp_key_file,
+                 comm=parallel, callbacks=list(o.callbacks) or None, lr=o.lr)
+    refused = [name for name, value in given.items() if value is not None]
+    if refused:
+        raise ValueError(f"optimizer='lbfgs' is a full-batch solver: it takes no {', '.join(refused)} "
+                         f"(its steps are not private, and it has no epochs to validate between)")
+    solver = lbfgs.LBFGS() if o.optimizer == "lbfgs" else o.optimizer
+    with net.in_use():
+        return _fit_lbfgs(net, engine, X, y, o.epochs, solver, (o.sample_weight, o.class_weight),
+                          checks.integer("verbose", o.verbose, 0))
+
+
+def _checked_privacy(net, o):
+    """``(options, private)``: DP-SGD's options checked, and its :class:`~.privacy.Privacy` or None."""
+    if o.dp_clip is None:
+        if any(option is not None for option in (o.dp_noise, o.dp_delta, o.target_epsilon, o.dp_insecure_seed,
+                                                 o.dp_key_file)):
+            raise ValueError("dp_noise, dp_delta, target_epsilon, dp_insecure_seed and dp_key_file need dp_clip "
+                             "(DP-SGD)")
+        return o, None
+    if o.clip_norm or o.sample_weight is not None or o.class_weight is not None:
+        raise ValueError("DP-SGD clips each sample's gradient itself: drop clip_norm, sample_weight and "
+                         "class_weight")
+    if o.dp_noise is None and (o.target_epsilon is None or o.dp_delta is None):
+        raise ValueError("give dp_noise, or target_epsilon and dp_delta to choose it")
+    if o.target_epsilon is not None:
+        o = replace(o, target_epsilon=checks.positive("target_epsilon", o.target_epsilon))
+        if o.dp_delta is None:
+            raise ValueError("target_epsilon needs dp_delta (epsilon is spent at a delta)")
+    private = privacy.Privacy(o.dp_clip, o.dp_noise, o.dp_delta, o.dp_sampling, o.dp_insecure_seed, net.dtype,
+                              o.dp_key_file)
+    if o.target_epsilon is not None and private.kind != "poisson":
+        raise ValueError(f"target_epsilon needs Poisson sampling from a secret key: {private.kind} steps are "
+                         f"not covered by epsilon")
+    if o.validation_data is None and not o.validation_fraction:
+        for name, used in (("early stopping", o.early_stopping),
+                           ("reduce_on_plateau", isinstance(o.schedule, schedules.ReduceOnPlateau))):
+            if used:
+                raise ValueError(f"{name} on the training loss is a decision on the private data that epsilon "
+                                 f"does not cover: give validation data (named as outside epsilon), or drop it")
+    return o, private
 
 
 def sample_weights(net, y, sample_weight, class_weight):
@@ -537,117 +536,148 @@ def _private_run(net, private, target_epsilon, q, steps, schedule, plan):
     return keeper
 
 
-def _fit(net, engine, X, y, epochs, batch_size, lr, optimizer, shuffle, seed, validation_data,
-         validation_fraction, early_stopping, patience, verbose, callbacks, weighting, plan, dp, parallel):
-    batches, validation, n_batches = _data(net, X, y, batch_size, validation_data, validation_fraction, seed,
-                                           weighting)
-    batch_size = batches.batch_size
-    opt = _optimizer(net, optimizer, lr)
-    schedule, warmup_steps, clip = plan
+class _Run:
+    """One minibatch fit: its setup (:meth:`__init__`), its epochs (:meth:`run`), the steps
+    of one epoch (:meth:`steps`) and what an epoch's end decides (:meth:`epoch_end`)."""
 
-    private, target_epsilon = dp
-    history = History(score_name="accuracy" if net.is_classifier else "r2", private=private is not None)
-    grad = np.empty_like(net.theta)
-    best = (np.inf, None, None)
-    progress = Progress(verbose >= 2, epochs, n_batches - net.epoch_steps + (epochs - 1) * n_batches)
-    q = batch_size / batches.N
-    keeper = None
-    if private is not None:
-        keeper = _private_run(net, private, target_epsilon, q, epochs * n_batches - net.epoch_steps, schedule,
-                              lambda: plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation,
-                                                 early_stopping, patience, clip, warmup_steps, schedule,
-                                                 plans.digest(batches.X)))
-        history.outside_epsilon = _outside_epsilon(validation is not None, validation_fraction, early_stopping,
-                                                   schedule)
-    step, order_of, session = _stepper(net, engine, batches, private, q, parallel, history, lambda L: dict(
-        plans.plan(net, engine, batches, batch_size, seed, shuffle, opt, validation, early_stopping, patience, clip,
-                   warmup_steps, schedule, plans.rows_digest(batches.X)), micro_shards=L, epochs=epochs,
-        weights=plans.state(net)))
-    sizes = CallSizes(session)
-    step = _recorded(net, step, private, q)
+    def __init__(self, net, engine, X, y, options, private, parallel):
+        o = self.options = options
+        self.net, self.engine, self.private = net, engine, private
+        self.batches, self.validation, self.n_batches = _data(net, X, y, o.batch_size, o.validation_data,
+                                                              o.validation_fraction, o.seed,
+                                                              (o.sample_weight, o.class_weight))
+        self.batch_size = batch_size = self.batches.batch_size
+        self.opt = _optimizer(net, o.optimizer, o.lr)
+        self.history = History(score_name="accuracy" if net.is_classifier else "r2", private=private is not None)
+        self.grad = np.empty_like(net.theta)
+        self.best = (np.inf, None, None)
+        self.progress = Progress(o.verbose >= 2, o.epochs,
+                                 self.n_batches - net.epoch_steps + (o.epochs - 1) * self.n_batches)
+        self.q = batch_size / self.batches.N
+        self.keeper = None
+        if private is not None:
+            self.keeper = _private_run(net, private, o.target_epsilon, self.q,
+                                       o.epochs * self.n_batches - net.epoch_steps, o.schedule,
+                                       lambda: self.plan(plans.digest(self.batches.X)))
+            self.history.outside_epsilon = _outside_epsilon(self.validation is not None, o.validation_fraction,
+                                                            o.early_stopping, o.schedule)
+        step, self.order_of, self.session = _stepper(
+            net, engine, self.batches, private, self.q, parallel, self.history,
+            lambda L: dict(self.plan(plans.rows_digest(self.batches.X)), micro_shards=L, epochs=o.epochs,
+                           weights=plans.state(net)))
+        self.sizes = CallSizes(self.session)
+        self.step = _recorded(net, step, private, self.q)
+        self.sample_counts = np.minimum(batch_size, self.batches.N - batch_size * np.arange(self.n_batches))
 
-    def stop_requested():
-        """Ctrl-C or SIGTERM, on any rank."""
-        return interrupts.requested if session is None else session.any(bool(interrupts.requested))
+    def plan(self, data):
+        """What this fit does (:func:`scalarbp.plans.plan`), ``data`` the digest of X."""
+        o = self.options
+        return plans.plan(self.net, self.engine, self.batches, self.batch_size, o.seed, o.shuffle, self.opt,
+                          self.validation, o.early_stopping, o.patience, o.clip_norm, o.warmup_steps, o.schedule,
+                          data)
 
-    def interrupted():
-        """The exception that stops the fit where it stands (the key file, if any, told first)."""
-        progress.close()
-        if keeper is not None:
-            keeper.mark(net)
-        return _interrupted(net, n_batches, history, interrupts.requested)
-    sample_counts = np.minimum(batch_size, batches.N - batch_size * np.arange(n_batches))
-
-    def hypers_for(first, count):
+    def hypers_for(self, first, count):
         """The hyper-parameters of steps ``first .. first + count - 1`` of the current epoch,
         one row each, the scheduled learning rate first."""
+        o, opt = self.options, self.opt
         hypers = np.tile(opt.hyper_array(), (count, 1))
-        hypers[:, 0] = schedules.rates(schedule, opt.lr, warmup_steps, net.epochs_trained, first, count, n_batches)
+        hypers[:, 0] = schedules.rates(o.schedule, opt.lr, o.warmup_steps, self.net.epochs_trained, first, count,
+                                       self.n_batches)
         return hypers
 
-    with Interrupts() as interrupts:
-        for epoch in range(epochs):
-            if target_epsilon is not None and net.privacy_ledger.epsilon(
-                    private.delta, extra=[(q, private.noise, n_batches - net.epoch_steps)]) > target_epsilon:
-                history.stopped_by = f"target_epsilon {target_epsilon}"  # (this epoch would pass it)
-                break
-            start = time.perf_counter()
-            order = order_of(shuffle, seed, net.epochs_trained)
-            first = net.epoch_steps
-            snapshot = Snapshot(net)
-            losses = np.zeros(n_batches)
-            b = first
-            while b < n_batches:
-                b1 = min(b + sizes.steps, n_batches)
-                hypers = hypers_for(b, b1 - b)
-                began, t = time.perf_counter(), opt.t
-                try:
-                    done, tried, reason = step(order[b * batch_size:b1 * batch_size], batch_size, grad, hypers, clip)
-                except BaseException:  # (bad data met or Ctrl-C mid-run: the steps applied count, as the weights hold them)
-                    net.epoch_steps = b + opt.t - t
-                    raise
-                sizes.measured(done, time.perf_counter() - began)
-                losses[b:b + done] = tried[:done]
-                b += done
-                net.epoch_steps = b
-                if reason:
-                    raise _diverged(net, step, order, batch_size, grad, snapshot, b, tried[done], reason,
-                                    (hypers_for, clip),
-                                    opt, history)
-                progress.update(epoch, done, None if private is not None else losses[b - done:b])
-                if b < n_batches and stop_requested():  # (at the end, the epoch is counted first)
-                    raise interrupted()
-            net.epochs_trained += 1
-            net.epoch_steps = 0
-            _record(history, net, engine, validation, private, losses[first:], sample_counts[first:],
-                    float(hypers[done - 1, 0]) if done else opt.lr, start)
-            if verbose:
-                progress.write(epoch_line(history, epoch, epochs))
+    def stop_requested(self):
+        """Ctrl-C or SIGTERM, on any rank."""
+        requested = self.interrupts.requested
+        return requested if self.session is None else self.session.any(bool(requested))
 
-            if early_stopping:
-                monitored = history.val_loss[-1] if validation is not None else history.loss[-1]
-                if monitored < best[0]:
-                    best = (monitored, epoch, Snapshot(net))
-                elif epoch - best[1] >= patience:
-                    history.stopped_early, history.stopped_by = True, "early stopping"
+    def interrupted(self):
+        """The exception that stops the fit where it stands (the key file, if any, told first)."""
+        self.progress.close()
+        if self.keeper is not None:
+            self.keeper.mark(self.net)
+        return _interrupted(self.net, self.n_batches, self.history, self.interrupts.requested)
+
+    def run(self):
+        """Every epoch of the fit; returns its :class:`History`."""
+        net, o, history = self.net, self.options, self.history
+        with Interrupts() as self.interrupts:
+            for epoch in range(o.epochs):
+                if o.target_epsilon is not None and net.privacy_ledger.epsilon(
+                        self.private.delta,
+                        extra=[(self.q, self.private.noise, self.n_batches - net.epoch_steps)]) > o.target_epsilon:
+                    history.stopped_by = f"target_epsilon {o.target_epsilon}"  # (this epoch would pass it)
                     break
-            schedule.epoch_end(history, opt)
-            if keeper is not None:  # (before the callbacks: a checkpoint is always one of the run's states)
-                keeper.mark(net)
-            stop = any(callback.on_epoch_end(epoch, history, net) for callback in callbacks)
-            if stop if session is None else session.any(stop):
-                history.stopped_by = "a callback"
-                break
-            if epoch + 1 < epochs and stop_requested():  # (during validation)
-                raise interrupted()
-        if stop_requested():  # (in the last run of steps: not lost, but the work is complete)
-            raise interrupted()
-    progress.close()
-    if early_stopping and best[2] is not None:
-        _restore_best(net, history, best, verbose, validation is not None)
-    if keeper is not None:
-        keeper.finish()
-    return history
+                start = time.perf_counter()
+                first = net.epoch_steps
+                losses, lr = self.steps(epoch)
+                net.epochs_trained += 1
+                net.epoch_steps = 0
+                _record(history, net, self.engine, self.validation, self.private, losses[first:],
+                        self.sample_counts[first:], lr, start)
+                if o.verbose:
+                    self.progress.write(epoch_line(history, epoch, o.epochs))
+                if self.epoch_end(epoch):
+                    break
+                if epoch + 1 < o.epochs and self.stop_requested():  # (during validation)
+                    raise self.interrupted()
+            if self.stop_requested():  # (in the last run of steps: not lost, but the work is complete)
+                raise self.interrupted()
+        self.progress.close()
+        if o.early_stopping and self.best[2] is not None:
+            _restore_best(net, history, self.best, o.verbose, self.validation is not None)
+        if self.keeper is not None:
+            self.keeper.finish()
+        return history
+
+    def steps(self, epoch):
+        """The rest of the current epoch's steps, in runs of :class:`CallSizes`; returns the
+        losses of its steps and the rate of the last."""
+        net, opt, n_batches, batch_size = self.net, self.opt, self.n_batches, self.batch_size
+        order = self.order_of(self.options.shuffle, self.options.seed, net.epochs_trained)
+        snapshot = Snapshot(net)
+        losses = np.zeros(n_batches)
+        b = net.epoch_steps
+        while b < n_batches:
+            b1 = min(b + self.sizes.steps, n_batches)
+            hypers = self.hypers_for(b, b1 - b)
+            clip = self.options.clip_norm
+            began, t = time.perf_counter(), opt.t
+            try:
+                done, tried, reason = self.step(order[b * batch_size:b1 * batch_size], batch_size, self.grad,
+                                                hypers, clip)
+            except BaseException:  # (bad data met or Ctrl-C mid-run: the steps applied count, as the weights hold them)
+                net.epoch_steps = b + opt.t - t
+                raise
+            self.sizes.measured(done, time.perf_counter() - began)
+            losses[b:b + done] = tried[:done]
+            b += done
+            net.epoch_steps = b
+            if reason:
+                raise _diverged(net, self.step, order, batch_size, self.grad, snapshot, b, tried[done], reason,
+                                (self.hypers_for, clip), opt, self.history)
+            self.progress.update(epoch, done, None if self.private is not None else losses[b - done:b])
+            if b < n_batches and self.stop_requested():  # (at the end, the epoch is counted first)
+                raise self.interrupted()
+        return losses, float(hypers[done - 1, 0]) if done else opt.lr
+
+    def epoch_end(self, epoch):
+        """Early stopping, the schedule, the key file and the callbacks after an epoch: True to stop."""
+        net, o, history = self.net, self.options, self.history
+        if o.early_stopping:
+            monitored = history.val_loss[-1] if self.validation is not None else history.loss[-1]
+            if monitored < self.best[0]:
+                self.best = (monitored, epoch, Snapshot(net))
+            elif epoch - self.best[1] >= o.patience:
+                history.stopped_early, history.stopped_by = True, "early stopping"
+                return True
+        o.schedule.epoch_end(history, self.opt)
+        if self.keeper is not None:  # (before the callbacks: a checkpoint is always one of the run's states)
+            self.keeper.mark(net)
+        stop = any(callback.on_epoch_end(epoch, history, net) for callback in o.callbacks)
+        if stop if self.session is None else self.session.any(stop):
+            history.stopped_by = "a callback"
+            return True
+        return False
 
 
 def _record(history, net, engine, validation, private, losses, counts, lr, start):

@@ -31,7 +31,8 @@ import benchmark
 from scalarbp import timing
 
 
-def main(argv=None):
+def parser():
+    """The command line of this script."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+",
                         choices=list(benchmark.CASES) + list(benchmark.GPU_CASES) + list(benchmark.DP_CASES),
@@ -54,9 +55,14 @@ def main(argv=None):
                         help="DP-SGD (clip 1, noise 1.1) beside plain scalarbp and Opacus, on the DP cases")
     parser.add_argument("--json", help="write every number to this file")
     parser.add_argument("--png", help="bar chart of the ratios to PyTorch (needs matplotlib)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    command = parser()
+    args = command.parse_args(argv)
     if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1 (epochs timed per implementation), got {args.repeats}")
+        command.error(f"--repeats must be at least 1 (epochs timed per implementation), got {args.repeats}")
 
     if args.dp:
         return dp_report(args)
@@ -68,11 +74,27 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump({"machine": timing.machine(), "compile_seconds": results}, f, indent=1)
         return
+    report, blas_limit = setup(args)  # noqa: F841  (the limit held for the run)
+    results = timed_cases(args, report)
+    print()
+    print(timing.table(results, report["gemm_peak_gflops"], benchmark.TARGETS))
+    extra_tables(args, report, results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.png:
+        chart(report, args.png)
+
+
+def setup(args):
+    """Threads for every library, the BLAS warnings, and the report's machine and peak
+    (printed); returns the report and the BLAS thread limit, to be held for the run."""
     timing.start_torch(args.threads)  # before any Numba parallel region: see its docstring
     numba.set_num_threads(args.threads)
+    blas_limit = None
     try:  # NumPy's BLAS (the peak, the floor, the row backend) on as many threads as the rest
         from threadpoolctl import threadpool_limits
-        blas_limit = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841  held for the run
+        blas_limit = threadpool_limits(limits=args.threads, user_api="blas")
     except ImportError:
         print("warning: threadpoolctl is not installed; NumPy's BLAS uses its own thread count",
               file=sys.stderr)
@@ -85,7 +107,11 @@ def main(argv=None):
               "gemm_peak_gflops": peak, "cases": []}
     print(f"machine: {report['machine']}\nBLAS: {report['blas']}\nNumPy float32 GEMM peak: {peak:.0f} GFLOP/s "
           f"(2048^3); threads: {args.threads}\n")
+    return report, blas_limit
 
+
+def timed_cases(args, report):
+    """Each case timed beside its competitors: ``[(case, times)]``, their entries in ``report``."""
     known = {**benchmark.CASES, **benchmark.GPU_CASES}
     names = args.cases or list(benchmark.GPU_CASES if args.device == "cuda" else benchmark.CASES)
     cases = [known[name] for name in names] + (benchmark.sweep_cases() if args.sweep else [])
@@ -114,9 +140,11 @@ def main(argv=None):
             entry["expected_bytes"] = benchmark.expected_memory(case)
         report["cases"].append(entry)
         print(f"  {case.name}: " + ", ".join(f"{k} {v:.4f} s" for k, v in times.items()), flush=True)
-    print()
-    print(timing.table(results, peak, benchmark.TARGETS))
+    return results
 
+
+def extra_tables(args, report, results):
+    """The tables of ``--phases``, ``--memory``, ``--busy`` and ``--compile``."""
     if args.phases:
         print("\n| case | forward s | backward s | update s |\n|---|---|---|---|")
         for entry in report["cases"]:
@@ -141,11 +169,6 @@ def main(argv=None):
     if args.compile:
         report["compile_seconds"] = benchmark.compile_times()
         print_compile_times(report["compile_seconds"])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    if args.png:
-        chart(report, args.png)
 
 
 def print_compile_times(results):

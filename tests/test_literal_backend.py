@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import scalarbp
 from conftest import HIDDEN, OUTPUT_LOSS, assert_close, problem
-from scalarbp.backends import literal
+from scalarbp import layout
 
 
 @pytest.mark.parametrize("output,loss", OUTPUT_LOSS)
@@ -60,7 +60,7 @@ def test_a_small_memory_budget_processes_the_batch_in_chunks_with_the_same_resul
     net, X, Y = problem([6, 10, 4], "relu", N=23)
     whole = net.loss_and_grad(X, Y, backend="literal")
     P = net.theta.shape[0]
-    monkeypatch.setattr(literal, "BUDGET", 5 * P * 8)  # five samples' gradients at a time
+    monkeypatch.setattr(layout, "PER_EXAMPLE_BYTES", 5 * P * 8)  # five samples' gradients at a time
     chunked = net.loss_and_grad(X, Y, backend="literal")
     assert whole[0] == chunked[0]
     assert all(np.array_equal(a, b) for a, b in zip(whole[1] + whole[2], chunked[1] + chunked[2]))

@@ -188,3 +188,31 @@ def test_float32_weights_beyond_float32s_range_keep_their_meaning(weight):
     net = scalarbp.MLP([3, 5, 3], dtype="float32", seed=0)
     J_big, _, _ = net.loss_and_grad(X, y, weights=np.full(40, weight))
     assert J_big == net.loss_and_grad(X, y)[0]
+
+
+def test_fit_options_have_one_definition_with_their_defaults():
+    import inspect
+    from dataclasses import fields
+
+    from scalarbp import cli, training
+    from scalarbp.options import FitOptions
+
+    shown = inspect.signature(scalarbp.MLP.fit).parameters
+    assert list(shown) == ["self", "X", "y"] + [field.name for field in fields(FitOptions)]
+    assert all(shown[field.name].default == field.default for field in fields(FitOptions))
+    assert shown["epochs"].default == 30 and shown["batch_size"].default == 32
+    args = cli.parser().parse_args(["train"])
+    for name in ("epochs", "batch_size", "patience", "backend", "warmup_steps", "dp_sampling"):
+        assert getattr(args, name) == getattr(FitOptions, name), name  # the command's defaults are fit's
+    assert inspect.signature(training.fit).parameters.keys() >= {"net", "X", "y"}
+
+
+def test_fit_takes_its_options_by_position_as_before_and_names_an_unknown_one():
+    net, X, y = problem()
+    by_name = net.fit(X, y, epochs=2, batch_size=16, seed=0).loss
+    again, _, _ = problem()
+    assert again.fit(X, y, 2, 16, None, None, True, 0).loss == by_name
+    with pytest.raises(TypeError, match="epoch"):
+        net.fit(X, y, epoch=2)
+    with pytest.raises(TypeError, match="multiple values"):
+        net.fit(X, y, 2, epochs=2)

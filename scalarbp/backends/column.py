@@ -81,10 +81,10 @@ def per_example(net, X, T, G):
     by N) times ``h^T``, one outer product per sample (a column of each)."""
     t = trace(net, X, T)
     N = X.shape[0]
-    for k, (d_in, d_out, w_at, b_at, _) in enumerate(net.layout.table.tolist()):
+    for k, layer in enumerate(net.layout.layers()):
         delta = t["grad_a"][k] * N
-        G[:, w_at:b_at] = np.einsum("in,jn->nij", delta, t["h"][k]).reshape(N, -1)
-        G[:, b_at:b_at + d_out] = delta.T
+        G[:, layer.w_at:layer.b_at] = np.einsum("in,jn->nij", delta, t["h"][k]).reshape(N, -1)
+        G[:, layer.b_at:layer.b_at + layer.d_out] = delta.T
     losses = sample_losses(t["a"][-1], t["h"][-1], t["y"], net.loss, axis=0)
     return losses, np.einsum("np,np->n", G, G)
 

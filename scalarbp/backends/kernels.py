@@ -6,7 +6,7 @@ the layer being computed, ``j`` a unit of the layer below, ``s`` a unit of the l
 above.  Per layer ``k`` (``W = W[k]`` of shape ``(d_{k+1}, d_k)``, ``b = b[k]``)::
 
     a_ni = sum_j w_ij h_nj + b_i,    h_ni = g(a_ni)                 forward
-    delta_nj = dPhi/df_j g'(a_nj) / N                              output layer
+    delta_nj = dPhi/dh_j g'(a_nj) / N                              output layer
     delta_ni = (sum_s delta_ns w_si) g'(a_ni)                      the delta recursion
     dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij                     weight gradient
     dPhi/db_i = sum_n delta_ni                                     bias gradient
@@ -210,7 +210,7 @@ def samples_pass(theta, layers, codes, loss_code, X, labels, Y, weights, samples
         n1 = min(n0 + size, N)
         gather_rows(X, labels, Y, weights, samples, n0, n1, K, xb, yb, wb)
         forward_rows(theta, layers, codes, x, N, n0, n1, A, H)
-        for n in range(n0, n1):  # delta^T_nj = dPhi/df_j g'(a_nj) / N; (f - y) / N for softmax + cross-entropy
+        for n in range(n0, n1):  # delta^T_nj = dPhi/dh_j g'(a_nj) / N; (h - y) / N for softmax + cross-entropy
             if labels.shape[0] == 0 and Y.shape[0] == 0:
                 outputs_row(a_T, h_T, codes[T - 1], n)          # predicting: f_n = g(a_n), softmax across the row
                 continue

@@ -3,19 +3,21 @@ the notes.  Clarity is its whole point: plain loops over the notes' indices, no 
 no transposes, no tricks.  For real work use the ``"scalar"`` backend, which computes the
 same sums as a matrix-product library would (:mod:`.products`).
 
-In seed 001's own symbols (``h`` a pre-activation, ``f`` an activation, ``f^0 = x``), for
-every sample ``n`` of the batch, one ``prange`` iteration each::
+In the package's symbols (seed 000's: ``a`` a pre-activation, ``h`` an activation,
+``h^0 = x``; seed 001 writes ``h`` for our ``a`` and ``f`` for our ``h``, notation.py's
+table), for every sample ``n`` of the batch, one ``prange`` iteration each::
 
-    h_i^{k+1} = sum_j w_ij^k f_j^k + b_i^k,    f_i^{k+1} = g(h_i^{k+1})       forward
-    delta_j^T = dPhi/df_j^T g'(h_j^T)                                        output layer
-              = (f_j - y_j) / N   for softmax + cross-entropy, sigmoid + binary CE (seed 003)
-    delta_i^k = (sum_s delta_s^{k+1} w_si^k) g'(h_i^k)                       the recursion
-    dPhi_n/dw_ij^k = delta_i^{k+1} f_j^k,   dPhi_n/db_i^k = delta_i^{k+1}    per sample
+    a_i^{k+1} = sum_j w_ij^k h_j^k + b_i^k,    h_i^{k+1} = g(a_i^{k+1})       forward
+    delta_j^T = dPhi/dh_j^T g'(a_j^T)                                        output layer
+              = (h_j - y_j) / N   for softmax + cross-entropy, sigmoid + binary CE (seed 003)
+    delta_i^k = (sum_s delta_s^{k+1} w_si^k) g'(a_i^k)                       the recursion
+    dPhi_n/dw_ij^k = delta_i^{k+1} h_j^k,   dPhi_n/db_i^k = delta_i^{k+1}    per sample
 
 and then, as seed 004 sums its ``N x n x m`` tensor of per-sample outer products,
 ``dPhi/dw_ij = sum_n dPhi_n/dw_ij`` in the order ``n = 0, 1, ..., N-1``, whatever the
 number of threads.  The per-sample gradients of a chunk of samples are held at once (one
-row of ``G`` per sample); chunks are sized so that ``G`` stays under :data:`BUDGET` bytes.
+row of ``G`` per sample); chunks are sized so that ``G`` stays under
+:data:`scalarbp.layout.PER_EXAMPLE_BYTES`.
 """
 import numpy as np
 from numba import prange
@@ -26,35 +28,32 @@ from ..losses import output_row, outputs_row, shares
 from . import Backend
 from ..jit import OPTIONS, compiled, require_parallel, start_threads
 
-#: Bytes of per-sample gradients held at once: ``N x P`` is processed in chunks of samples.
-BUDGET = 64 << 20
-
 literal = compiled(parallel=True, **OPTIONS)
 
 
 @compiled(**OPTIONS)
-def forward_one(theta, layers, codes, x, h, f, n):
-    """Sample n's forward pass: ``h[n]`` the pre-activations of layers 1..T, ``f[n]`` the
-    activations of layers 0..T (``f^0 = x``; the output layer's f is left to the caller)."""
+def forward_one(theta, layers, codes, x, a, h, n):
+    """Sample n's forward pass: ``a[n]`` the pre-activations of layers 1..T, ``h[n]`` the
+    activations of layers 0..T (``h^0 = x``; the output layer's h is left to the caller)."""
     d_0 = layers[0, D_IN]
     for j in range(d_0):
-        f[n, j] = x[j]                                         # f_j^0 = x_j
+        h[n, j] = x[j]                                         # h_j^0 = x_j
     T = layers.shape[0]
     for k in range(T):
         d_in, d_out = layers[k, D_IN], layers[k, D_OUT]
         w, b = theta[layers[k, W_AT]:layers[k, B_AT]], theta[layers[k, B_AT]:]
-        below, here = layers[k, UNIT_AT] - d_in + d_0, layers[k, UNIT_AT]  # f^k in f[n], h^{k+1} in h[n]
+        below, here = layers[k, UNIT_AT] - d_in + d_0, layers[k, UNIT_AT]  # h^k in h[n], a^{k+1} in a[n]
         for i in range(d_out):
             s = b[i]
             for j in range(d_in):
-                s += w[i * d_in + j] * f[n, below + j]         # h_i^{k+1} = sum_j w_ij f_j^k + b_i
-            h[n, here + i] = s
+                s += w[i * d_in + j] * h[n, below + j]         # a_i^{k+1} = sum_j w_ij h_j^k + b_i
+            a[n, here + i] = s
             if k < T - 1:
-                f[n, d_0 + here + i] = g(codes[k], s)          # f_i^{k+1} = g(h_i^{k+1})
+                h[n, d_0 + here + i] = g(codes[k], s)          # h_i^{k+1} = g(a_i^{k+1})
 
 
 @compiled(**OPTIONS)
-def backward_one(theta, layers, codes, h, f, delta, G, n):
+def backward_one(theta, layers, codes, a, h, delta, G, n):
     """Sample n's delta recursion and its gradient ``G[n]`` (flat like theta), from the
     output layer's delta already in ``delta[n]``."""
     d_0 = layers[0, D_IN]
@@ -66,27 +65,27 @@ def backward_one(theta, layers, codes, h, f, delta, G, n):
         for i in range(d_out):
             G[n, b_at + i] = delta[n, here + i]                # dPhi_n/db_i = delta_i^{k+1}
             for j in range(d_in):
-                G[n, w_at + i * d_in + j] = delta[n, here + i] * f[n, below + d_0 + j]  # delta_i f_j
+                G[n, w_at + i * d_in + j] = delta[n, here + i] * h[n, below + d_0 + j]  # delta_i h_j
         if k > 0:
             for i in range(d_in):
                 s = delta.dtype.type(0)
                 for s_ in range(d_out):
                     s += delta[n, here + s_] * w[s_ * d_in + i]  # sum_s delta_s^{k+1} w_si
-                delta[n, below + i] = s * g_prime(codes[k - 1], h[n, below + i], f[n, below + d_0 + i])
+                delta[n, below + i] = s * g_prime(codes[k - 1], a[n, below + i], h[n, below + d_0 + i])
 
 
 @literal
-def per_sample_gradients(theta, layers, codes, loss_code, X, Y, scale, h, f, delta, G, losses):
+def per_sample_gradients(theta, layers, codes, loss_code, X, Y, scale, a, h, delta, G, losses):
     """``G[n] = dPhi_n/dtheta`` and ``losses[n]`` for every sample n of X, one ``prange``
     iteration each; the output delta is scaled by ``scale`` (1/N of the whole batch)."""
     T = layers.shape[0]
     d_0, K = layers[0, D_IN], layers[T - 1, D_OUT]
     out = layers[T - 1, UNIT_AT]
     for n in prange(X.shape[0]):
-        forward_one(theta, layers, codes, X[n], h, f, n)
-        losses[n] = output_row(h[:, out:out + K], f[:, d_0 + out:d_0 + out + K], Y, codes[T - 1], loss_code,
+        forward_one(theta, layers, codes, X[n], a, h, n)
+        losses[n] = output_row(a[:, out:out + K], h[:, d_0 + out:d_0 + out + K], Y, codes[T - 1], loss_code,
                                scale, delta[:, out:out + K], n)  # delta_j^T
-        backward_one(theta, layers, codes, h, f, delta, G, n)
+        backward_one(theta, layers, codes, a, h, delta, G, n)
 
 
 @literal
@@ -100,13 +99,13 @@ def add_over_samples(G, N, grad):
 
 
 @literal
-def outputs(theta, layers, codes, X, h, f, out):
+def outputs(theta, layers, codes, X, a, h, out):
     """The network's outputs for every sample of X, one ``prange`` iteration each."""
     T = layers.shape[0]
     K, at = layers[T - 1, D_OUT], layers[T - 1, UNIT_AT]
     for n in prange(X.shape[0]):
-        forward_one(theta, layers, codes, X[n], h, f, n)
-        outputs_row(h[:, at:at + K], out, codes[T - 1], n)
+        forward_one(theta, layers, codes, X[n], a, h, n)
+        outputs_row(a[:, at:at + K], out, codes[T - 1], n)
 
 
 class Literal(Backend):
@@ -123,17 +122,17 @@ class Literal(Backend):
                 np.empty((N, units), net.dtype))
 
     def forward(self, net, X):
-        h, f, _ = self.buffers(net, X.shape[0])
+        a, h, _ = self.buffers(net, X.shape[0])
         out = np.empty((X.shape[0], net.sizes[-1]), net.dtype)
         start_threads()
-        outputs(net.theta, net.layout.table, net.codes, X, h, f, out)
+        outputs(net.theta, net.layout.table, net.codes, X, a, h, out)
         return out
 
     def loss_and_grad(self, net, X, T, grad=None, weights=None):
         N, P = X.shape[0], net.theta.shape[0]
         share = shares(weights, net.dtype)  # N w_n / sum w
-        chunk = max(1, min(N, BUDGET // (P * net.dtype.itemsize)))
-        h, f, delta = self.buffers(net, chunk)
+        chunk = min(N, net.layout.samples_per_chunk(net.dtype.itemsize))
+        a, h, delta = self.buffers(net, chunk)
         G = np.empty((chunk, P), net.dtype)
         losses = np.empty(chunk, net.dtype)
         grad = np.empty_like(net.theta) if grad is None else grad
@@ -143,7 +142,7 @@ class Literal(Backend):
         for start in range(0, N, chunk):
             n = min(chunk, N - start)
             per_sample_gradients(net.theta, net.layout.table, net.codes, net.loss_code, X[start:start + n],
-                                 T[start:start + n], net.dtype.type(1.0 / N), h, f, delta, G, losses)
+                                 T[start:start + n], net.dtype.type(1.0 / N), a, h, delta, G, losses)
             if share is not None:  # sample n's gradient and loss weighted: dPhi_n/dtheta * N w_n / sum w
                 G[:n] *= share[start:start + n, None]
                 losses[:n] *= share[start:start + n]
@@ -159,11 +158,11 @@ class Literal(Backend):
     def per_example(self, net, X, T, G):
         """Seed 001 as written: each sample's gradient, G[n], before the sum over samples."""
         N = X.shape[0]
-        h, f, delta = self.buffers(net, N)
+        a, h, delta = self.buffers(net, N)
         G = np.empty((N, net.theta.shape[0]), net.dtype) if G.shape[0] == 0 else G
         losses = np.empty(N, net.dtype)
         per_sample_gradients(net.theta, net.layout.table, net.codes, net.loss_code, X, T, net.dtype.type(1.0),
-                             h, f, delta, G, losses)
+                             a, h, delta, G, losses)
         return losses, np.einsum("np,np->n", G, G, dtype=np.float64)
 
 

@@ -69,8 +69,9 @@ def per_example(net, X, T, G):
     S, Xs = _forward(net, X)
     losses = sample_losses(S[-1], Xs[-1], T, net.loss, axis=1)
     delta = output_delta(S[-1], Xs[-1], T, net.output, net.loss, axis=1)
+    layers = net.layout.layers()
     for l in range(len(S) - 1, -1, -1):
-        d_in, d_out, w_at, b_at, _ = net.layout.table[l]
+        w_at, b_at, d_out = layers[l].w_at, layers[l].b_at, layers[l].d_out
         G[:, w_at:b_at] = np.einsum("ni,nj->nij", delta, Xs[l]).reshape(len(X), -1)  # per-sample outer products
         G[:, b_at:b_at + d_out] = delta
         if l > 0:
