@@ -78,8 +78,10 @@ DEFAULT_LOSS = {
 }
 
 
-CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = (LOSSES[name].code for name in ("cross_entropy",
-                                                                             "binary_cross_entropy", "poisson"))
+#: The losses' codes: what every dispatch on a loss compares, in the kernels and the
+#: references alike (a name becomes its code once, through :data:`LOSSES`).
+CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, POISSON = (LOSSES[name].code for name in (
+    "cross_entropy", "binary_cross_entropy", "mse", "poisson"))
 
 
 def output_code(output):
@@ -145,11 +147,12 @@ def output_activation(a, output, axis):
 
 def sample_losses(a, h, y, loss, axis):
     """Loss(h_n, y_n) for every sample: reduces ``axis``."""
-    if loss == "cross_entropy":
+    code = LOSSES[loss].code
+    if code == CROSS_ENTROPY:
         per_unit = -y * log_softmax(a, axis)
-    elif loss == "binary_cross_entropy":
+    elif code == BINARY_CROSS_ENTROPY:
         per_unit = binary_cross_entropy(a, y)
-    elif loss == "poisson":
+    elif code == POISSON:
         per_unit = poisson(a, y)
     else:
         per_unit = squared_error(h, y)
@@ -158,12 +161,13 @@ def sample_losses(a, h, y, loss, axis):
 
 def output_delta(a, h, y, output, loss, axis):
     """dLoss/da for every sample (not yet divided by N), shaped like ``a``."""
-    if loss == "cross_entropy":
+    code = LOSSES[loss].code
+    if code == CROSS_ENTROPY:
         return h * y.sum(axis=axis, keepdims=True) - y
-    if loss in ("binary_cross_entropy", "poisson"):
+    if code in (BINARY_CROSS_ENTROPY, POISSON):
         return h - y
     u = h - y  # dLoss/dh for mse
-    if output == "softmax":
+    if output_code(output) == SOFTMAX:
         return h * (u - (u * h).sum(axis=axis, keepdims=True))
     return u * ACTIVATIONS[output].dg(a, h)
 

@@ -13,8 +13,8 @@ import pytest
 import scalarbp
 from scalarbp.cli import main
 
-RUN = Path(__file__).with_name("cuda_simulator_run.py")
-PTX = Path(__file__).with_name("cuda_ptx_run.py")
+RUN = Path(__file__).parent / "runners" / "cuda_simulator.py"
+PTX = Path(__file__).parent / "runners" / "cuda_ptx.py"
 
 
 def gpu_present():

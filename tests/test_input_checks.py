@@ -5,6 +5,8 @@ import pytest
 
 import scalarbp
 from conftest import BACKENDS, problem
+from scalarbp.datasets import make_spirals
+from scalarbp.optimizers import Momentum
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
@@ -133,3 +135,62 @@ def test_one_output_unit_takes_a_flat_target_vector():
     net, X, _ = problem([3, 4, 1], output="identity", N=6)
     y = np.linspace(-1, 1, 6)
     assert net.loss_and_grad(X, y)[0] == net.loss_and_grad(X, y[:, None])[0]
+
+
+# --- numbers and booleans ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(shuffle="no"), TypeError, "shuffle must be True or False, got 'no'"),
+    (dict(early_stopping="yes"), TypeError, "early_stopping must be True or False"),
+    (dict(epochs=2.0), TypeError, "epochs must be an integer, got 2.0"),
+    (dict(batch_size=True), TypeError, "batch_size must be an integer, got True"),
+    (dict(seed=-1), ValueError, "seed must be an integer >= 0"),
+    (dict(optimizer=Momentum), TypeError, "unknown optimizer|must be"),
+])
+def test_fit_refuses_arguments_that_would_be_misread(kwargs, error, message):
+    X, y = make_spirals(30, seed=0)
+    with pytest.raises((error, ValueError), match=message):
+        scalarbp.MLP([2, 3], seed=0).fit(X, y, **kwargs)
+
+
+def test_string_booleans_in_optimizers_are_refused():
+    with pytest.raises(TypeError, match="nesterov must be True or False, got 'no'"):
+        Momentum(0.1, nesterov="no")
+    with pytest.raises(TypeError, match="centered must be True or False"):
+        scalarbp.optimizers.make("rmsprop", 0.01, centered="false")
+
+
+def test_huge_and_numpy_integer_batch_sizes_work():
+    X, y = make_spirals(40, seed=0)
+    a, b, c = (scalarbp.MLP([2, 3], seed=0) for _ in range(3))
+    a.fit(X, y, epochs=1, batch_size=2 ** 63, seed=0)
+    b.fit(X, y, epochs=1, batch_size=np.uint64(80), seed=0)
+    c.fit(X, y, epochs=1, batch_size=40, seed=0)
+    assert np.array_equal(a.theta, c.theta) and np.array_equal(b.theta, c.theta)
+
+
+def test_float_labels_too_large_for_int64_are_refused_not_wrapped():
+    X, _ = make_spirals(3, seed=0)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\), got values from 0 to 1e\+20"):
+        scalarbp.MLP([2, 3]).fit(X[:3], np.array([0.0, 1.0, 1e20]), epochs=1)
+
+
+def test_a_float32_net_says_when_a_value_is_too_large_for_float32():
+    net = scalarbp.MLP([2, 3], dtype="float32")
+    with pytest.raises(ValueError, match=r"X holds a value too large for float32 \(1e\+40 at index \(1, 0\)"):
+        net.predict(np.array([[0.0, 1.0], [1e40, 2.0]]))
+
+
+@pytest.mark.parametrize("y, error, message", [
+    (np.array(["a", "b", "c", "d"]), TypeError, "must hold real numbers"),
+    (np.zeros((4, 5)), ValueError, "Y has 5 target columns, the network has 3 outputs"),
+    (np.array([0.5, 1, 2, 0]), ValueError, "labels must be integers"),
+    (np.array([0, 1, 2]), ValueError, "Y has 3 rows but X has 4 samples"),
+    (np.array([0, 1, 2, 7]), ValueError, r"labels must lie in \[0, 3\)"),
+])
+def test_score_checks_y_as_fit_does(y, error, message):
+    net = scalarbp.MLP([2, 3], seed=0)
+    X, _ = make_spirals(4, seed=0)
+    with pytest.raises(error, match=message):
+        net.score(X[:4], y)

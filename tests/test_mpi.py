@@ -1,6 +1,6 @@
 """Data-parallel training over MPI, launched with ``mpiexec`` (skipped without mpi4py).
 
-Each test runs ``tests/mpi_fit_run.py`` on 1, 2 or 4 ranks: the weights after training
+Each test runs ``tests/runners/mpi_fit.py`` on 1, 2 or 4 ranks: the weights after training
 are the same bits on every rank and for every rank count; rank 0 alone checkpoints; a
 rank that fails, before or during training, stops every rank with a clear error.
 """
@@ -20,7 +20,7 @@ pytest.importorskip("mpi4py")
 import scalarbp as sb  # noqa: E402
 from scalarbp.distributed import digest  # noqa: E402
 
-RUN = Path(__file__).with_name("mpi_fit_run.py")
+RUN = Path(__file__).parent / "runners" / "mpi_fit.py"
 ROOT = RUN.parent.parent
 MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")

@@ -2,6 +2,9 @@
 import json
 import os
 import pickle
+import stat
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -300,3 +303,80 @@ def test_an_encrypted_member_is_refused(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="encrypted"):
         scalarbp.MLP.load(path)
+
+
+# --- saving -----------------------------------------------------------------------------------
+
+
+def small_net():
+    net = scalarbp.MLP([2, 3], seed=0)
+    X, y = make_spirals(30, seed=0)
+    net.fit(X, y, epochs=1, seed=0, optimizer="adam")
+    return net
+
+
+def test_saving_through_a_symlink_replaces_its_target(tmp_path):
+    target = tmp_path / "real.npz"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    small_net().save(link)
+    assert link.is_symlink() and scalarbp.MLP.load(target).sizes == (2, 3)
+
+
+def test_saving_over_a_non_regular_file_or_a_read_only_file_is_refused(tmp_path):
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        small_net().save(fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    locked = tmp_path / "locked.npz"
+    locked.write_bytes(b"keep me")
+    locked.chmod(0o444)
+    with pytest.raises(PermissionError, match="read-only"):
+        small_net().save(locked)
+    assert locked.read_bytes() == b"keep me"
+
+
+def test_a_new_file_honours_the_umask_and_a_replaced_one_keeps_its_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        small_net().save(tmp_path / "new.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.npz").st_mode) == 0o640
+    (tmp_path / "new.npz").chmod(0o604)
+    small_net().save(tmp_path / "new.npz")
+    assert stat.S_IMODE(os.stat(tmp_path / "new.npz").st_mode) == 0o604
+
+
+def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
+    from scalarbp.persistence import _process_id
+    abandoned = tmp_path / ".model.npz.999999999-12345.abc123.tmp"  # no such process
+    abandoned.write_bytes(b"x" * 1000)
+    live = tmp_path / f".model.npz.{_process_id()}.def456.tmp"  # this process: maybe mid-save
+    live.write_bytes(b"y")
+    other = tmp_path / ".other.npz.999999999-12345.abc.tmp"  # another file's: not ours to judge
+    other.write_bytes(b"z")
+    small_net().save(tmp_path / "model.npz")
+    assert not abandoned.exists() and live.exists() and other.exists()
+
+
+def test_kill_9_during_a_save_leaves_the_old_file_and_a_temporary_the_next_save_removes(tmp_path):
+    path = tmp_path / "model.npz"
+    small_net().save(path)
+    before = path.read_bytes()
+    code = ("import sys, numpy as np, scalarbp\n"
+            "from scalarbp import persistence\n"
+            "def stall(file, **arrays):\n"
+            "    file.write(b'PK partial'); file.flush(); print('writing', flush=True); import time; time.sleep(60)\n"
+            "np.savez = stall\n"
+            "scalarbp.MLP([2, 3]).save(sys.argv[1])\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.kill()
+    child.wait()
+    assert path.read_bytes() == before
+    assert len([p for p in os.listdir(tmp_path) if p.endswith(".tmp")]) == 1
+    small_net().save(path)
+    assert os.listdir(tmp_path) == ["model.npz"]

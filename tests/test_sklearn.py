@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from scalarbp import datasets  # noqa: E402
+from scalarbp.datasets import make_blobs  # noqa: E402
 from scalarbp.sklearn import ScalarMLPClassifier, ScalarMLPRegressor  # noqa: E402
 
 # Checks skipped by scikit-learn itself (it raises SkipTest) on a machine without their
@@ -174,3 +175,13 @@ def test_a_private_fit_takes_no_adaptive_rate_decision_on_the_withheld_loss():
     public = ScalarMLPClassifier((8,), solver="sgd", learning_rate="adaptive", learning_rate_init=0.05,
                                  max_iter=30, tol=1e9, n_iter_no_change=1, random_state=0).fit(X, y)
     assert public._optimizer.learning_rate < 0.05  # (the same settings without DP: the rule acts)
+
+
+def test_estimators_take_a_random_state_object_reproducibly():
+    pytest.importorskip("sklearn")
+    from scalarbp.sklearn import ScalarMLPClassifier
+    X, y = make_blobs(100, n_features=3, centers=2, seed=0)
+    fitted = [ScalarMLPClassifier((8,), max_iter=2, random_state=np.random.RandomState(0)).fit(X, y) for _ in range(2)]
+    assert np.array_equal(fitted[0].net_.theta, fitted[1].net_.theta)
+    with pytest.raises(TypeError, match="hidden_layer_sizes must be an integer, got 2.7"):
+        ScalarMLPClassifier((2.7,), max_iter=1).fit(X, y)

@@ -13,6 +13,7 @@ from conftest import run_cli as run
 
 import scalarbp
 from scalarbp import datasets
+from scalarbp.datasets import make_blobs
 from scalarbp.cli import main
 
 
@@ -233,3 +234,23 @@ def test_ctrl_c_in_the_last_steps_of_a_fit_is_not_lost():
     with pytest.raises(TrainingInterrupted):
         net.fit(X, y, epochs=1, callbacks=[Press()])
     assert net.epochs_trained == 1 and net.epoch_steps == 0
+
+
+def test_the_train_command_encodes_the_labels_that_occur(tmp_path, capsys):
+    from scalarbp.cli import main
+    X, y = make_blobs(300, n_features=4, centers=3, seed=0)
+    labels = np.array([7, 10 ** 9, 2_000_000])[y]
+    np.savez(tmp_path / "d.npz", X=X, y=labels)
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "5", "--quiet", "--save", str(model),
+                 "--task", "classification"]) == 0
+    net = scalarbp.MLP.load(model)
+    assert net.sizes[-1] == 3 and net.classes.tolist() == [7, 2_000_000, 10 ** 9]
+    assert set(net.predict(X).tolist()) <= {7, 2_000_000, 10 ** 9}
+    assert net.score(X, labels) > 0.9
+    np.savez(tmp_path / "many.npz", X=np.zeros((20001, 1)), y=np.arange(20001))
+    capsys.readouterr()
+    many = str(tmp_path / "many.npz")
+    assert main(["train", "--data", many, "--test-data", many, "--epochs", "1", "--quiet", "--task",
+                 "classification"]) == 1
+    assert "more than 10000 classes for a softmax" in capsys.readouterr().err

@@ -267,3 +267,20 @@ def test_bad_optimizer_hyperparameters_are_refused():
         Momentum(0.1, momentum=1.5)
     with pytest.raises(ValueError, match="unknown adam option"):
         Adam(0.1, betas=(0.9, 0.99))
+
+
+def test_a_validation_split_of_a_memmap_does_not_copy_the_training_set(tmp_path):
+    import tracemalloc
+    N, d = 40_000, 100  # 32 MB on disk
+    X = np.memmap(tmp_path / "X.dat", dtype=np.float64, mode="w+", shape=(N, d))
+    X[...] = np.random.default_rng(0).normal(size=(N, d))
+    X.flush()
+    X = np.memmap(tmp_path / "X.dat", dtype=np.float64, mode="r", shape=(N, d))
+    y = np.arange(N) % 2
+    net = scalarbp.MLP([d, 4, 2], seed=0)
+    net.fit(X[:100], y[:100], epochs=1, validation_fraction=0.1, seed=0)  # compiled first
+    tracemalloc.start()
+    net.fit(X, y, epochs=1, batch_size=500, validation_fraction=0.1, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.5 * X.nbytes  # the held-out tenth and its work buffers; a copy of the rest is 0.9

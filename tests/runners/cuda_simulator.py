@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # (conftest)
 
 import scalarbp  # noqa: E402
 from conftest import HIDDEN, OUTPUT_LOSS, problem  # noqa: E402
