@@ -1,6 +1,15 @@
 """scalarbp: backpropagation in scalar form, compiled by Numba, checked against NumPy."""
-from .gradcheck import gradcheck
+import sys
+
+from .bench import timing
+from .diagnostics import compare, explain, gradcheck as _gradcheck, notation
+from .diagnostics.gradcheck import gradcheck
 from .model import MLP
+
+#: Modules that moved into folders, importable at their old names too (``scalarbp.timing``).
+MOVED = {"timing": timing, "compare": compare, "explain": explain, "gradcheck": _gradcheck, "notation": notation}
+for _name, _module in MOVED.items():
+    sys.modules[f"{__name__}.{_name}"] = _module
 
 __all__ = ["MLP", "gradcheck"]
 __version__ = "0.1.0"

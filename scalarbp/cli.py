@@ -486,7 +486,7 @@ def _width(net, X, args):
 
 
 def cmd_gradcheck(args):
-    from .gradcheck import gradcheck
+    from .diagnostics.gradcheck import gradcheck
 
     net, X, Y = _random_problem(args)
     print(net)
@@ -501,7 +501,7 @@ def cmd_gradcheck(args):
 
 
 def cmd_compare(args):
-    from .compare import differences, gradients, table
+    from .diagnostics.compare import differences, gradients, table
 
     net, X, Y = _random_problem(args)
     print(net)
@@ -526,8 +526,8 @@ def _writable(path):
 
 
 def cmd_explain(args):
-    from .explain import SEED_002_NAMES, SEED_002_WRONG_DELTAS, explain, explain_seed_002, plot, seed_002
-    from .notation import errata_lines
+    from .diagnostics.explain import SEED_002_NAMES, SEED_002_WRONG_DELTAS, explain, explain_seed_002, plot, seed_002
+    from .diagnostics.notation import errata_lines
 
     args.plot = _figure(args.plot)
     if args.plot:
@@ -536,7 +536,7 @@ def cmd_explain(args):
         print("\n".join(errata_lines()))
         return
     if args.per_example:
-        from .explain import explain_per_example
+        from .diagnostics.explain import explain_per_example
 
         if args.sizes is None and args.hidden_sizes is None:
             args.sizes = [2, 3, 2]
@@ -564,7 +564,7 @@ def cmd_explain(args):
 def cmd_bench(args):
     import numba
 
-    from . import timing
+    from .bench import timing
 
     if args.repeats < 1:
         raise UsageError(f"--repeats must be at least 1 (timed epochs per case), got {args.repeats}")

@@ -27,8 +27,7 @@ import sys
 
 import numba
 
-import benchmark
-from scalarbp import timing
+from scalarbp.bench import runs as benchmark, timing
 
 
 def parser():

@@ -2,7 +2,7 @@
 
     python scripts/gpu_profile.py --case big-gpu
 
-trains one epoch of a benchmark case (``scripts/benchmark.py: GPU_CASES``) twice: once
+trains one epoch of a benchmark case (``scalarbp/bench/runs.py: GPU_CASES``) twice: once
 untimed (compiling), then with a CUDA event pair around every kernel launch, and prints
 each kernel's launches, total milliseconds and share of the summed kernel time, with the
 epoch's wall time without the events for comparison.  The events serialise the launches,
@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from numba import cuda
 
-import benchmark
+from scalarbp.bench import runs as benchmark
 from scalarbp import timing
 from scalarbp.backends import cuda as backend
 

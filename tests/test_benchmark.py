@@ -4,11 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scalarbp import timing
+from scalarbp.bench import runs as benchmark, timing
 from scalarbp.cli import main
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-import benchmark  # noqa: E402  scripts/benchmark.py: the profiling runs' cases and measurements
 
 tiny = timing.Case("tiny", (8, 6, 3), 40, 16)
 

@@ -67,7 +67,7 @@ def _timed(run):
 
 
 def scalarbp_epoch(case, X, y, backend="scalar"):
-    from .model import MLP
+    from ..model import MLP
 
     net = MLP(case.sizes, hidden="relu", dtype=case.dtype, seed=0)
     kwargs = dict(epochs=1, batch_size=case.batch, lr=case.lr, optimizer=case.optimizer, shuffle=False,

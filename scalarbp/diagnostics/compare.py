@@ -2,7 +2,7 @@
 central finite differences, as a table."""
 import numpy as np
 
-from . import backends, checks
+from .. import backends, checks
 from .gradcheck import DEFAULT_EPS, numerical_gradient
 
 #: The columns of the comparison: (name, reference) pairs of gradient sources.

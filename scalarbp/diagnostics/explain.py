@@ -12,10 +12,10 @@ finite differences are checked against the same values.
 """
 import numpy as np
 
-from . import checks
-from .backends import column
+from .. import checks
+from ..backends import column
 from .gradcheck import gradcheck
-from .model import MLP
+from ..model import MLP
 
 #: Seed 002's names: the pre-activation and activation of each layer.
 SEED_002_NAMES = {"a": ["u", "v"], "h": ["h", "o"]}

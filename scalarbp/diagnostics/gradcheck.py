@@ -1,7 +1,7 @@
 """Central finite differences against a backend's analytic gradient."""
 import numpy as np
 
-from . import checks
+from .. import checks
 
 #: Default step of the differences (always taken in float64): about the fifth root of
 #: machine epsilon, where the stencil's truncation error (eps^4) meets its rounding error

@@ -17,7 +17,7 @@ from scalarbp.backends import scalar
 from scalarbp.layout import Layout
 from scalarbp.model import MLP
 from scalarbp.optimizers import make
-from scalarbp.timing import QUICK_CASES, Case, _timed, data
+from scalarbp.bench.timing import QUICK_CASES, Case, _timed, data
 
 #: The cases of the performance issue, with its target time ratios to PyTorch.
 CASES = {
@@ -93,7 +93,7 @@ def peak_memory(case):
     """
     code = ("import numpy as np\n"
             "from scalarbp import MLP\n"
-            "from scalarbp.timing import Case, data\n"
+            "from scalarbp.bench.timing import Case, data\n"
             f"case = Case(*{tuple(vars(case).values())!r})\n"
             "X, y = data(case)\n"
             "net = MLP(case.sizes, dtype=case.dtype, seed=0)\n"
