@@ -2,12 +2,14 @@
 import sys
 
 from .bench import timing
+from .definitions import activations, layout, losses
 from .diagnostics import compare, explain, gradcheck as _gradcheck, notation
 from .diagnostics.gradcheck import gradcheck
 from .model import MLP
 
 #: Modules that moved into folders, importable at their old names too (``scalarbp.timing``).
-MOVED = {"timing": timing, "compare": compare, "explain": explain, "gradcheck": _gradcheck, "notation": notation}
+MOVED = {"activations": activations, "losses": losses, "layout": layout, "timing": timing, "compare": compare,
+         "explain": explain, "gradcheck": _gradcheck, "notation": notation}
 for _name, _module in MOVED.items():
     sys.modules[f"{__name__}.{_name}"] = _module
 

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from .activations import HIDDEN
-from .losses import DEFAULT_LOSS, LOSSES, OUTPUTS
+from .definitions.activations import HIDDEN
+from .definitions.losses import DEFAULT_LOSS, LOSSES, OUTPUTS
 
 DTYPES = ("float32", "float64")
 

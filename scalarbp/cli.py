@@ -16,9 +16,9 @@ import warnings
 import numpy as np
 
 from . import __version__, checks, datasets
-from .activations import HIDDEN
+from .definitions.activations import HIDDEN
 from .backends import ALL, BACKENDS
-from .losses import LOSSES, OUTPUTS
+from .definitions.losses import LOSSES, OUTPUTS
 from .optimizers import OPTIMIZERS
 from .options import DEFAULT_OPTIMIZER, FitOptions
 

@@ -8,10 +8,10 @@ import numpy as np
 
 from . import backends, checks, metrics, optimizers, options, persistence, training
 from .datasets import Standardizer
-from .activations import ACTIVATIONS, RELU_LIKE
-from .layout import Layout
+from .definitions.activations import ACTIVATIONS, RELU_LIKE
+from .definitions.layout import Layout
 from .privacy import Ledger
-from .losses import LOSSES, output_code
+from .definitions.losses import LOSSES, output_code
 
 #: The largest epoch or step count a model carries (exact in a float64, and in JSON).
 MAX_COUNT = 2 ** 53
@@ -358,7 +358,7 @@ class MLP:
         """``(start, losses, G)`` for consecutive chunks of samples, ``G`` of shape
         ``(n, P)``: per-example gradients in bounded memory (``chunk`` samples at a time; by
         default as many as fit in
-        :data:`scalarbp.layout.PER_EXAMPLE_BYTES`)."""
+        :data:`scalarbp.definitions.layout.PER_EXAMPLE_BYTES`)."""
         X, T = self._batch(X, Y)
         chunk = self.layout.samples_per_chunk(self.dtype.itemsize) if chunk is None else \
             checks.integer("chunk", chunk, 1)

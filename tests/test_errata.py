@@ -129,7 +129,8 @@ def test_every_function_the_notes_equation_table_cites_exists():
     table = notes[notes.index("## Where each equation lives"):]
     table = table[:table.index("\n## ", 3)]
     package = TESTS.parent / "scalarbp"
-    modules = {path.stem: path for path in list(package.glob("*.py")) + list((package / "backends").glob("*.py"))}
+    modules = {path.stem: path for folder in ("", "backends", "definitions", "diagnostics")
+               for path in (package / folder).glob("*.py")}
     cited = set(re.findall(r"`(\w+)\.(\w+)`", table))
     cited = {(module, name) for module, name in cited if module in modules}
     assert len(cited) >= 20

@@ -11,8 +11,8 @@ Written independently of the row reference and of the scalar kernels.
 """
 import numpy as np
 
-from ..activations import ACTIVATIONS
-from ..losses import output_activation, output_delta, sample_losses, shares
+from ..definitions.activations import ACTIVATIONS
+from ..definitions.losses import output_activation, output_delta, sample_losses, shares
 from . import Reference
 
 

@@ -11,7 +11,7 @@ three sums at about 5 TFLOP/s with one result per thread).
 
 The activations, their derivatives, the softmax and the losses are the same
 ``register_jitable`` definitions the CPU kernels compile (:mod:`scalarbp.activations`,
-:mod:`scalarbp.losses`), and the optimiser step is the CPU's per-parameter rule
+:mod:`scalarbp.definitions.losses`), and the optimiser step is the CPU's per-parameter rule
 (:func:`scalarbp.optimizers.rule`): no formula is written twice.
 
 Training keeps the data, the parameters, the optimiser state and every work buffer on
@@ -30,9 +30,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..activations import IDENTITY, derivative, activation
-from ..layout import B_AT, W_AT
-from ..losses import SOFTMAX, output_row, outputs_row
+from ..definitions.activations import IDENTITY, derivative, activation
+from ..definitions.layout import B_AT, W_AT
+from ..definitions.losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import coefficients, rule
 from . import BAD_GRADIENT, BAD_UPDATE, Backend
 from .per_example import outer_products_row

@@ -39,10 +39,10 @@ from collections import namedtuple
 import numpy as np
 from numba import prange
 
-from ..activations import IDENTITY, activation as g, derivative as g_prime
+from ..definitions.activations import IDENTITY, activation as g, derivative as g_prime
 from ..clipping import global_factor
-from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
-from ..losses import SOFTMAX, output_row, outputs_row
+from ..definitions.layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
+from ..definitions.losses import SOFTMAX, output_row, outputs_row
 from ..optimizers import coefficients, update_range
 from . import BAD_GRADIENT, BAD_UPDATE
 from ..jit import inlined, kernel, parallel_for, serial_and_parallel

@@ -17,14 +17,14 @@ and then, as seed 004 sums its ``N x n x m`` tensor of per-sample outer products
 ``dPhi/dw_ij = sum_n dPhi_n/dw_ij`` in the order ``n = 0, 1, ..., N-1``, whatever the
 number of threads.  The per-sample gradients of a chunk of samples are held at once (one
 row of ``G`` per sample); chunks are sized so that ``G`` stays under
-:data:`scalarbp.layout.PER_EXAMPLE_BYTES`.
+:data:`scalarbp.definitions.layout.PER_EXAMPLE_BYTES`.
 """
 import numpy as np
 from numba import prange
 
-from ..activations import activation as g, derivative as g_prime
-from ..layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
-from ..losses import output_row, outputs_row, shares
+from ..definitions.activations import activation as g, derivative as g_prime
+from ..definitions.layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
+from ..definitions.losses import output_row, outputs_row, shares
 from . import Backend
 from ..jit import OPTIONS, compiled, require_parallel, start_threads
 

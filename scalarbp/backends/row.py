@@ -13,8 +13,8 @@ agreement between them means something.
 """
 import numpy as np
 
-from ..activations import ACTIVATIONS
-from ..losses import output_activation, output_delta, sample_losses, shares
+from ..definitions.activations import ACTIVATIONS
+from ..definitions.losses import output_activation, output_delta, sample_losses, shares
 from . import Reference
 
 

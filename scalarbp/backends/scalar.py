@@ -7,7 +7,7 @@ codes they dispatch on.
 import numba
 import numpy as np
 
-from ..layout import UNIT_AT
+from ..definitions.layout import UNIT_AT
 from .. import optimizers
 from . import Backend, kernels
 from ..jit import start_threads

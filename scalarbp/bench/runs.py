@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from scalarbp.backends import scalar
-from scalarbp.layout import Layout
+from scalarbp.definitions.layout import Layout
 from scalarbp.model import MLP
 from scalarbp.optimizers import make
 from scalarbp.bench.timing import QUICK_CASES, Case, _timed, data

@@ -13,7 +13,7 @@ The layer convention follows seed 001: ``a_i = sum_j w_ij h_j + b_i`` and
 ``h_i = g(a_i)``; the derivative ``g'(a_i)`` is what the delta recursion multiplies by.
 
 Softmax is not element-wise (every output depends on every logit, seed 003), so it has
-no entry here: :mod:`scalarbp.losses` treats it as an output together with its loss.
+no entry here: :mod:`scalarbp.definitions.losses` treats it as an output together with its loss.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -104,7 +104,7 @@ class Activation:
 
 
 #: Every element-wise activation, by name; codes are assigned in this order, and the
-#: output codes of :mod:`scalarbp.losses` continue after the last.
+#: output codes of :mod:`scalarbp.definitions.losses` continue after the last.
 ACTIVATIONS = {
     name: Activation(name, code, g, dg)
     for code, (name, g, dg) in enumerate((
