@@ -135,7 +135,7 @@ def test_nowhere_writable_to_cache_still_imports_and_runs(tmp_path):
 
 
 EDITED = '''
-from scalarbp.activations import RELU, activation
+from scalarbp.definitions.activations import RELU, activation
 from scalarbp.jit import kernel
 
 
@@ -162,7 +162,7 @@ def test_a_cached_caller_notices_an_edited_callee_in_another_file(tmp_path):
 
     assert value() == ["0.0", "0"]
     assert value() == ["0.0", "1"]  # cached
-    source = tmp_path / "scalarbp" / "activations.py"
+    source = tmp_path / "scalarbp" / "definitions" / "activations.py"
     text = source.read_text()
     assert "    return np.maximum(a, 0)\n" in text
     source.write_text(text.replace("    return np.maximum(a, 0)\n", "    return np.maximum(a, 0) + 1\n"))
