@@ -655,7 +655,8 @@ def _train_command(sub):
     _optimization_options(train)
     train.add_argument("--early-stopping", action="store_true",
                        help="stop after --patience epochs without a lower validation loss; restore the best")
-    train.add_argument("--patience", type=int, default=FitOptions.patience, help="epochs without improvement before stopping")
+    train.add_argument("--patience", type=int, default=FitOptions.patience,
+                       help="epochs without improvement before stopping")
     train.add_argument("--backend", default=FitOptions.backend, choices=ALL, help="implementation")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="parameter dtype")
     train.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
@@ -683,11 +684,13 @@ def _optimization_options(train):
     train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)")
     train.add_argument("--centered", action="store_true", help="centered RMSprop (--optimizer rmsprop)")
     train.add_argument("--weight-decay", type=float, help="for --optimizer adamw (default 0.01)")
-    train.add_argument("--epochs", type=int, default=FitOptions.epochs, help="epochs to train (with --resume: more epochs)")
+    train.add_argument("--epochs", type=int, default=FitOptions.epochs,
+                       help="epochs to train (with --resume: more epochs)")
     train.add_argument("--batch-size", type=int, default=FitOptions.batch_size, help="samples per minibatch")
     train.add_argument("--schedule", choices=["step", "cosine", "reduce_on_plateau"],
                        help="learning-rate schedule over the epochs of this run (default: constant)")
-    train.add_argument("--warmup-steps", type=int, default=FitOptions.warmup_steps, help="linear learning-rate warm-up steps")
+    train.add_argument("--warmup-steps", type=int, default=FitOptions.warmup_steps,
+                       help="linear learning-rate warm-up steps")
     train.add_argument("--clip-norm", type=float, help="clip the gradient's global norm to this")
     train.add_argument("--class-weight", choices=["balanced"], help="weigh classes by N / (K * count)")
     train.add_argument("--dp-clip", type=float, metavar="C", help="DP-SGD: clip each sample's gradient to norm C")

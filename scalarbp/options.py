@@ -1,8 +1,8 @@
 """The options of a fit, each named once with its default: :class:`FitOptions`.
 
-``MLP.fit``, :func:`scalarbp.training.fit`, the ``train`` command and the estimators
-take these names; the defaults live here alone (docs/guide.md, "Defaults, in one place").
-``MLP.fit``'s parameters are documented in its docstring.
+``MLP.fit`` and :func:`scalarbp.training.fit` take these names and the ``train`` command
+its defaults; each is documented, and its default set, here alone (docs/guide.md,
+"Defaults, in one place").  The estimators keep scikit-learn's own names and defaults.
 """
 import inspect
 from dataclasses import dataclass, fields

@@ -25,7 +25,7 @@ from .errors import DivergedError, TrainingInterrupted  # noqa: F401  (scalarbp.
 from .privacy import keyfile
 from .privacy.stepper import stepper as dp_stepper
 from .backends import BAD_UPDATE
-from .options import DEFAULT_OPTIMIZER, FitOptions
+from .options import DEFAULT_OPTIMIZER, FitOptions, signature as options_signature
 
 
 class Snapshot:
@@ -361,6 +361,7 @@ class Interrupts:
             signal.signal(number, handler)
 
 
+@options_signature
 def fit(net, X, y, *args, **kwargs):
     """Train ``net`` in place; see :meth:`scalarbp.MLP.fit` (the options: :class:`~.options.FitOptions`)."""
     options = FitOptions(*args, **kwargs)
@@ -633,6 +634,7 @@ class _Run:
         """The rest of the current epoch's steps, in runs of :class:`CallSizes`; returns the
         losses of its steps and the rate of the last."""
         net, opt, n_batches, batch_size = self.net, self.opt, self.n_batches, self.batch_size
+        clip = self.options.clip_norm
         order = self.order_of(self.options.shuffle, self.options.seed, net.epochs_trained)
         snapshot = Snapshot(net)
         losses = np.zeros(n_batches)
@@ -640,7 +642,6 @@ class _Run:
         while b < n_batches:
             b1 = min(b + self.sizes.steps, n_batches)
             hypers = self.hypers_for(b, b1 - b)
-            clip = self.options.clip_norm
             began, t = time.perf_counter(), opt.t
             try:
                 done, tried, reason = self.step(order[b * batch_size:b1 * batch_size], batch_size, self.grad,

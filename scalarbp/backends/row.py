@@ -71,9 +71,10 @@ def per_example(net, X, T, G):
     delta = output_delta(S[-1], Xs[-1], T, net.output, net.loss, axis=1)
     layers = net.layout.layers()
     for l in range(len(S) - 1, -1, -1):
-        w_at, b_at, d_out = layers[l].w_at, layers[l].b_at, layers[l].d_out
-        G[:, w_at:b_at] = np.einsum("ni,nj->nij", delta, Xs[l]).reshape(len(X), -1)  # per-sample outer products
-        G[:, b_at:b_at + d_out] = delta
+        layer = layers[l]
+        outer = np.einsum("ni,nj->nij", delta, Xs[l])  # per-sample outer products
+        G[:, layer.w_at:layer.b_at] = outer.reshape(len(X), -1)
+        G[:, layer.b_at:layer.b_at + layer.d_out] = delta
         if l > 0:
             delta = (delta @ net.weights[l]) * ACTIVATIONS[net.hidden[l - 1]].dg(S[l - 1], Xs[l])
     return losses, np.einsum("np,np->n", G, G)
