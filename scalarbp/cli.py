@@ -19,8 +19,8 @@ from . import __version__, checks, datasets
 from .definitions.activations import HIDDEN
 from .backends import ALL, BACKENDS
 from .definitions.losses import LOSSES, OUTPUTS
-from .optimizers import OPTIMIZERS
-from .options import DEFAULT_OPTIMIZER, FitOptions
+from .training.optimizers import OPTIMIZERS
+from .training.options import DEFAULT_OPTIMIZER, FitOptions
 
 
 class UsageError(ValueError):
@@ -179,7 +179,7 @@ def _labelled_net(args, X, y, task, validation, y_test):
 
 
 def cmd_train(args):
-    from . import optimizers
+    from .training import optimizers
     from .training import Checkpoint, DivergedError, TrainingInterrupted
 
     _check_train_options(args)
@@ -411,7 +411,7 @@ def _needs_matplotlib():
 
 def _optimizer(args):
     """The optimiser the options describe; options it does not take are refused."""
-    from .optimizers import make
+    from .training.optimizers import make
 
     given = {"momentum": args.momentum, "nesterov": args.nesterov or None, "centered": args.centered or None,
              "weight_decay": args.weight_decay}

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import backends, checks, metrics, optimizers, options, persistence, training
+from . import backends, checks, metrics, persistence, training
+from .training import optimizers, options
 from .datasets import Standardizer
 from .definitions.activations import ACTIVATIONS, RELU_LIKE
 from .definitions.layout import Layout
@@ -56,6 +57,13 @@ class ParameterList(Sequence):
             raise ValueError(f"net.{self.name} needs {len(self)} arrays, got {len(arrays)}")
         for k, array in enumerate(arrays):
             self[k] = array
+
+
+def checked(slot, check, doc):
+    """A property kept in attribute ``slot``, whose every assignment stores
+    ``check(net, value)``: the check raises on a bad value, or returns what to keep."""
+    return property(lambda net: getattr(net, slot), lambda net, value: setattr(net, slot, check(net, value)),
+                    doc=doc)
 
 
 #: Rows of a sparse X made dense at a time for a prediction.
@@ -161,43 +169,23 @@ class MLP:
     dtype = property(lambda self: self._dtype, doc="Parameter dtype (read-only; see astype).")
     layout = property(lambda self: self._layout, doc="Offsets of each layer in theta (read-only).")
 
-    @property
-    def l2(self):
-        """Weight of the penalty; may be changed between fits (checked on assignment)."""
-        return self._l2
-
-    @l2.setter
-    def l2(self, value):
-        self._l2 = checks.l2(value)
-
-    @property
-    def epochs_trained(self):
-        """Epochs completed so far (with a seed it picks each epoch's shuffle)."""
-        return self._epochs_trained
-
-    @epochs_trained.setter
-    def epochs_trained(self, value):
-        self._epochs_trained = checks.integer("epochs_trained", value, 0, MAX_COUNT)
-
-    @property
-    def epoch_steps(self):
-        """Steps done of an epoch that was interrupted (0 after a completed epoch); the next
-        ``fit`` finishes that epoch first, in the same order."""
-        return self._epoch_steps
-
-    @epoch_steps.setter
-    def epoch_steps(self, value):
-        self._epoch_steps = checks.integer("epoch_steps", value, 0, MAX_COUNT)
-
-    @property
-    def classes(self):
-        """The original class labels, sorted, when they are not ``0..K-1`` (else None):
-        ``predict`` returns them and ``score`` compares with them."""
-        return self._classes
-
-    @classes.setter
-    def classes(self, value):
-        self._classes = None if value is None else checks.classes(value, self.sizes[-1])
+    # Settable, each assignment checked:
+    l2 = checked("_l2", lambda net, value: checks.l2(value),
+                 "Weight of the penalty; may be changed between fits (checked on assignment).")
+    epochs_trained = checked("_epochs_trained",
+                             lambda net, value: checks.integer("epochs_trained", value, 0, MAX_COUNT),
+                             "Epochs completed so far (with a seed it picks each epoch's shuffle).")
+    epoch_steps = checked("_epoch_steps", lambda net, value: checks.integer("epoch_steps", value, 0, MAX_COUNT),
+                          "Steps done of an epoch that was interrupted (0 after a completed epoch); the next "
+                          "``fit`` finishes that epoch first, in the same order.")
+    classes = checked("_classes", lambda net, value: None if value is None else checks.classes(value, net.sizes[-1]),
+                      "The original class labels, sorted, when they are not ``0..K-1`` (else None): "
+                      "``predict`` returns them and ``score`` compares with them.")
+    # Views of theta, a list per kind (assigning a list assigns entry by entry):
+    weights = property(lambda net: net._weights, lambda net, arrays: net._weights.assign(arrays),
+                       doc="The weight matrices W^k (d_k x d_(k-1)), views of theta (:class:`ParameterList`).")
+    biases = property(lambda net: net._biases, lambda net, arrays: net._biases.assign(arrays),
+                      doc="The bias vectors b^k, views of theta (:class:`ParameterList`).")
 
     @contextlib.contextmanager
     def in_use(self):
@@ -260,22 +248,6 @@ class MLP:
     def _assigned(self):
         """Parameters from outside training: their history is unknown to the privacy ledger."""
         self.privacy_ledger = Ledger.unknown()
-
-    @property
-    def weights(self):
-        return self._weights
-
-    @weights.setter
-    def weights(self, arrays):
-        self._weights.assign(arrays)
-
-    @property
-    def biases(self):
-        return self._biases
-
-    @biases.setter
-    def biases(self, arrays):
-        self._biases.assign(arrays)
 
     @property
     def codes(self):

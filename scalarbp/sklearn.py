@@ -36,8 +36,9 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("scalarbp.sklearn needs scikit-learn: pip install 'scalarbp[sklearn]'") from err
 
-from . import checks, optimizers
-from .lbfgs import LBFGS
+from . import checks
+from .training import optimizers
+from .training.lbfgs import LBFGS
 from .model import MLP
 from .training import Callback, DivergedError, Snapshot
 
@@ -407,9 +408,26 @@ class _ScalarMLP(BaseEstimator):
         return model
 
 
-class ScalarMLPClassifier(ClassifierMixin, _ScalarMLP):
+class _TargetTag:
+    """The tag of the targets an estimator takes, set on scikit-learn's after its mixin's
+    (``ClassifierMixin`` makes ``classifier_tags`` anew): ``TARGET_TAG`` is the group, the
+    field, and its name before scikit-learn 1.6."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        group, field, _ = self.TARGET_TAG
+        setattr(getattr(tags, group), field, True)
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {self.TARGET_TAG[2]: True}
+
+
+class ScalarMLPClassifier(_TargetTag, ClassifierMixin, _ScalarMLP):
     """A softmax MLP classifier trained with cross-entropy; multilabel targets (an
     indicator matrix) get sigmoid outputs and binary cross-entropy, as in scikit-learn."""
+
+    TARGET_TAG = ("classifier_tags", "multi_label", "multilabel")
 
     def fit(self, X, y, sample_weight=None):
         """Train on (X, y); ``sample_weight`` weighs each sample's loss."""
@@ -497,18 +515,12 @@ class ScalarMLPClassifier(ClassifierMixin, _ScalarMLP):
         model._binarizer = est._label_binarizer if multilabel else None
         return model
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        return tags
 
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"multilabel": True}
-
-
-class ScalarMLPRegressor(RegressorMixin, _ScalarMLP):
+class ScalarMLPRegressor(_TargetTag, RegressorMixin, _ScalarMLP):
     """An MLP regressor: ``loss="squared_error"`` (an identity output, mean squared error)
     or ``loss="poisson"`` (an exp output, half the Poisson deviance), as scikit-learn's."""
+
+    TARGET_TAG = ("target_tags", "multi_output", "multioutput")
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", **parameters):
         super().__init__(hidden_layer_sizes, activation, **parameters)
@@ -560,11 +572,3 @@ class ScalarMLPRegressor(RegressorMixin, _ScalarMLP):
                                   est.n_outputs_)
         model._flat = est.n_outputs_ == 1
         return model
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"multioutput": True}

@@ -49,16 +49,16 @@ def test_an_update_that_overflows_rolls_back_to_the_last_good_step(backend, dtyp
 
 CHILD = """
 import json, sys, numpy as np, scalarbp
-from scalarbp import training
+from scalarbp.training import loop
 from scalarbp.datasets import load_digits
-training.SECONDS_PER_CALL = 0.002  # short runs of steps: the signal lands inside an epoch
+loop.SECONDS_PER_CALL = 0.002  # short runs of steps: the signal lands inside an epoch
 (X, y), _ = load_digits()
 scalarbp.MLP([64, 32, 10], seed=0).fit(X[:64], y[:64], epochs=1, batch_size=8, optimizer="adam")  # compile
 net = scalarbp.MLP([64, 32, 10], seed=0)
 print("ready", flush=True)
 try:
     net.fit(X, y, epochs=100000, batch_size=8, lr=0.001, optimizer="adam", seed=3)
-except training.TrainingInterrupted as err:
+except loop.TrainingInterrupted as err:
     net.save(sys.argv[1])
     print(json.dumps({"message": str(err), "epochs": err.history.epochs}), flush=True)
 """

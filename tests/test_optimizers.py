@@ -76,6 +76,21 @@ def test_adamw_two_steps_worked_by_hand():
     assert opt.state["m"][0] == pytest.approx(0.008, rel=1e-14)
 
 
+def test_adamw_rounds_the_decay_on_its_own_as_torchs_mul_then_addcdiv():
+    # PyTorch: theta.mul_(1 - lr wd), then theta.addcdiv_(m, denom, -lr / (1 - b1^t)): two
+    # roundings.  NumPy's element-wise operations below round each one; a compiled loop that
+    # fused the decay's product into the subtraction would differ in the last bit somewhere.
+    rng = np.random.default_rng(0)
+    theta0, g = rng.normal(size=4096), rng.normal(size=4096)
+    opt = AdamW(0.3, weight_decay=0.7)
+    theta = theta0.copy()
+    opt.step(theta, g)
+    m, v = (1 - 0.9) * g, (1 - 0.999) * g * g  # (the first step, from zero moments)
+    denom = np.sqrt(v / (1 - 0.999)) + 1e-8
+    expected = theta0 * (1 - 0.3 * 0.7) - (0.3 / (1 - 0.9)) * m / denom
+    assert np.array_equal(theta, expected)
+
+
 def test_adamw_without_weight_decay_is_adam():
     grads = np.random.default_rng(0).normal(size=(4, 6))
     theta0 = np.random.default_rng(1).normal(size=6)

@@ -33,7 +33,7 @@ import numpy as np
 from ..definitions.activations import IDENTITY, derivative, activation
 from ..definitions.layout import B_AT, W_AT
 from ..definitions.losses import SOFTMAX, output_row, outputs_row
-from ..optimizers import coefficients, rule
+from ..definitions.updates import coefficients, rule
 from . import BAD_GRADIENT, BAD_UPDATE, Backend
 from .per_example import outer_products_row
 
@@ -90,6 +90,14 @@ def _kernels(dtype):
     return _KERNELS[dtype]
 
 
+@cuda.jit(device=True)
+def entry(X, transposed, i, j, rows, cols):
+    """opX[i, j], opX = X^T if ``transposed`` else X, or 0 outside its ``rows x cols``."""
+    if i >= rows or j >= cols:
+        return 0
+    return X[j, i] if transposed else X[i, j]
+
+
 def _tile_sums(real):
     """The tiled product of the layer kernels, for values of type ``real``."""
     @cuda.jit(device=True)
@@ -115,19 +123,11 @@ def _tile_sums(real):
             for v in range(RB):
                 acc[u, v] = 0
         for r0 in range(0, R, TILE):
-            for u in range(RB):
-                if a_t:  # A is (R, P): consecutive tx read consecutive p
-                    pp, rr = tx + TILE * u, ty
-                    sA[pp, rr] = A[r0 + rr, p0 + pp] if r0 + rr < R and p0 + pp < P else 0
-                else:
-                    pp, rr = ty + TILE * u, tx
-                    sA[pp, rr] = A[p0 + pp, r0 + rr] if r0 + rr < R and p0 + pp < P else 0
-                if b_t:  # B is (Q, R): consecutive tx read consecutive r
-                    qq, rr = ty + TILE * u, tx
-                    sB[rr, qq] = B[q0 + qq, r0 + rr] if r0 + rr < R and q0 + qq < Q else 0
-                else:
-                    qq, rr = tx + TILE * u, ty
-                    sB[rr, qq] = B[r0 + rr, q0 + qq] if r0 + rr < R and q0 + qq < Q else 0
+            for u in range(RB):  # consecutive tx read consecutive addresses of A and of B
+                pp, rr = (tx + TILE * u, ty) if a_t else (ty + TILE * u, tx)
+                sA[pp, rr] = entry(A, a_t, p0 + pp, r0 + rr, P, R)
+                qq, rr = (ty + TILE * u, tx) if b_t else (tx + TILE * u, ty)
+                sB[rr, qq] = entry(B, b_t, r0 + rr, q0 + qq, R, Q)
             cuda.syncthreads()
             for k in range(TILE):
                 for u in range(RB):
@@ -147,50 +147,54 @@ def result(u, v):
             cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * v)
 
 
+@cuda.jit(device=True)
+def forward_store(s, n, i, a, b, h, code):
+    """a_ni = sum_j h_nj w_ij + b_i (``s`` is the sum), h_ni = g(a_ni)."""
+    a[n, i] = s + b[i]
+    h[n, i] = activation(code, a[n, i])
+
+
+@cuda.jit(device=True)
+def delta_store(s, n, i, below, a_below, h_below, code):
+    """delta_ni = (sum_s delta_ns w_si) g'(a_ni) (``s`` is the sum)."""
+    below[n, i] = s * derivative(code, a_below[n, i], h_below[n, i])
+
+
+@cuda.jit(device=True)
+def weight_grad_store(s, i, j, dW, W, state, l2):
+    """dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij (``s`` is the sum); a NaN or inf raises
+    the step's "bad gradient" flag, ``state[BAD_FLAG]``."""
+    dW[i, j] = s + l2 * W[i, j]
+    if not math.isfinite(dW[i, j]):
+        state[BAD_FLAG] = 1
+
+
+def _summing_kernel(real, tile_sums, a_t, b_t, store):
+    """A kernel ``(A, B, out, P, Q, x)``: the sums of opA opB (:func:`_tile_sums`, opA = A^T
+    if ``a_t``, opB = B^T if ``b_t``), RB x RB of them per thread, each handed with its row
+    and column to ``store(s, r, c, out, P, Q, x)``, which writes ``out[r, c]``."""
+    @cuda.jit
+    def kernel(A, B, out, P, Q, x):
+        acc = cuda.local.array((RB, RB), real)
+        rows, cols = out.shape
+        tile_sums(A, a_t, B, b_t, rows, cols, A.shape[0] if a_t else A.shape[1], acc)
+        for u in range(RB):
+            for v in range(RB):
+                r, c = result(u, v)
+                if r < rows and c < cols:
+                    store(acc[u, v], r, c, out, P, Q, x)
+    return kernel
+
+
 def _layer_kernels(real):
     """The forward, delta and gradient sums of one layer, for values of type ``real``:
-    ``(forward_layer, delta_layer, weight_grad, bias_grad)``."""
+    ``(forward_layer, delta_layer, weight_grad, bias_grad)``.  The first three take
+    ``(h_below, W, a, b, h, code)``, ``(delta, W, below, a_below, h_below, code)`` and
+    ``(delta, h_below, dW, W, state, l2)``."""
     tile_sums = _tile_sums(real)
-
-    @cuda.jit
-    def forward_layer(h_below, W, b, a, h, code):
-        """a_ni = sum_j h_nj w_ij + b_i, h_ni = g(a_ni): RB x RB of them per thread."""
-        acc = cuda.local.array((RB, RB), real)
-        N, d_out = a.shape
-        tile_sums(h_below, False, W, True, N, d_out, W.shape[1], acc)
-        for u in range(RB):
-            for v in range(RB):
-                n, i = result(u, v)
-                if n < N and i < d_out:
-                    a[n, i] = acc[u, v] + b[i]
-                    h[n, i] = activation(code, a[n, i])
-
-    @cuda.jit
-    def delta_layer(delta, W, a_below, h_below, code, below):
-        """delta_ni = (sum_s delta_ns w_si) g'(a_ni): RB x RB of them per thread."""
-        acc = cuda.local.array((RB, RB), real)
-        N, d_in = below.shape
-        tile_sums(delta, False, W, False, N, d_in, W.shape[0], acc)
-        for u in range(RB):
-            for v in range(RB):
-                n, i = result(u, v)
-                if n < N and i < d_in:
-                    below[n, i] = acc[u, v] * derivative(code, a_below[n, i], h_below[n, i])
-
-    @cuda.jit
-    def weight_grad(delta, h_below, W, l2, dW, state):
-        """dPhi/dw_ij = sum_n delta_ni h_nj + l2 w_ij: RB x RB weights per thread.  A thread
-        with a NaN or inf entry raises the step's "bad gradient" flag, ``state[BAD_FLAG]``."""
-        acc = cuda.local.array((RB, RB), real)
-        d_out, d_in = dW.shape
-        tile_sums(delta, True, h_below, False, d_out, d_in, delta.shape[0], acc)
-        for u in range(RB):
-            for v in range(RB):
-                i, j = result(u, v)
-                if i < d_out and j < d_in:
-                    dW[i, j] = acc[u, v] + l2 * W[i, j]
-                    if not math.isfinite(dW[i, j]):
-                        state[BAD_FLAG] = 1
+    forward_layer = _summing_kernel(real, tile_sums, False, True, forward_store)
+    delta_layer = _summing_kernel(real, tile_sums, False, False, delta_store)
+    weight_grad = _summing_kernel(real, tile_sums, True, False, weight_grad_store)
 
     @cuda.jit
     def bias_grad(delta, W, l2, db, penalty, state):
@@ -348,14 +352,14 @@ class DeviceNet:
             d_out, d_in = net.sizes[layer + 1], net.sizes[layer]
             h_below = X if layer == 0 else self.h[layer - 1][:N]
             launches.append((k.weight_grad, _grid2(d_out, d_in),
-                             (delta, h_below, self.W[layer], net.l2, self.dW[layer], state)))
+                             (delta, h_below, self.dW[layer], self.W[layer], state, net.l2)))
             launches.append((k.bias_grad, _grid1(d_out), (delta, self.W[layer], net.l2, self.db[layer],
                                                              self.penalties[at:at + d_out], state)))
             at += d_out
             if layer > 0:
                 below = self.deltas[(T - layer) % 2][:N, :d_in]
                 launches.append((k.delta_layer, _grid2(N, d_in),
-                                 (delta, self.W[layer], self.a[layer - 1][:N], h_below, codes[layer - 1], below)))
+                                 (delta, self.W[layer], below, self.a[layer - 1][:N], h_below, codes[layer - 1])))
                 delta = below
         launches.append((k.finish_step, (1, THREADS), (self.losses[:N], self.penalties, net.l2, STEP, state)))
         return launches
@@ -369,7 +373,7 @@ class DeviceNet:
             a, h = self.a[layer][:N], self.h[layer][:N]
             code = IDENTITY if codes[layer] >= SOFTMAX else codes[layer]  # (softmax and exp: the logits)
             launches.append((self.k.forward_layer, _grid2(N, a.shape[1]),
-                             (h_below, self.W[layer], self.b[layer], a, h, code)))
+                             (h_below, self.W[layer], a, self.b[layer], h, code)))
             h_below = h
         return launches
 
@@ -452,7 +456,7 @@ class Cuda(Backend):
             if layer > 0:
                 below = dev.deltas[(T_layers - layer) % 2][:N, :net.sizes[layer]]
                 launches.append((k.delta_layer, _grid2(N, net.sizes[layer]),
-                                 (delta, dev.W[layer], dev.a[layer - 1][:N], h_below, net.codes[layer - 1], below)))
+                                 (delta, dev.W[layer], below, dev.a[layer - 1][:N], h_below, net.codes[layer - 1])))
                 delta = below
         _run(launches, 0)
         if G.shape[0]:

@@ -43,7 +43,7 @@ from ..definitions.activations import IDENTITY, activation as g, derivative as g
 from ..clipping import global_factor
 from ..definitions.layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..definitions.losses import SOFTMAX, output_row, outputs_row
-from ..optimizers import coefficients, update_range
+from ..definitions.updates import coefficients, update_range
 from . import BAD_GRADIENT, BAD_UPDATE
 from ..jit import inlined, kernel, parallel_for, serial_and_parallel
 from .per_example import outer_products_row

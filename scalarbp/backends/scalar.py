@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from ..definitions.layout import UNIT_AT
-from .. import optimizers
+from ..definitions import updates
 from . import Backend, kernels
 from ..jit import start_threads
 
@@ -81,7 +81,7 @@ class Scalar(Backend):
         work = self.workspace(net, N)
         losses = np.empty(1)
         empty = np.empty(0, net.dtype)
-        rule = optimizers.Rule(0, (empty, empty, empty), np.zeros((1, optimizers.HYPER)), 0.0)
+        rule = updates.Rule(0, (empty, empty, empty), np.zeros((1, updates.HYPER)), 0.0)
         start_threads()
         kernels.variant(kernels.TRAIN_EPOCH, net)(
             net.theta, grad, net.layout.table, net.codes, net.loss_code, net.l2, X, np.empty(0, np.int64), T,

@@ -36,9 +36,9 @@ for dtype in (np.float32, np.float64):
     M, V, I, F = types.Array(real, 2, "A"), types.Array(real, 1, "A"), types.int64, types.float64
     V64, Vi = types.Array(types.float64, 1, "A"), types.Array(types.int64, 1, "A")
     signatures = {
-        "forward_layer": (M, M, V, M, M, I),
-        "delta_layer": (M, M, M, M, I, M),
-        "weight_grad": (M, M, M, F, M, V64),
+        "forward_layer": (M, M, M, V, M, I),
+        "delta_layer": (M, M, M, M, M, I),
+        "weight_grad": (M, M, M, M, V64, F),
         "bias_grad": (M, M, F, V, V64, V64),
         "output_layer": (M, M, M, I, I, real, M, V),
         "outputs": (M, M, I),
@@ -48,6 +48,6 @@ for dtype in (np.float32, np.float64):
         "outer_products": (M, M, I, I, M, V64),
     }
     for name, signature in signatures.items():
-        ptx, _ = cuda.compile_ptx(kernels[name].py_func, signature, cc=(9, 0))
+        ptx, _ = cuda.compile_ptx(getattr(kernels, name).py_func, signature, cc=(9, 0))
         assert ".entry" in ptx
         print(f"{np.dtype(dtype).name} {name} ok")

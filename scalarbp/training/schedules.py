@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from . import checks
+from .. import checks
 
 
 class Schedule:

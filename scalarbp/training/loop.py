@@ -20,11 +20,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import backends, checks, distributed, lbfgs, metrics, optimizers, persistence, plans, privacy, schedules
-from .errors import DivergedError, TrainingInterrupted  # noqa: F401  (scalarbp.training's names, as before)
-from .privacy import keyfile
-from .privacy.stepper import stepper as dp_stepper
-from .backends import BAD_UPDATE
+from .. import backends, checks, metrics, persistence, plans, privacy
+from ..errors import DivergedError, TrainingInterrupted  # noqa: F401  (scalarbp.training's names, as before)
+from ..privacy import keyfile
+from ..privacy.stepper import stepper as dp_stepper
+from ..backends import BAD_UPDATE
+from . import distributed, lbfgs, optimizers, schedules
 from .options import DEFAULT_OPTIMIZER, FitOptions, signature as options_signature
 
 

@@ -53,10 +53,10 @@ import traceback
 import numba
 import numpy as np
 
-from . import checks
-from .backends import python_steps
-from .errors import DivergedError, TrainingInterrupted
-from .plans import digest, rows_digest  # noqa: F401  (the ranks' digests; named here as before)
+from .. import checks
+from ..backends import python_steps
+from ..errors import DivergedError, TrainingInterrupted
+from ..plans import digest, rows_digest  # noqa: F401  (the ranks' digests; named here as before)
 
 #: How long a rank waits for the others to reach training (``fit`` with ``comm``) before it
 #: stops them all with the reason, instead of waiting for ever.

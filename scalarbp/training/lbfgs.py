@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checks
+from .. import checks
 
 #: Rows per evaluation block.
 BLOCK_ROWS = 4096
