@@ -444,7 +444,7 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     from .model import MLP
-    from .persistence import write_atomically
+    from .fileio import write_atomically
 
     if not args.out.endswith((".npy", ".csv")):
         raise UsageError(f"--out must end in .npy or .csv, got {args.out}")
@@ -515,8 +515,8 @@ def _figure(path):
 
 def _writable(path):
     """Refuse an output path the save would fail on, before any work: checked as the save
-    will write it, through a temporary file beside it (:func:`.persistence.check_writable`)."""
-    from .persistence import check_writable
+    will write it, through a temporary file beside it (:func:`.fileio.check_writable`)."""
+    from .fileio import check_writable
 
     try:
         check_writable(path)
@@ -719,7 +719,7 @@ def main(argv=None):
     tokens = {token.split("=")[0] for token in argv if token.startswith("-")}
     command = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
     args.given = {action.dest for action in command._actions if tokens & set(action.option_strings)}
-    from .persistence import ModelFileError
+    from .model.persistence import ModelFileError
     from .training import DivergedError
 
     try:

@@ -37,6 +37,13 @@ def make_targets(rng, loss, N, K):
     return rng.normal(size=(N, K))
 
 
+def spirals_net(**kw):
+    """A 2-32-32-3 tanh net and 300 points of three spirals."""
+    from scalarbp.datasets import make_spirals
+    X, y = make_spirals(300, n_classes=3, noise=0.05, seed=0)
+    return scalarbp.MLP([2, 32, 32, 3], hidden="tanh", seed=0, **kw), X, y
+
+
 def problem(sizes, hidden="relu", output="softmax", loss=None, N=7, seed=0, **kw):
     """A net and a batch (X, Y) for it, all from one seed."""
     net = scalarbp.MLP(sizes, hidden=hidden, output=output, loss=loss, seed=seed, **kw)

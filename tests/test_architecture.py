@@ -4,8 +4,6 @@ function is longer than a reader can hold (80 lines)."""
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "scalarbp"
 LONGEST = 80
 
@@ -78,3 +76,26 @@ def test_the_cycle_check_finds_a_function_level_cycle():
     assert cycle({"a": {"b"}, "b": set()}) is None
     source = PACKAGE / "training" / "loop.py"
     assert "scalarbp.backends" in imports("scalarbp.training.loop", source, modules())
+
+
+def longer_than(limit, known):
+    """``name: lines`` of every function (methods and nested ones included) over ``limit`` lines."""
+    found = []
+    for name, path in sorted(known.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{name}.{node.name}: {lines} lines")
+    return found
+
+
+def test_no_function_is_longer_than_a_reader_can_hold():
+    assert longer_than(LONGEST, modules()) == []
+
+
+def test_the_length_check_counts_a_function_from_def_to_its_last_line(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("def short():\n    return 1\n\n\nclass C:\n    def long(self):\n        a = 1\n\n        return a\n")
+    assert longer_than(3, {"m": source}) == ["m.long: 4 lines"]
+    assert longer_than(4, {"m": source}) == []

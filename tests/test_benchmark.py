@@ -1,7 +1,4 @@
 """The profiling-run machinery (never its timings: tests do not assert on time)."""
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from scalarbp.bench import runs as benchmark, timing

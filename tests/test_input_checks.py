@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import scalarbp
-from conftest import BACKENDS, problem
+from conftest import BACKENDS, problem, spirals_net
 from scalarbp.datasets import make_spirals
 from scalarbp.optimizers import Momentum
 
@@ -194,3 +194,18 @@ def test_score_checks_y_as_fit_does(y, error, message):
     X, _ = make_spirals(4, seed=0)
     with pytest.raises(error, match=message):
         net.score(X[:4], y)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(epochs=-1), "epochs must be an integer >= 0"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(lr=0), "lr must be a positive number"),
+    (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'"),
+    (dict(backend="gpu"), "unknown backend 'gpu'"),
+    (dict(validation_fraction=1.5), r"validation_fraction must lie in \[0, 1\)"),
+    (dict(validation_fraction=0.2, validation_data=([[0, 0]], [0])), "not both"),
+])
+def test_bad_training_options_are_refused(kwargs, message):
+    net, X, y = spirals_net()
+    with pytest.raises(ValueError, match=message):
+        net.fit(X, y, **kwargs)

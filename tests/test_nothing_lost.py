@@ -2,6 +2,7 @@
 and Ctrl-C keeps the last step with counters that describe it (resuming equals never
 stopping)."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import scalarbp
-from scalarbp.datasets import load_digits
+from scalarbp.datasets import load_digits, make_spirals
 from scalarbp.optimizers import AdamW
 from scalarbp.training import DivergedError
 
@@ -88,3 +89,17 @@ def test_ctrl_c_keeps_the_last_step_and_counters_that_describe_it(tmp_path):
     twin.fit(X, y, epochs=net.epochs_trained, batch_size=8, lr=0.001, optimizer="adam", seed=3)
     assert net.optimizer.t == twin.optimizer.t
     assert np.array_equal(net.theta, twin.theta)
+
+
+def test_ctrl_c_in_the_last_steps_of_a_fit_is_not_lost():
+    from scalarbp.training import TrainingInterrupted
+
+    class Press(scalarbp.training.Callback):
+        def on_epoch_end(self, epoch, history, net):
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C during the last epoch would
+
+    net = scalarbp.MLP([2, 3], seed=0)
+    X, y = make_spirals(20, seed=0)
+    with pytest.raises(TrainingInterrupted):
+        net.fit(X, y, epochs=1, callbacks=[Press()])
+    assert net.epochs_trained == 1 and net.epoch_steps == 0

@@ -9,7 +9,7 @@ import pytest
 import scalarbp
 from scalarbp.cli import main
 from scalarbp.datasets import make_spirals
-from scalarbp.optimizers import OPTIMIZERS, AdamW, RMSprop, make
+from scalarbp.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, RMSprop, make
 
 
 def steps(opt, theta, grads):
@@ -146,3 +146,33 @@ def test_the_estimators_take_the_new_optimizers_by_name():
         model = ScalarMLPClassifier(hidden_layer_sizes=(12,), solver=name, learning_rate_init=0.01, max_iter=100,
                                     n_iter_no_change=100, random_state=0).fit(X, y)  # (90 samples: one step an epoch)
         assert model.net_.optimizer.name == name and model.score(X, y) > 0.5
+
+
+def test_optimizers_follow_pytorchs_formulas():
+    rng = np.random.default_rng(0)
+    theta0, grads = rng.normal(size=5), rng.normal(size=(3, 5))
+    lr, mu, b1, b2, eps = 0.1, 0.9, 0.9, 0.999, 1e-8
+    expected = {"sgd": theta0.copy(), "momentum": theta0.copy(), "nesterov": theta0.copy(), "adam": theta0.copy()}
+    v = np.zeros(5)
+    m1, m2 = np.zeros(5), np.zeros(5)
+    for t, g in enumerate(grads, start=1):
+        expected["sgd"] -= lr * g
+        v = mu * v + g
+        expected["momentum"] -= lr * v
+        expected["nesterov"] -= lr * (g + mu * v)
+        m1, m2 = b1 * m1 + (1 - b1) * g, b2 * m2 + (1 - b2) * g * g
+        expected["adam"] -= lr / (1 - b1 ** t) * m1 / (np.sqrt(m2 / (1 - b2 ** t)) + eps)
+    optimizers = {"sgd": SGD(lr), "momentum": Momentum(lr, momentum=mu), "nesterov": Momentum(lr, nesterov=True),
+                  "adam": Adam(lr)}
+    for name, opt in optimizers.items():
+        theta = theta0.copy()
+        for g in grads:
+            opt.step(theta, g)
+        np.testing.assert_allclose(theta, expected[name], rtol=1e-12, err_msg=name)
+
+
+def test_bad_optimizer_hyperparameters_are_refused():
+    with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\)"):
+        Momentum(0.1, momentum=1.5)
+    with pytest.raises(ValueError, match="unknown adam option"):
+        Adam(0.1, betas=(0.9, 0.99))

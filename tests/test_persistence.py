@@ -351,7 +351,7 @@ def test_a_new_file_honours_the_umask_and_a_replaced_one_keeps_its_mode(tmp_path
 
 
 def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
-    from scalarbp.persistence import _process_id
+    from scalarbp.fileio import _process_id
     abandoned = tmp_path / ".model.npz.999999999-12345.abc123.tmp"  # no such process
     abandoned.write_bytes(b"x" * 1000)
     live = tmp_path / f".model.npz.{_process_id()}.def456.tmp"  # this process: maybe mid-save
@@ -367,7 +367,6 @@ def test_kill_9_during_a_save_leaves_the_old_file_and_a_temporary_the_next_save_
     small_net().save(path)
     before = path.read_bytes()
     code = ("import sys, numpy as np, scalarbp\n"
-            "from scalarbp import persistence\n"
             "def stall(file, **arrays):\n"
             "    file.write(b'PK partial'); file.flush(); print('writing', flush=True); import time; time.sleep(60)\n"
             "np.savez = stall\n"

@@ -310,16 +310,16 @@ def test_a_stateful_schedule_is_part_of_the_state_so_a_fresh_count_draws_a_fresh
 
 
 def test_a_key_file_that_cannot_be_written_warns_and_loses_no_training(digits, monkeypatch, tmp_path):
-    from scalarbp import persistence
+    from scalarbp import fileio
 
-    write, calls = persistence.write_atomically, []
+    write, calls = fileio.write_atomically, []
 
     def failing(path, *args, **kw):
         calls.append(path)
         if len(calls) >= 2:
             raise OSError(28, "No space left on device")
         return write(path, *args, **kw)
-    monkeypatch.setattr(persistence, "write_atomically", failing)
+    monkeypatch.setattr(fileio, "write_atomically", failing)
     net = scalarbp.MLP([64, 16, 10], seed=1)
     with pytest.warns(keyfile.KeyFileWarning, match="cannot keep the run's key"):
         history = net.fit(*digits, epochs=3, dp_key_file=tmp_path / "m.dpkey", **DP)

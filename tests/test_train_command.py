@@ -222,20 +222,6 @@ def test_ctrl_c_or_sigterm_saves_the_trained_model_and_exits_as_a_signal(tmp_pat
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
-def test_ctrl_c_in_the_last_steps_of_a_fit_is_not_lost():
-    from scalarbp.training import TrainingInterrupted
-
-    class Press(scalarbp.training.Callback):
-        def on_epoch_end(self, epoch, history, net):
-            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C during the last epoch would
-
-    net = scalarbp.MLP([2, 3], seed=0)
-    X, y = datasets.make_spirals(20, seed=0)
-    with pytest.raises(TrainingInterrupted):
-        net.fit(X, y, epochs=1, callbacks=[Press()])
-    assert net.epochs_trained == 1 and net.epoch_steps == 0
-
-
 def test_the_train_command_encodes_the_labels_that_occur(tmp_path, capsys):
     from scalarbp.cli import main
     X, y = make_blobs(300, n_features=4, centers=3, seed=0)

@@ -8,6 +8,7 @@ from scalarbp.backends import BACKENDS
 from scalarbp.datasets import make_blobs, make_spirals
 from scalarbp.schedules import Cosine, ReduceOnPlateau, StepDecay
 from scalarbp.training import Callback
+from conftest import spirals_net
 
 
 def problem(dtype="float64"):
@@ -216,3 +217,25 @@ def test_fit_takes_its_options_by_position_as_before_and_names_an_unknown_one():
         net.fit(X, y, epoch=2)
     with pytest.raises(TypeError, match="multiple values"):
         net.fit(X, y, 2, epochs=2)
+
+
+def test_history_records_every_epoch_with_validation_scores():
+    net, X, y = spirals_net()
+    history = net.fit(X, y, epochs=4, validation_data=(X[:50], y[:50]), seed=0)
+    assert history.epochs == 4 and len(history.val_loss) == 4 and len(history.seconds) == 4
+    assert history.val_accuracy == history.val_score
+    assert all(0 <= a <= 1 for a in history.val_accuracy)
+    assert all(s > 0 for s in history.seconds)
+    assert net.epochs_trained == 4
+
+
+def test_regression_history_reports_r2():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=200)
+    net = scalarbp.MLP([3, 16, 1], hidden="tanh", output="identity", seed=0)
+    history = net.fit(X, y, epochs=60, lr=0.01, optimizer="adam", seed=0, validation_fraction=0.25)
+    assert history.score_name == "r2" and history.val_accuracy == []
+    assert history.val_score[-1] > 0.9
+    assert net.score(X, y) > 0.9
+    assert net.predict(X).shape == (200,)

@@ -16,7 +16,7 @@ import importlib
 import numpy as np
 
 from ..checks import choice
-from ..clipping import clip_norm
+from ..definitions.clipping import clip_norm
 from ..errors import BAD_GRADIENT, BAD_UPDATE  # (why a stepper stopped early: Backend.stepper)
 
 #: The backends that run on the CPU, always available.

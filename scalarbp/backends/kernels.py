@@ -40,7 +40,7 @@ import numpy as np
 from numba import prange
 
 from ..definitions.activations import IDENTITY, activation as g, derivative as g_prime
-from ..clipping import global_factor
+from ..definitions.clipping import global_factor
 from ..definitions.layout import B_AT, D_IN, D_OUT, UNIT_AT, W_AT
 from ..definitions.losses import SOFTMAX, output_row, outputs_row
 from ..definitions.updates import coefficients, update_range

@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from ..persistence import npy_header
+from ..fileio import npy_header
 
 
 class DataError(ValueError):

@@ -7,7 +7,7 @@ A step of DP-SGD (Abadi et al. 2016; the same update as Opacus'):
    probability ``q = batch_size / N`` (what the privacy analysis assumes); with
    ``"shuffle"``, the fixed-size shuffled batches of ordinary training, which the
    analysis does not cover (the ledger then says epsilon is inf);
-2. ``sum_n c_n g_n`` with ``c_n`` = :func:`scalarbp.clipping.clip_factor`: every
+2. ``sum_n c_n g_n`` with ``c_n`` = :func:`scalarbp.definitions.clipping.clip_factor`: every
    sample's gradient clipped to norm C (its delta rows scaled before the weight sums),
    a sample whose gradient norm is not finite left out;
 3. plus Gaussian noise ``N(0, sigma^2 C^2)`` on every parameter (:mod:`.sampler`:

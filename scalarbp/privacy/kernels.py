@@ -17,7 +17,7 @@ from numba import prange
 from ..backends import BAD_GRADIENT, BAD_UPDATE
 from ..backends.kernels import (columns, layer, parameters, sample_norm, samples_pass, transpose_all, units_pass,
                                 update_pass)
-from ..clipping import clip_factor
+from ..definitions.clipping import clip_factor
 from ..jit import inlined, serial_and_parallel
 from .sampler import add_noise
 

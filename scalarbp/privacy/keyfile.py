@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from .. import persistence, plans
+from .. import fileio, plans
 
 FORMAT = "scalarbp DP-SGD key file"
 VERSION = 1
@@ -57,7 +57,7 @@ def move(source, target):
     if other is not None and other["key"] != record["key"]:
         raise KeyFileError(f"{target}: holds the key of another unfinished run; remove it, or save elsewhere")
     text = json.dumps(record).encode()  # (the checked record: the file is not read twice)
-    persistence.write_atomically(target, lambda file: file.write(text), mode=0o600)
+    fileio.write_atomically(target, lambda file: file.write(text), mode=0o600)
     os.unlink(source)
 
 
@@ -76,7 +76,7 @@ class Keeper:
     def __init__(self, path, plan, schedule):
         self.path, self.plan, self.states = os.fspath(path), plans.fingerprint(plan), []
         self.schedule = schedule  # (its counts are part of each state: a fresh one is not the run's)
-        persistence.check_writable(self.path)
+        fileio.check_writable(self.path)
         self.record = _read(self.path)
 
     def resume(self, net):
@@ -126,7 +126,7 @@ class Keeper:
             self.states = self.states[len(self.states) // 2:]
             return self.mark(net)
         try:
-            persistence.write_atomically(self.path, lambda file: file.write(text), mode=0o600)
+            fileio.write_atomically(self.path, lambda file: file.write(text), mode=0o600)
         except OSError as err:
             if not getattr(self, "unwritable", False):
                 warnings.warn(f"{self.path}: cannot keep the run's key ({err.strerror or err}); training goes on, "

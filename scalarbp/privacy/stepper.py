@@ -12,7 +12,7 @@ import numpy as np
 from ..backends import python_steps
 from ..backends import kernels as engine_kernels
 from ..backends.scalar import BACKEND as SCALAR
-from ..clipping import clip_factors
+from ..definitions.clipping import clip_factors
 from ..jit import start_threads
 from . import batches
 from .kernels import CLIPPED_GRAD, PRIVATE_STEPS
@@ -21,7 +21,7 @@ from .sampler import add_noise
 
 def clipped_grad(engine, net, X, T, clip, grad):
     """``sum_n c_n g_n`` into ``grad`` (g_n: sample n's loss gradient, no penalty; c_n from
-    :func:`scalarbp.clipping.clip_factor`); returns ``(sum of losses, norms)``.  On the
+    :func:`scalarbp.definitions.clipping.clip_factor`); returns ``(sum of losses, norms)``.  On the
     scalar backend, compiled with no per-example gradient held; on another, the clipped
     sum of its per-example gradients (``N x P`` memory)."""
     if engine is SCALAR:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .. import backends, checks, metrics, persistence, plans, privacy
+from .. import backends, checks, fileio, metrics, plans, privacy
 from ..errors import DivergedError, TrainingInterrupted  # noqa: F401  (scalarbp.training's names, as before)
 from ..privacy import keyfile
 from ..privacy.stepper import stepper as dp_stepper
@@ -127,7 +127,7 @@ class History:
         columns = self.columns()
         rows = np.column_stack([np.asarray(values, np.float64) for values in columns.values()]) if columns else \
             np.empty((0, 0))
-        persistence.write_atomically(path, lambda file: np.savetxt(file, rows, delimiter=",", fmt="%.10g",
+        fileio.write_atomically(path, lambda file: np.savetxt(file, rows, delimiter=",", fmt="%.10g",
                                                                    header=",".join(columns), comments=""))
 
     def plot(self, path=None):
@@ -170,7 +170,7 @@ class Checkpoint(Callback):
 
     def __init__(self, path, every=1, verbose=False):
         self.path, self.every, self.verbose = path, checks.integer("every", every, 1), verbose
-        persistence.check_writable(path)  # (now, not after the first epoch: an OSError naming the problem)
+        fileio.check_writable(path)  # (now, not after the first epoch: an OSError naming the problem)
 
     def on_epoch_end(self, epoch, history, net):
         if (epoch + 1) % self.every == 0 and history.rank == 0:

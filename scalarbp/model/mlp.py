@@ -6,13 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import backends, checks, metrics, persistence, training
-from .training import optimizers, options
-from .datasets import Standardizer
-from .definitions.activations import ACTIVATIONS, RELU_LIKE
-from .definitions.layout import Layout
-from .privacy import Ledger
-from .definitions.losses import LOSSES, output_code
+from .. import backends, checks, metrics, training
+from ..datasets import Standardizer
+from ..definitions.activations import ACTIVATIONS, RELU_LIKE
+from ..definitions.layout import Layout
+from ..definitions.losses import LOSSES, output_code
+from ..privacy import Ledger
+from ..training import optimizers, options
+from . import persistence
 
 #: The largest epoch or step count a model carries (exact in a float64, and in JSON).
 MAX_COUNT = 2 ** 53

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba.extending import register_jitable
 
-from .jit import inlined
+from ..jit import inlined
 
 
 @register_jitable
