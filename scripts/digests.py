@@ -8,12 +8,13 @@ results)::
     diff before.txt after.txt
 
 Each line is a case and the first 16 hex digits of the SHA-256 of its arrays' bytes.  The
-cases cover every backend, activation, output and loss, optimiser, schedule, sample and
-class weights, validation and early stopping, DP-SGD (on the compiled and the Python
-stepper), L-BFGS, the estimators and the ``train`` command; ``--cuda`` adds the CUDA
-backend in Numba's simulator (slow; a child process, as the simulator must be switched on
-before Numba is imported).  Digests are of one machine's arithmetic: compare them on the
-same machine and thread count, never across machines.
+cases cover every backend, activation, output and loss, the penalty at a weight that
+shows its last bit in J, optimiser, schedule, sample and class weights, validation and
+early stopping, DP-SGD (on the compiled and the Python stepper), L-BFGS, the estimators
+and the ``train`` command; ``--cuda`` adds the CUDA backend in Numba's simulator (slow; a
+child process, as the simulator must be switched on before Numba is imported).  Digests
+are of one machine's arithmetic: compare them on the same machine and thread count, never
+across machines.
 
 The cases run in a child process once Numba's cache holds every kernel (a first child
 fills it): a kernel compiled in the running process and the same kernel loaded from the
@@ -74,6 +75,18 @@ def passes(backend, dtype="float64"):
             losses, G = net.per_example_grads(X, y, backend=backend, flat=True)
             yield f"passes/{backend}/{dtype}/{hidden}/{output}/{loss}", digest(
                 net.forward(X, backend=backend), np.float64(J), *dW, *db, losses, G)
+
+
+def penalties():
+    """J with a penalty large enough that its last bit reaches J's (at l2 = 0.01 the penalty's
+    rounding falls below J's last place), on every CPU backend, for nets of 8 seeds."""
+    X = np.random.default_rng(6).normal(size=(40, 4))
+    y = np.random.default_rng(7).integers(0, 3, 40)
+    for backend in ("scalar", "literal", "row", "column"):
+        for sizes in ([4, 7, 5, 3], [4, 64, 48, 3]):
+            J = [net.loss_and_grad(X, y, backend=backend)[0]
+                 for net in (scalarbp.MLP(sizes, hidden="tanh", l2=40.0, seed=seed) for seed in range(8))]
+            yield f"penalty/{backend}/{'-'.join(map(str, sizes))}", digest(np.array(J, np.float64))
 
 
 def trained(name, backend="scalar", make=problem, **fit):
@@ -174,7 +187,7 @@ def main():
         warnings.simplefilter("ignore")  # (the estimators' convergence warnings: a digest is the output)
         cases = cuda_cases() if args.child == "cuda" else (
             case for group in ([passes(b) for b in ("scalar", "literal", "row", "column")]
-                               + [passes("scalar", "float32"), fits(), estimators(), train_command()])
+                               + [penalties(), passes("scalar", "float32"), fits(), estimators(), train_command()])
             for case in group)
         for name, value in cases:
             print(f"{name} {value}", flush=True)
