@@ -9,10 +9,10 @@ from .model import MLP, persistence
 from .training import distributed, lbfgs, optimizers, options, schedules
 
 #: Modules that moved into folders, importable at their old names too (``scalarbp.timing``).
-MOVED = {"activations": activations, "clipping": clipping, "losses": losses, "layout": layout, "timing": timing, "compare": compare,
-         "explain": explain, "gradcheck": _gradcheck, "notation": notation, "optimizers": optimizers,
-         "options": options, "schedules": schedules, "distributed": distributed, "lbfgs": lbfgs,
-         "persistence": persistence}
+MOVED = {"activations": activations, "clipping": clipping, "losses": losses, "layout": layout,
+         "timing": timing, "compare": compare, "explain": explain, "gradcheck": _gradcheck, "notation": notation,
+         "optimizers": optimizers, "options": options, "schedules": schedules, "distributed": distributed,
+         "lbfgs": lbfgs, "persistence": persistence}
 for _name, _module in MOVED.items():
     sys.modules[f"{__name__}.{_name}"] = _module
 

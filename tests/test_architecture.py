@@ -96,6 +96,7 @@ def test_no_function_is_longer_than_a_reader_can_hold():
 
 def test_the_length_check_counts_a_function_from_def_to_its_last_line(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("def short():\n    return 1\n\n\nclass C:\n    def long(self):\n        a = 1\n\n        return a\n")
+    source.write_text("def short():\n    return 1\n\n\n"
+                      "class C:\n    def long(self):\n        a = 1\n\n        return a\n")
     assert longer_than(3, {"m": source}) == ["m.long: 4 lines"]
     assert longer_than(4, {"m": source}) == []

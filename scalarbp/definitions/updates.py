@@ -82,6 +82,8 @@ def rule(code, theta, g, s0, s1, s2, m, c):
         first = c.beta1 * first + c.one_minus_beta1 * gm
         second = c.beta2 * second + c.one_minus_beta2 * gm * gm
         s0[m], s1[m] = first, second
+        # (With ``code`` a constant, LLVM may fuse this product into the subtraction below,
+        # one rounding where PyTorch rounds twice: update_range decays in a loop of its own.)
         decayed = theta[m] * c.decay if code == ADAMW_RULE else theta[m]
         theta[m] = decayed - c.rate * first / (math.sqrt(second / c.bias2) + c.eps)
     else:  # rmsprop; s0: square average, s1: momentum buffer, s2: mean gradient (centered)
