@@ -27,12 +27,14 @@ pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install
 
 
 def mpiexec(ranks, case, folder, timeout=300):
-    """``(exit code, the JSON object of every rank that finished, stderr)``."""
+    """``(exit code, the JSON object of every rank that finished, stderr)``: mpiexec's own
+    stderr, then each rank's, one after the other (the runner gives each rank a file)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(RUN), case, str(folder)], env=env,
                          capture_output=True, text=True, timeout=timeout)
     outputs = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("rank*.json"))]
-    return run.returncode, outputs, run.stderr
+    ranks_err = [path.read_text() for path in sorted(Path(folder).glob("rank*.err"))]
+    return run.returncode, outputs, "".join([run.stderr, *ranks_err])
 
 
 def test_weights_are_the_same_bits_on_1_2_and_4_ranks_and_rank_0_alone_checkpoints(tmp_path):

@@ -1,5 +1,7 @@
 """Run under ``mpiexec -n R`` by ``tests/test_mpi.py``: one data-parallel fit, then one
-JSON file per rank, ``DIR/rank<r>.json`` (``argv[2]`` is DIR).  ``argv[1]`` picks the case:
+JSON file per rank, ``DIR/rank<r>.json`` (``argv[2]`` is DIR), and each rank's stderr in
+``DIR/rank<r>.err``: ranks writing to one pipe interleave their tracebacks mid-line.
+``argv[1]`` picks the case:
 
 * ``train``: a float64 and a float32 fit (Adam, L2, clipping, sample weights, a last
   minibatch of another size, shuffling), X read from a memmap; rank 0 checkpoints into DIR.
@@ -31,6 +33,7 @@ from scalarbp.training import Callback, Checkpoint, TrainingInterrupted
 comm = MPI.COMM_WORLD
 rank = comm.Get_rank()
 case, folder = sys.argv[1:3]
+os.dup2(os.open(f"{folder}/rank{rank}.err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), sys.stderr.fileno())
 rng = np.random.default_rng(0)
 N = 203  # not a multiple of the batch: the last minibatch is smaller
 X = rng.normal(size=(N, 6))
