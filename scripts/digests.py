@@ -17,9 +17,9 @@ are of one machine's arithmetic: compare them on the same machine and thread cou
 across machines.
 
 The cases run in a child process once Numba's cache holds every kernel (a first child
-fills it): a kernel compiled in the running process and the same kernel loaded from the
-cache can round a fused multiply-add differently (one ulp of a tanh output's gradient,
-seen on Zen 4), so only cached code is compared.
+fills it), the state of every run but an install's first.  Before ``jit/linking.py`` a
+kernel compiled in the running process and the same kernel loaded from the cache could
+round a fused multiply-add differently; they now give the same lines.
 """
 import argparse
 import contextlib

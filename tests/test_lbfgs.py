@@ -112,7 +112,7 @@ def test_an_error_inside_lbfgs_leaves_the_last_iteration_counted(digits, monkeyp
     neither the epochs nor the privacy ledger counted the iterations taken."""
     X, y = digits[0], digits[1]
     net = scalarbp.MLP([64, 8, 10], seed=0)
-    calls, losses = [], []
+    calls = []
     engine = type(scalarbp.backends.get("scalar"))
     loss_and_grad = engine.loss_and_grad
 

@@ -13,6 +13,8 @@ decided once.
   process of an install compiles; :mod:`.cache` makes that cache safe for many processes
   at once (a search's workers, MPI ranks), checks it, heals it, and does without it where
   it cannot be written.
+* Each compiled function calls its own copies of its callees (:mod:`.linking`), so the
+  first run of an install computes what every later run loads from the cache.
 
 Every compiled function of the package is made by :func:`compiled`.
 """
@@ -23,7 +25,10 @@ import types
 import numba
 from numba import njit
 
+from . import linking
 from .cache import attach
+
+linking.install()
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 OPTIONS = dict(cache=True, fastmath=FASTMATH, error_model="numpy")

@@ -24,7 +24,6 @@ file.
 """
 import json
 import os
-import re
 import tokenize
 import zipfile
 import zlib
