@@ -13,7 +13,7 @@ each case beside a competing 2-thread PyTorch job against its quiet one-thread t
 ``--memory``
 measures each case's peak RSS in a fresh process; ``--compile`` times a new process's first fit and predict
 with an empty and a warm Numba cache, and lists what each compiled (alone, unless
-``--cases`` names cases to time as well).
+``--cases`` names cases to time as well; ``--compile float64`` in one dtype only).
 
 Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this command only, or NumPy's BLAS (the
 peak and the row backend) runs a slower kernel; the script says which kernel it got.
@@ -45,8 +45,9 @@ def parser():
                         help="skip scikit-learn and the NumPy row backend (PyTorch and the BLAS floor only)")
     parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
     parser.add_argument("--memory", action="store_true", help="RSS of each case's epoch in a fresh process")
-    parser.add_argument("--compile", action="store_true",
-                        help="cold and warm start-up times and compiled signatures (alone unless --cases is given)")
+    parser.add_argument("--compile", nargs="*", choices=["float32", "float64"], metavar="DTYPE",
+                        help="cold and warm start-up times and compiled signatures, in these dtypes (default: "
+                             "both; alone unless --cases is given)")
     parser.add_argument("--busy", action="store_true",
                         help="each case's epoch beside a competing 2-thread PyTorch job (mean of 8), against its "
                              "quiet one-thread time")
@@ -65,9 +66,9 @@ def main(argv=None):
 
     if args.dp:
         return dp_report(args)
-    if args.compile and not args.cases:  # the start-up table alone (CI prints it)
+    if args.compile is not None and not args.cases:  # the start-up table alone (CI prints it)
         print(f"machine: {timing.machine()}")
-        results = benchmark.compile_times()
+        results = benchmark.compile_times(dtypes=compile_dtypes(args))
         print_compile_times(results)
         if args.json:
             with open(args.json, "w") as f:
@@ -165,9 +166,14 @@ def extra_tables(args, report, results):
             quiet, busy = timing.busy_ratios(case)
             report["busy"][case.name] = {"quiet_one_thread": quiet, "busy": busy}
             print(f"| {case.name} | {quiet:.4f} | {busy:.4f} | {busy / quiet:.2f} | ≤ 1.3 |", flush=True)
-    if args.compile:
-        report["compile_seconds"] = benchmark.compile_times()
+    if args.compile is not None:
+        report["compile_seconds"] = benchmark.compile_times(dtypes=compile_dtypes(args))
         print_compile_times(report["compile_seconds"])
+
+
+def compile_dtypes(args):
+    """The dtypes ``--compile`` names, or both."""
+    return args.compile or ("float32", "float64")
 
 
 def print_compile_times(results):

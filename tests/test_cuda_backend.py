@@ -29,7 +29,10 @@ def child_env(simulator):
     """The environment of a child Python: this checkout importable, the simulator on or off."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     if simulator:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
+        # One CPU thread: the simulator runs each CUDA thread as a Python thread and polls
+        # them, and the scalar backend's OpenMP workers spinning after each parallel loop
+        # took the cores from it (its DP-SGD runs: 45 s on two threads, 2.5 s on one).
+        env["NUMBA_ENABLE_CUDASIM"], env["NUMBA_NUM_THREADS"] = "1", "1"
     env["PYTHONPATH"] = os.pathsep.join([str(RUN.parents[1]), env.get("PYTHONPATH", "")])
     return env
 

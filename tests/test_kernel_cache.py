@@ -49,7 +49,7 @@ def test_an_epoch_loop_compiled_from_cached_kernels_loads_from_the_cache(tmp_pat
 
 
 # J and the gradient of a net whose loss multiplies a target by an output's logit (where
-# LLVM may fuse a multiply and an add), on both compiled backends, as bits.
+# LLVM may fuse a multiply and an add), on the scalar backend, as bits.
 LOSS_BITS = """
 import hashlib
 import numpy as np
@@ -59,9 +59,8 @@ X = rng.normal(size=(40, 4))
 for output, loss, y in [("exp", "poisson", rng.uniform(0, 3, (40, 3))),
                         ("sigmoid", "binary_cross_entropy", rng.random((40, 3)))]:
     net = MLP([4, 7, 5, 3], hidden="relu", output=output, loss=loss, seed=0)
-    for backend in ("scalar", "literal"):
-        J, dW, db = net.loss_and_grad(X, y, backend=backend)
-        print(loss, backend, float(J).hex(), hashlib.sha256(b"".join(g.tobytes() for g in (*dW, *db))).hexdigest())
+    J, dW, db = net.loss_and_grad(X, y, backend="scalar")
+    print(loss, float(J).hex(), hashlib.sha256(b"".join(g.tobytes() for g in (*dW, *db))).hexdigest())
 """
 
 
@@ -74,7 +73,7 @@ def test_the_process_that_compiles_computes_the_bits_that_later_processes_load_f
     first, later = [subprocess.run([sys.executable, "-c", LOSS_BITS], env=env, capture_output=True, text=True,
                                    timeout=300) for _ in range(2)]
     assert first.returncode == 0 and later.returncode == 0, (first.stderr + later.stderr)[-2000:]
-    assert len(first.stdout.splitlines()) == 4
+    assert len(first.stdout.splitlines()) == 2
     assert first.stdout == later.stdout
 
 
