@@ -45,7 +45,7 @@ def parser():
                         help="skip scikit-learn and the NumPy row backend (PyTorch and the BLAS floor only)")
     parser.add_argument("--phases", action="store_true", help="forward / backward / update breakdown")
     parser.add_argument("--memory", action="store_true", help="RSS of each case's epoch in a fresh process")
-    parser.add_argument("--compile", nargs="*", choices=["float32", "float64"], metavar="DTYPE",
+    parser.add_argument("--compile", nargs="*", choices=benchmark.COMPILE_DTYPES, metavar="DTYPE",
                         help="cold and warm start-up times and compiled signatures, in these dtypes (default: "
                              "both; alone unless --cases is given)")
     parser.add_argument("--busy", action="store_true",
@@ -63,12 +63,14 @@ def main(argv=None):
     args = command.parse_args(argv)
     if args.repeats < 1:
         command.error(f"--repeats must be at least 1 (epochs timed per implementation), got {args.repeats}")
+    if args.compile == []:  # --compile alone: every dtype
+        args.compile = benchmark.COMPILE_DTYPES
 
     if args.dp:
         return dp_report(args)
     if args.compile is not None and not args.cases:  # the start-up table alone (CI prints it)
         print(f"machine: {timing.machine()}")
-        results = benchmark.compile_times(dtypes=compile_dtypes(args))
+        results = benchmark.compile_times(dtypes=args.compile)
         print_compile_times(results)
         if args.json:
             with open(args.json, "w") as f:
@@ -167,13 +169,8 @@ def extra_tables(args, report, results):
             report["busy"][case.name] = {"quiet_one_thread": quiet, "busy": busy}
             print(f"| {case.name} | {quiet:.4f} | {busy:.4f} | {busy / quiet:.2f} | ≤ 1.3 |", flush=True)
     if args.compile is not None:
-        report["compile_seconds"] = benchmark.compile_times(dtypes=compile_dtypes(args))
+        report["compile_seconds"] = benchmark.compile_times(dtypes=args.compile)
         print_compile_times(report["compile_seconds"])
-
-
-def compile_dtypes(args):
-    """The dtypes ``--compile`` names, or both."""
-    return args.compile or ("float32", "float64")
 
 
 def print_compile_times(results):

@@ -126,6 +126,7 @@ def expected_memory(case):
 #: The start-up cases: the default model (``scalarbp train``: 64-128-10 on the digits, the
 #: serial engine) and the mnist shape (the parallel engine), each in float32 and float64.
 COMPILE_CASES = [Case("default", (64, 128, 10), 1437, 32), Case("mnist", (784, 256, 128, 10), 1024, 64)]
+COMPILE_DTYPES = ("float32", "float64")
 
 #: A new process's first fit (with a validation split, as ``scalarbp train`` has) and
 #: first predict, timed apart, and the signatures each compiled function then holds.
@@ -152,7 +153,7 @@ print(json.dumps({"import": t1 - t0, "fit": t2 - t1, "predict": t3 - t2, "total"
 """
 
 
-def compile_times(cases=COMPILE_CASES, dtypes=("float32", "float64")):
+def compile_times(cases=COMPILE_CASES, dtypes=COMPILE_DTYPES):
     """Per case and dtype, a new process's import, first fit and first predict in seconds,
     with an empty Numba cache (cold: compiling) and again with the cache it left (warm),
     and the compiled signatures per function (the entry points and what links into them)."""

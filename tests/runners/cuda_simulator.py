@@ -97,9 +97,9 @@ except DivergedError as err:
     twin.fit(X, y, epochs=net.epochs_trained, batch_size=16, lr=0.2, optimizer="sgd", seed=0, backend="cuda")
     results["diverged"] = {"message": str(err), "finite": bool(np.isfinite(net.theta).all()),
                            "same_as_twin": bool(np.array_equal(net.theta, twin.theta))}
-# An update that overflows (AdamW's decay factor 1 - 1e-3 * 1e5 = -99 multiplies the
-# weights by -99 a step, past float32's range at epoch 2, step 5; X = 0 keeps the loss
-# and gradient finite): rolled back to the last good step, as on the CPU.
+# An update that overflows (AdamW's decay factor 1 - 1e-3 * 1e5 = -99 a step takes the
+# weights past float32's range at epoch 2, step 5; X = 0 keeps the loss and gradient
+# finite): rolled back to the last good step, as on the CPU.
 X, y = np.zeros((60, 3)), np.random.default_rng(0).integers(0, 3, 60)
 finals = {}
 for backend in ("cuda", "scalar"):
